@@ -1,0 +1,29 @@
+"""Shared test setup: strict rank promotion, highest matmul precision, fixed keys."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_default_matmul_precision", "highest")
+
+settings.register_profile(
+    "ci", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("long", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("TLEAN_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def key():
+    """A fixed key: tlean promises determinism, so tests use it."""
+    return jax.random.key(0)
+
+
+@pytest.fixture
+def rng():
+    """A fixed NumPy generator for test inputs."""
+    return np.random.default_rng(0)

@@ -1,0 +1,36 @@
+"""Pure layers: frozen dataclasses with ``init(key) -> (params, state)`` and
+``apply(params, state, x, *, key=None, train=False) -> (y, state)``.
+
+Parameter-free layers are also plain values (``relu``, ``flatten``, ...).
+"""
+
+from tlean._core import Layer as Layer
+from tlean._core import Seq as Seq
+from tlean._core import seq as seq
+from tlean.layers._activation import GELU as GELU
+from tlean.layers._activation import Identity as Identity
+from tlean.layers._activation import ReLU as ReLU
+from tlean.layers._activation import SiLU as SiLU
+from tlean.layers._activation import Sigmoid as Sigmoid
+from tlean.layers._activation import Softmax as Softmax
+from tlean.layers._activation import Tanh as Tanh
+from tlean.layers._activation import gelu as gelu
+from tlean.layers._activation import identity as identity
+from tlean.layers._activation import relu as relu
+from tlean.layers._activation import sigmoid as sigmoid
+from tlean.layers._activation import silu as silu
+from tlean.layers._activation import softmax as softmax
+from tlean.layers._activation import tanh as tanh
+from tlean.layers._dropout import Dropout as Dropout
+from tlean.layers._linear import Linear as Linear
+from tlean.layers._linear import LinearVec as LinearVec
+from tlean.layers._linear import linear_vec as linear_vec
+from tlean.layers._shape import Flatten as Flatten
+from tlean.layers._shape import Lambda as Lambda
+from tlean.layers._shape import Mean as Mean
+from tlean.layers._shape import Select as Select
+from tlean.layers._shape import Sum as Sum
+from tlean.layers._shape import flatten as flatten
+from tlean.layers._shape import flatten_batch as flatten_batch
+
+__all__ = sorted(name for name in dir() if not name.startswith("_"))

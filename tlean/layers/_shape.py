@@ -1,0 +1,107 @@
+"""Reshaping and reducing layers, and ``Lambda`` for glue: all parameter-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax.numpy as jnp
+
+from tlean._core import Layer, ShapeError
+
+
+def _axis(layer: Layer, dim: int, ndim: int, what: str = "dim") -> int:
+    """``dim`` as a non-negative axis of a rank-``ndim`` input, or a ShapeError."""
+    if not -ndim <= dim < ndim:
+        raise ShapeError(layer, f"an input with axis {what}={dim}", f"rank {ndim}")
+    return dim % ndim
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """Merge axes ``start_dim .. end_dim`` into one, as ``torch.flatten``.
+
+    PyTorch analogue: ``torch.nn.Flatten(start_dim=1, end_dim=-1)``, with the same
+    defaults (keeps the batch axis). ``flatten`` (``start_dim=0``) turns a single CHW
+    example into a vector, TorchLean's form; ``flatten_batch`` is ``Flatten(1)``.
+    """
+
+    start_dim: int = 1
+    end_dim: int = -1
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        x = jnp.asarray(x)
+        ndim = max(x.ndim, 1)
+        start, end = _axis(self, self.start_dim, ndim, "start_dim"), _axis(self, self.end_dim, ndim, "end_dim")
+        if start > end:
+            raise ShapeError(self, f"start_dim <= end_dim on a rank-{ndim} input", f"axes {start} > {end}")
+        shape = jnp.shape(x) or (1,)
+        return x.reshape(shape[:start] + (-1,) + shape[end + 1:]), state
+
+
+@dataclass(frozen=True)
+class Sum(Layer):
+    """Sum over ``dim`` (all axes when ``None``). PyTorch analogue: ``torch.sum(x, dim, keepdim)``."""
+
+    dim: int | None = None
+    keepdim: bool = False
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        x = jnp.asarray(x)
+        axis = None if self.dim is None else _axis(self, self.dim, x.ndim)
+        return jnp.sum(x, axis=axis, keepdims=self.keepdim), state
+
+
+@dataclass(frozen=True)
+class Mean(Layer):
+    """Mean over ``dim``, e.g. pooling a ``(batch, seq, dim)`` sequence with ``Mean(1)``. ``torch.mean``."""
+
+    dim: int
+    keepdim: bool = False
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        x = jnp.asarray(x)
+        return jnp.mean(x, axis=_axis(self, self.dim, x.ndim), keepdims=self.keepdim), state
+
+
+@dataclass(frozen=True)
+class Select(Layer):
+    """Take position ``index`` along ``dim``, e.g. the last step of a sequence with ``Select(-1, 1)``.
+
+    Equivalent to ``torch.select(x, dim, index)``; an index out of range is a ShapeError,
+    never clamped.
+    """
+
+    index: int
+    dim: int = 0
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        x = jnp.asarray(x)
+        axis = _axis(self, self.dim, x.ndim)
+        n = x.shape[axis]
+        if not -n <= self.index < n:
+            raise ShapeError(self, f"axis {axis} longer than index {self.index}", x.shape)
+        return jnp.take(x, self.index % n, axis=axis), state
+
+
+@dataclass(frozen=True)
+class Lambda(Layer):
+    """A pure function ``fn(x)`` as a parameter-free layer, for glue between layers.
+
+    ``fn`` must be hashable and compare equal across calls: use a module-level function
+    such as ``jnp.tanh``. A fresh closure (``Lambda(lambda x: ...)`` inside a training
+    step) is a new config each call and makes a jitted step retrace every call.
+    """
+
+    fn: Callable
+
+    def __post_init__(self):
+        if not callable(self.fn):
+            raise TypeError(f"Lambda: fn must be callable, got {type(self.fn).__name__}")
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        return self.fn(x), state
+
+
+flatten = Flatten(start_dim=0)
+flatten_batch = Flatten(start_dim=1)

@@ -1,0 +1,68 @@
+"""Private helpers shared by the layer families: config normalisation and input checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from tlean._core import ShapeError
+
+
+def set_field(layer: Any, name: str, value: Any) -> None:
+    """Assign a normalised value to a field of a frozen dataclass (in ``__post_init__``)."""
+    object.__setattr__(layer, name, value)
+
+
+def canon_dtype(dtype: Any) -> jnp.dtype | None:
+    """``None`` stays ``None``; anything else becomes a ``jnp.dtype`` (hashable, comparable)."""
+    return None if dtype is None else jnp.dtype(dtype)
+
+
+def canon_precision(precision: Any) -> Any:
+    """``None``, a ``lax.Precision``, a string such as ``"highest"`` or a pair of those."""
+    if precision is None or isinstance(precision, lax.Precision):
+        return precision
+    if isinstance(precision, str):
+        return lax.Precision(precision)
+    if isinstance(precision, (tuple, list)) and len(precision) == 2:
+        return tuple(canon_precision(p) for p in precision)
+    raise ValueError(f"precision must be None, a jax.lax.Precision, a string or a pair, got {precision!r}")
+
+
+def positive(layer_name: str, **sizes: Any) -> None:
+    """Raise ``ValueError`` naming the layer if any size is not an int >= 1."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{layer_name}: {name} must be a positive int, got {value!r}")
+
+
+def check_float(layer: Any, x: Any) -> None:
+    """Raise ``TypeError`` if ``x`` is not a floating-point array."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{layer!r}: expected a floating-point input, got {dtype if dtype is not None else type(x).__name__}; "
+            f"cast it first, e.g. x.astype(jnp.float32)"
+        )
+
+
+def check_features(layer: Any, x: Any, features: int, name: str = "input") -> None:
+    """Raise ``ShapeError`` unless ``x`` has rank >= 1 and ``x.shape[-1] == features``."""
+    if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != features:
+        raise ShapeError(layer, f"{name} [..., {features}]", jnp.shape(x))
+
+
+def compute_dtype(dtype: Any, *arrays: Any) -> jnp.dtype:
+    """The computation dtype: ``dtype`` if given, else the result type of the arrays (as flax does)."""
+    return jnp.dtype(dtype) if dtype is not None else jnp.result_type(*arrays)
+
+
+def add_bias(y: jax.Array, bias: jax.Array, axis: int = -1) -> jax.Array:
+    """``y + bias`` with ``bias`` laid along ``axis``, broadcast explicitly (no rank promotion)."""
+    axis = axis % y.ndim
+    shape = [1] * y.ndim
+    shape[axis] = bias.shape[0]
+    return y + bias.reshape(shape)

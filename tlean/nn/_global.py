@@ -1,0 +1,73 @@
+"""The global seed stream of ``manual_seed`` / ``next_seed``: Python state, for scripts only.
+
+Inside ``jax.jit`` a global stream would be read once, at trace time, and every later
+call would reuse the same keys; so these functions refuse to run while JAX is tracing.
+Pure code threads keys explicitly (``nn.run``, ``nn.pure``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import jax
+import jax.numpy as jnp
+
+from tlean.seed import Builder, SeedStream, run
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_DEFAULT_SEED = 0
+_stream: SeedStream | None = None
+
+
+def _refuse_tracing(what: str, value: Any = None) -> None:
+    tracing = isinstance(value, jax.core.Tracer) or isinstance(jnp.zeros(()), jax.core.Tracer)
+    if tracing:
+        raise RuntimeError(
+            f"nn.{what} uses the global seed stream, which is Python state and cannot run inside "
+            "jax.jit or another transformation (it would be read once, at trace time). "
+            "Pass keys explicitly instead: nn.run(seed, builder) or nn.pure.<layer>(..., key=...)."
+        )
+
+
+def _global() -> SeedStream:
+    global _stream
+    if _stream is None:
+        _stream = SeedStream(_DEFAULT_SEED)
+    return _stream
+
+
+def manual_seed(seed: Any) -> None:
+    """Reset the global seed stream to ``SeedStream(seed)``, like ``torch.manual_seed``.
+
+    Eager only: raises ``RuntimeError`` on a tracer or inside ``jax.jit``. Until it is
+    first called the stream starts from seed 0.
+    """
+    global _stream
+    _refuse_tracing("manual_seed", seed)
+    _stream = SeedStream(seed)
+
+
+def next_seed() -> jax.Array:
+    """Draw a fresh key from the global stream (one split). Eager only."""
+    global _stream
+    _refuse_tracing("next_seed")
+    key, _stream = _global().fresh()
+    return key
+
+
+fresh_seed = next_seed
+
+
+def run_global(builder: Builder[T]) -> T:
+    """Run ``builder`` on the global stream, advancing it by the keys it draws. Eager only."""
+    global _stream
+    _refuse_tracing("run_global")
+    value, _stream = builder.fn(_global())
+    return value
+
+
+def with_model(builder: Builder[T], fn: Callable[[T], U]) -> U:
+    """``fn(model)`` where ``model = nn.run(nn.next_seed(), builder)``. Eager only."""
+    return fn(run(next_seed(), builder))

@@ -51,6 +51,9 @@ CASES: list[Case] = [
     Case("Dropout", lambda: L.Dropout(0.3), (4, 6)),
     Case("Seq", lambda: L.seq(L.Linear(5, 8), L.relu, L.Dropout(0.1), L.Linear(8, 2)), (3, 5)),
     Case("Seq-named", lambda: L.seq(fc=L.Linear(5, 4), act=L.tanh), (3, 5)),
+    Case("LayerNorm", lambda: L.LayerNorm(6), (3, 6)),
+    Case("LayerNorm-2d", lambda: L.LayerNorm((2, 3), eps=1e-3), (4, 2, 3)),
+    Case("RMSNorm", lambda: L.RMSNorm(6), (3, 6)),
     # --- vision (issue 3) ---
     # --- sequence (issue 4) ---
     # --- recurrent (issue 5) ---

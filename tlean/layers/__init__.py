@@ -25,6 +25,8 @@ from tlean.layers._dropout import Dropout as Dropout
 from tlean.layers._linear import Linear as Linear
 from tlean.layers._linear import LinearVec as LinearVec
 from tlean.layers._linear import linear_vec as linear_vec
+from tlean.layers._norm import LayerNorm as LayerNorm
+from tlean.layers._norm import RMSNorm as RMSNorm
 from tlean.layers._shape import Flatten as Flatten
 from tlean.layers._shape import Lambda as Lambda
 from tlean.layers._shape import Mean as Mean

@@ -71,9 +71,9 @@ class LayerNorm(Layer):
         var = jnp.mean(jnp.square(h - mean), axis=axes, keepdims=True)
         y = (h - mean) * jax.lax.rsqrt(var + self.eps)
         if "weight" in params:
-            y = y * params["weight"].astype(y.dtype)
+            y = y * _util.trailing(params["weight"].astype(y.dtype), y.ndim)
         if "bias" in params:
-            y = y + params["bias"].astype(y.dtype)
+            y = y + _util.trailing(params["bias"].astype(y.dtype), y.ndim)
         return y.astype(out_dtype), state
 
 
@@ -110,5 +110,5 @@ class RMSNorm(Layer):
         h = x.astype(_stats_dtype(x))
         y = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + self.eps)
         if "weight" in params:
-            y = y * params["weight"].astype(y.dtype)
+            y = y * _util.trailing(params["weight"].astype(y.dtype), y.ndim)
         return y.astype(out_dtype), state

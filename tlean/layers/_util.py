@@ -66,3 +66,8 @@ def add_bias(y: jax.Array, bias: jax.Array, axis: int = -1) -> jax.Array:
     shape = [1] * y.ndim
     shape[axis] = bias.shape[0]
     return y + bias.reshape(shape)
+
+
+def trailing(param: jax.Array, ndim: int) -> jax.Array:
+    """``param`` reshaped to rank ``ndim`` by leading 1s, to broadcast over the trailing axes explicitly."""
+    return param.reshape((1,) * (ndim - param.ndim) + param.shape)

@@ -1,0 +1,87 @@
+"""Invariants every registered layer shares (tests/registry.py): jit == eager, vmap, eval_shape,
+bfloat16, hashing, has_params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.registry import CASES
+
+
+def example(case, seed=0, dtype=None):
+    key = jax.random.key(100 + seed)
+    if case.integer_input is not None:
+        return jax.random.randint(key, case.input_shape, 0, case.integer_input)
+    return jax.random.normal(key, case.input_shape, dtype or case.dtype)
+
+
+def built(case):
+    layer = case.make()
+    params, state = layer.init(jax.random.key(0))
+    return layer, params, state
+
+
+def run(layer, params, state, x, case, train=False):
+    return layer.apply(params, state, x, key=jax.random.key(5), train=train, **case.apply_kwargs)
+
+
+def assert_close(a, b, **kw):
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u, np.float32), np.asarray(v, np.float32), **kw), a, b)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_jit_equals_eager_in_eval_and_train(case):
+    layer, params, state = built(case)
+    x = example(case)
+    for train in (False, True):
+        eager = run(layer, params, state, x, case, train)
+        jitted = jax.jit(lambda p, s, x: run(layer, p, s, x, case, train))(params, state, x)
+        assert_close(eager, jitted, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_output_shape_equals_eval_shape(case):
+    layer, params, state = built(case)
+    x = example(case)
+    y = run(layer, params, state, x, case)
+    abstract = jax.eval_shape(lambda p, s, x: run(layer, p, s, x, case), params, state, x)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), y) == jax.tree.map(lambda a: (a.shape, a.dtype), abstract)
+    shapes = jax.eval_shape(layer.init, jax.random.key(0))
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), shapes) == jax.tree.map(lambda a: (a.shape, a.dtype), (params, state))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.vmappable], ids=lambda c: c.name)
+def test_vmap_over_a_leading_axis_equals_a_loop(case):
+    layer, params, state = built(case)
+    xs = jnp.stack([example(case, seed) for seed in range(3)])
+    ys = jax.vmap(lambda x: run(layer, params, state, x, case)[0])(xs)
+    for i in range(3):
+        assert_close(ys[i], run(layer, params, state, xs[i], case)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.bf16 and c.integer_input is None], ids=lambda c: c.name)
+def test_bfloat16_input_runs_close_to_float32(case):
+    layer, params, state = built(case)
+    x = example(case)
+    y32 = run(layer, params, state, x, case)[0]
+    y16 = run(layer, params, state, x.astype(jnp.bfloat16), case)[0]
+    assert all(np.isfinite(np.asarray(leaf, np.float32)).all() for leaf in jax.tree.leaves(y16))
+    assert_close(y16, y32, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_equal_configs_are_equal_and_hash_equal(case):
+    a, b = case.make(), case.make()
+    assert a == b and hash(a) == hash(b) and repr(a) == repr(b)
+    params, state = a.init(jax.random.key(0))
+    assert a.has_params == bool(jax.tree.leaves((params, state)))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.make().has_params], ids=lambda c: c.name)
+def test_init_is_deterministic_and_eager_equals_jit_bit_for_bit(case):
+    layer = case.make()
+    key = jax.random.key(42)
+    eager = layer.init(key)
+    jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)), eager, layer.init(key))
+    jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)), eager, jax.jit(layer.init)(key))

@@ -1,0 +1,46 @@
+"""Flatten, Sum, Mean, Select against torch."""
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from tlean import ShapeError, nn
+from tlean import layers as L
+from tests.torch_utils import n
+
+
+class ShapeLayersTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_flatten_matches_torch(self):
+        x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+        for start, end in [(1, -1), (0, -1), (1, 2), (2, 3), (-3, -2), (0, 0)]:
+            y = self.variant(lambda m, x: m(x))(nn.pure.flatten(start, end), x)
+            np.testing.assert_array_equal(y, n(torch.nn.Flatten(start, end)(torch.from_numpy(x))))
+        np.testing.assert_array_equal(L.flatten.apply({}, {}, x)[0], x.reshape(-1))
+        np.testing.assert_array_equal(L.flatten_batch.apply({}, {}, x)[0], x.reshape(2, -1))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_reductions_match_torch(self):
+        x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        run = self.variant(lambda m, x: m(x))
+        np.testing.assert_allclose(run(nn.pure.sum(), x), n(torch.sum(xt)), rtol=1e-5)
+        np.testing.assert_allclose(run(nn.pure.sum(1, keepdim=True), x), n(torch.sum(xt, 1, keepdim=True)), rtol=1e-5)
+        np.testing.assert_allclose(run(nn.pure.mean(-1), x), n(torch.mean(xt, -1)), rtol=1e-5)
+        np.testing.assert_array_equal(run(nn.pure.select(-1, 1), x), n(torch.select(xt, 1, -1)))
+
+
+def test_errors_name_the_layer():
+    x = jnp.ones((2, 3))
+    with pytest.raises(ShapeError, match=r"Flatten\(start_dim=3\): expected an input with axis start_dim=3, got rank 2"):
+        L.Flatten(3).apply({}, {}, x)
+    with pytest.raises(ShapeError, match=r"start_dim <= end_dim"):
+        L.Flatten(1, 0).apply({}, {}, x)
+    with pytest.raises(ShapeError, match=r"Select\(index=3, dim=1\): expected axis 1 longer than index 3, got shape \(2, 3\)"):
+        L.Select(3, 1).apply({}, {}, x)
+    with pytest.raises(ShapeError, match=r"Mean\(dim=2\)"):
+        L.Mean(2).apply({}, {}, x)
+    with pytest.raises(TypeError, match="Lambda: fn must be callable"):
+        L.Lambda(3)

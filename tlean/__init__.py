@@ -12,6 +12,7 @@ from tlean import layers as layers
 from tlean import nn as nn
 from tlean import seed as seed
 from tlean._core import Layer as Layer
+from tlean._debug import check_finite as check_finite
 from tlean._core import Seq as Seq
 from tlean._core import ShapeError as ShapeError
 from tlean._core import seq as seq

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 
+from tlean import _debug
 from tlean.seed import SeedStream
 
 __all__ = ["Layer", "Seq", "ShapeError", "seq"]
@@ -214,13 +215,16 @@ class Seq(Layer):
         _check_container(self, params, "params")
         _check_container(self, state, "state")
         new_state = []
-        for i, (name, layer) in enumerate(zip(self.keys, self.layers)):
-            child_key = None if key is None else jax.random.fold_in(key, i)
-            try:
-                x, s = layer.apply(params[name], state[name], x, key=child_key, train=train)
-            except ShapeError as err:
-                raise err._within(name)
-            new_state.append(s)
+        with _debug.scope(x):
+            for i, (name, layer) in enumerate(zip(self.keys, self.layers)):
+                child_key = None if key is None else jax.random.fold_in(key, i)
+                with _debug.child(name) as where:
+                    try:
+                        x, s = layer.apply(params[name], state[name], x, key=child_key, train=train)
+                    except ShapeError as err:
+                        raise err._within(name)
+                    _debug.record(x, layer, where)
+                new_state.append(s)
         return x, self.pack(new_state)
 
     def __len__(self) -> int:

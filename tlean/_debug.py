@@ -1,0 +1,114 @@
+"""``check_finite``: a debug mode that names the first layer producing a NaN or Inf."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_ENABLED = contextvars.ContextVar("tlean_check_finite", default=False)
+_LOG: contextvars.ContextVar[list | None] = contextvars.ContextVar("tlean_finite_log", default=None)
+_PATH: contextvars.ContextVar[tuple] = contextvars.ContextVar("tlean_seq_path", default=())
+
+
+@contextlib.contextmanager
+def check_finite(enabled: bool = True) -> Iterator[None]:
+    """Within this block, every ``seq`` checks each child's output for NaN and Inf.
+
+    The first non-finite value raises ``FloatingPointError`` naming the layer and its
+    position (``seq[2] Linear(...)``), or saying the input was already non-finite.
+    Eagerly the check is immediate; under ``jax.jit`` it runs as a ``jax.debug.callback``
+    and the error surfaces when the computation runs. The switch is read at trace time:
+    trace (or re-jit) the function inside the block. It costs a reduction per layer, so
+    it is off by default; tlean never hides a non-finite value either way.
+
+    >>> import jax.numpy as jnp
+    >>> from tlean import check_finite, seq
+    >>> from tlean.layers import Lambda
+    >>> net = seq(Lambda(jnp.log), Lambda(jnp.exp))
+    >>> with check_finite():
+    ...     net.apply(({}, {}), ({}, {}), -jnp.ones(2))
+    Traceback (most recent call last):
+    FloatingPointError: check_finite: seq[0] Lambda(fn=log) produced a non-finite value (NaN or Inf)
+    """
+    token = _ENABLED.set(enabled)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def enabled() -> bool:
+    return _ENABLED.get()
+
+
+def _location(where: tuple) -> str:
+    return "seq" + "".join(f"[{w}]" if isinstance(w, int) else f".{w}" for w in where)
+
+
+def _nonfinite(tree: Any) -> Any:
+    flags = [jnp.logical_not(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
+             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+    return jnp.any(jnp.stack(flags)) if flags else jnp.bool_(False)
+
+
+def path() -> tuple:
+    """The seq indices and names leading to the Seq being applied now."""
+    return _PATH.get()
+
+
+@contextlib.contextmanager
+def child(name: int | str) -> Iterator[tuple]:
+    """Apply one child of a Seq: extend the path by its index or name."""
+    token = _PATH.set(_PATH.get() + (name,))
+    try:
+        yield _PATH.get()
+    finally:
+        _PATH.reset(token)
+
+
+@contextlib.contextmanager
+def scope(x: Any) -> Iterator[None]:
+    """Open the outermost check scope when checking is on (a no-op otherwise); check the input first."""
+    if not enabled() or _LOG.get() is not None:
+        yield
+        return
+    log: list = []
+    token = _LOG.set(log)
+    try:
+        record(x, None, path() + (0,), what="the input to")
+        yield
+    finally:
+        _LOG.reset(token)
+    flags = [flag for flag, _ in log]
+    if flags and any(isinstance(f, jax.core.Tracer) for f in flags):
+        messages = [message for _, message in log]
+        jax.debug.callback(lambda fs: _raise_first(np.asarray(fs), messages), jnp.stack(flags))
+
+
+def record(y: Any, layer: Any, where: tuple, what: str = "") -> None:
+    """Note whether ``y`` (the output of ``layer`` at ``where``) is finite; raise now if eager."""
+    log = _LOG.get()
+    if log is None:
+        return
+    flag = _nonfinite(y)
+    if what:
+        message = f"check_finite: {what} {_location(where)} is already non-finite (NaN or Inf)"
+    else:
+        message = f"check_finite: {_location(where)} {layer!r} produced a non-finite value (NaN or Inf)"
+    if not isinstance(flag, jax.core.Tracer):
+        if bool(flag):
+            raise FloatingPointError(message)
+        return
+    log.append((flag, message))
+
+
+def _raise_first(flags: np.ndarray, messages: list[str]) -> None:
+    flags = flags.reshape(len(messages), -1).any(axis=1)  # vmap adds a trailing batch axis
+    for flag, message in zip(flags, messages):
+        if flag:
+            raise FloatingPointError(message)

@@ -28,32 +28,33 @@ class Case:
     apply_kwargs: dict = field(default_factory=dict)
     vmappable: bool = True  # False when the layer needs its exact input rank
     bf16: bool = True
+    bad_shapes: tuple = ()  # input shapes that must raise tlean.ShapeError at trace time
 
 
 CASES: list[Case] = [
     # --- foundation (issue 2) ---
-    Case("Linear", lambda: L.Linear(5, 3), (4, 5)),
+    Case("Linear", lambda: L.Linear(5, 3), (4, 5), bad_shapes=((4, 6), (), (5, 4))),
     Case("Linear-3d-nobias", lambda: L.Linear(5, 3, bias=False), (2, 4, 5)),
-    Case("LinearVec", lambda: L.LinearVec(5, 3), (5,), vmappable=False),
+    Case("LinearVec", lambda: L.LinearVec(5, 3), (5,), vmappable=False, bad_shapes=((1, 5), (4,))),
     Case("ReLU", lambda: L.ReLU(), (3, 4)),
     Case("GELU", lambda: L.GELU(), (3, 4)),
     Case("GELU-tanh", lambda: L.GELU("tanh"), (3, 4)),
     Case("SiLU", lambda: L.SiLU(), (3, 4)),
     Case("Tanh", lambda: L.Tanh(), (3, 4)),
     Case("Sigmoid", lambda: L.Sigmoid(), (3, 4)),
-    Case("Softmax", lambda: L.Softmax(-1), (3, 4)),
+    Case("Softmax", lambda: L.Softmax(-1), (3, 4), bad_shapes=((),)),
     Case("Identity", lambda: L.Identity(), (3, 4)),
-    Case("Flatten", lambda: L.Flatten(), (2, 3, 4)),
+    Case("Flatten", lambda: L.Flatten(), (2, 3, 4), bad_shapes=((3,),)),
     Case("Flatten-0", lambda: L.Flatten(0), (2, 3, 4), vmappable=False),
     Case("Sum", lambda: L.Sum(-1), (2, 3)),
-    Case("Mean", lambda: L.Mean(-1), (2, 3)),
-    Case("Select", lambda: L.Select(-1, -2), (2, 3, 4)),
+    Case("Mean", lambda: L.Mean(-1), (2, 3), bad_shapes=((),)),
+    Case("Select", lambda: L.Select(-1, -2), (2, 3, 4), bad_shapes=((4,), (2, 0, 4))),
     Case("Dropout", lambda: L.Dropout(0.3), (4, 6)),
-    Case("Seq", lambda: L.seq(L.Linear(5, 8), L.relu, L.Dropout(0.1), L.Linear(8, 2)), (3, 5)),
+    Case("Seq", lambda: L.seq(L.Linear(5, 8), L.relu, L.Dropout(0.1), L.Linear(8, 2)), (3, 5), bad_shapes=((3, 4),)),
     Case("Seq-named", lambda: L.seq(fc=L.Linear(5, 4), act=L.tanh), (3, 5)),
-    Case("LayerNorm", lambda: L.LayerNorm(6), (3, 6)),
-    Case("LayerNorm-2d", lambda: L.LayerNorm((2, 3), eps=1e-3), (4, 2, 3)),
-    Case("RMSNorm", lambda: L.RMSNorm(6), (3, 6)),
+    Case("LayerNorm", lambda: L.LayerNorm(6), (3, 6), bad_shapes=((3, 5), ())),
+    Case("LayerNorm-2d", lambda: L.LayerNorm((2, 3), eps=1e-3), (4, 2, 3), bad_shapes=((4, 3, 2), (3,))),
+    Case("RMSNorm", lambda: L.RMSNorm(6), (3, 6), bad_shapes=((3, 5),)),
     # --- vision (issue 3) ---
     # --- sequence (issue 4) ---
     # --- recurrent (issue 5) ---

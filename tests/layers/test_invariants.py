@@ -85,3 +85,52 @@ def test_init_is_deterministic_and_eager_equals_jit_bit_for_bit(case):
     eager = layer.init(key)
     jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)), eager, layer.init(key))
     jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)), eager, jax.jit(layer.init)(key))
+
+
+# --- the catalogue of bad inputs (issue 8) ----------------------------------------------------
+
+BAD_SHAPES = [(c, shape) for c in CASES for shape in c.bad_shapes]
+
+
+@pytest.mark.parametrize("case,shape", BAD_SHAPES, ids=[f"{c.name}-{s}" for c, s in BAD_SHAPES])
+def test_wrong_shapes_raise_shape_error_naming_the_layer_at_trace_time(case, shape):
+    from tlean import ShapeError
+
+    layer, params, state = built(case)
+    name = type(layer).__name__ if type(layer).__name__ != "Seq" else "Linear"
+    x = jax.ShapeDtypeStruct(shape, jnp.int32 if case.integer_input is not None else case.dtype)
+    with pytest.raises(ShapeError, match=rf"{name}\(.*\): expected .*, got"):
+        jax.jit(lambda p, s, x: run(layer, p, s, x, case)).lower(params, state, x)  # trace only: nothing compiles
+
+
+FLOAT_LAYERS_WITH_WEIGHTS = [c for c in CASES if c.integer_input is None and c.make().has_params]
+
+
+@pytest.mark.parametrize("case", FLOAT_LAYERS_WITH_WEIGHTS, ids=lambda c: c.name)
+def test_integer_input_is_a_type_error_naming_the_layer(case):
+    layer, params, state = built(case)
+    x = jnp.ones(case.input_shape, jnp.int32)
+    with pytest.raises(TypeError, match=r"\(.*\): expected a floating-point input, got int32"):
+        run(layer, params, state, x, case)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.integer_input is None], ids=lambda c: c.name)
+def test_nan_input_is_never_hidden(case):
+    layer, params, state = built(case)
+    x = jnp.full(case.input_shape, jnp.nan, case.dtype)
+    y = run(layer, params, state, x, case)[0]
+    assert any(np.isnan(np.asarray(leaf, np.float32)).any() for leaf in jax.tree.leaves(y))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.vmappable], ids=lambda c: c.name)
+def test_empty_batch_gives_an_empty_output_or_a_clear_error(case):
+    from tlean import ShapeError
+
+    layer, params, state = built(case)
+    x = jnp.zeros((0,) + case.input_shape[1:], jnp.int32 if case.integer_input is not None else case.dtype)
+    try:
+        y = run(layer, params, state, x, case)[0]
+    except ShapeError as err:
+        assert type(layer).__name__ in str(err)
+        return
+    assert all(leaf.shape[:1] == (0,) for leaf in jax.tree.leaves(y))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,7 +37,8 @@ class Flatten(Layer):
         if start > end:
             raise ShapeError(self, f"start_dim <= end_dim on a rank-{ndim} input", f"axes {start} > {end}")
         shape = jnp.shape(x) or (1,)
-        return x.reshape(shape[:start] + (-1,) + shape[end + 1:]), state
+        merged = math.prod(shape[start:end + 1])  # explicit, so an empty batch stays well defined
+        return x.reshape(shape[:start] + (merged,) + shape[end + 1:]), state
 
 
 @dataclass(frozen=True)

@@ -58,4 +58,15 @@ CASES: list[Case] = [
     # --- vision (issue 3) ---
     # --- sequence (issue 4) ---
     # --- recurrent (issue 5) ---
+    Case("RNN", lambda: L.RNN(3, 4), (5, 3), bad_shapes=((5, 4), (3,), (2, 5, 2, 3))),
+    Case("RNN-relu-batched", lambda: L.RNN(3, 4, nonlinearity="relu"), (5, 2, 3), bad_shapes=((5, 2, 4),)),
+    Case("GRU", lambda: L.GRU(3, 4), (5, 3), bad_shapes=((5, 2),)),
+    Case("GRU-2-layers-batch-first", lambda: L.GRU(3, 4, num_layers=2, batch_first=True), (2, 5, 3)),
+    Case("LSTM", lambda: L.LSTM(3, 4), (5, 3), bad_shapes=((5, 4), (1, 1, 1, 3))),
+    Case("LSTM-batched-nobias", lambda: L.LSTM(3, 4, bias=False, dtype=jnp.float32), (5, 2, 3)),
+    Case("LSTM-2-layers-final", lambda: L.LSTM(3, 4, num_layers=2), (5, 2, 3),
+         apply_kwargs={"return_final": True}, vmappable=False),
+    Case("Mamba", lambda: L.Mamba(3, 6), (7, 3), bad_shapes=((7, 4), (3,))),
+    Case("Mamba-batched", lambda: L.Mamba(3, 6), (7, 2, 3)),
+    Case("Mamba-sequential-batch-first", lambda: L.Mamba(3, 6, batch_first=True, mode="sequential"), (2, 7, 3)),
 ]

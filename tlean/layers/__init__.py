@@ -27,6 +27,9 @@ from tlean.layers._linear import LinearVec as LinearVec
 from tlean.layers._linear import linear_vec as linear_vec
 from tlean.layers._norm import LayerNorm as LayerNorm
 from tlean.layers._norm import RMSNorm as RMSNorm
+from tlean.layers._recurrent import GRU as GRU
+from tlean.layers._recurrent import LSTM as LSTM
+from tlean.layers._recurrent import RNN as RNN
 from tlean.layers._shape import Flatten as Flatten
 from tlean.layers._shape import Lambda as Lambda
 from tlean.layers._shape import Mean as Mean
@@ -34,5 +37,6 @@ from tlean.layers._shape import Select as Select
 from tlean.layers._shape import Sum as Sum
 from tlean.layers._shape import flatten as flatten
 from tlean.layers._shape import flatten_batch as flatten_batch
+from tlean.layers._ssm import Mamba as Mamba
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))

@@ -1,0 +1,290 @@
+"""tlean.train: the train step equals the update done by hand, compiles once, donates,
+threads state and dropout keys; evaluate, Minibatches, fit (history, eval, checkpoints, resume)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tlean import Layer, Model, checkpoint, nn, seq, train
+from tlean.layers import Dropout, Linear, relu
+from tlean.train import classification_loss
+
+
+@dataclass(frozen=True)
+class RunningMean(Layer):
+    """A stateful test layer: ``y = x * scale``; in training it counts batches (int32) and
+    tracks the running mean of x (float32), as BatchNorm does with its statistics."""
+
+    features: int
+
+    def init(self, key):
+        return {"scale": jnp.ones((self.features,))}, {"count": jnp.zeros((), jnp.int32),
+                                                        "mean": jnp.zeros((self.features,))}
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        if train:
+            state = {"count": state["count"] + 1, "mean": 0.9 * state["mean"] + 0.1 * x.mean(0)}
+        return x * params["scale"][None, :], state
+
+
+def make_model(seed=0, dropout=0.0):
+    layers = [nn.Linear(4, 16), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.run(seed, nn.Sequential(*layers, nn.Linear(16, 3)))
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 1).astype(np.int32)
+    return x, y
+
+
+def test_train_step_equals_the_update_done_by_hand():
+    model = make_model(dropout=0.5)
+    optimizer = optax.adam(1e-2)
+    state = train.TrainState.create(model, optimizer, key=7)
+    batch = data(16)
+    # by hand, before the step donates the state's buffers
+    next_key, dropout_key = jax.random.split(state.key)
+
+    @jax.jit
+    def by_hand(model, opt_state, batch):
+        def loss(params):
+            logits = model.replace(params=params)(batch[0], key=dropout_key, train=True)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()
+
+        value, grads = jax.value_and_grad(loss)(model.params)
+        updates, opt_state = optimizer.update(grads, opt_state, model.params)
+        return value, optax.apply_updates(model.params, updates), opt_state
+
+    want_loss, want_params, want_opt = by_hand(model, state.opt_state, batch)
+    want_key = jax.random.key_data(next_key)
+    state, metrics = train.make_train_step(train.classification_loss, optimizer)(state, batch)
+    assert int(state.step) == 1
+    np.testing.assert_array_equal(jax.random.key_data(state.key), want_key)
+    np.testing.assert_allclose(metrics["loss"], want_loss, rtol=1e-6)
+    for got, want in zip(jax.tree.leaves((state.model.params, state.opt_state)), jax.tree.leaves((want_params, want_opt))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_key_is_fresh_at_every_step():
+    """Same params and batch, two successive keys: the dropout masks (hence the losses) differ."""
+    optimizer = optax.sgd(0.0)  # params never move, so only the dropout key changes the loss
+    state = train.TrainState.create(make_model(dropout=0.5), optimizer, key=3)
+    step = train.make_train_step(train.classification_loss, optimizer)
+    losses = []
+    for _ in range(3):
+        state, metrics = step(state, data(16))
+        losses.append(float(metrics["loss"]))
+    assert len(set(losses)) == 3
+
+
+def test_train_step_traces_and_compiles_once():
+    traces = []
+
+    def loss_fn(model, batch, *, key, train):
+        traces.append(1)  # runs only while tracing
+        return classification_loss(model, batch, key=key, train=train)
+
+    model = nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3),
+                                    nn.build(RunningMean(3))))
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(optax.cosine_decay_schedule(1e-2, 10)))
+    state = train.TrainState.create(model, optimizer, key=0)
+    step = train.make_train_step(loss_fn, optimizer)
+    minibatches = train.Minibatches(data(64), 8)
+    for i in range(6):
+        state, _ = step(state, minibatches(i))
+    assert len(traces) == 1
+    assert step._cache_size() == 1
+    assert int(state.step) == 6
+
+
+def test_train_step_donates_the_state():
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(make_model(), optimizer)
+    step = train.make_train_step(train.classification_loss, optimizer)
+    weight = state.model.params[0]["weight"]
+    new_state, _ = step(state, data(8))
+    if jax.default_backend() == "cpu" or weight.is_deleted():
+        assert weight.is_deleted()
+    kept = train.make_train_step(train.classification_loss, optimizer, donate=False)
+    weight = new_state.model.params[0]["weight"]
+    kept(new_state, data(8))
+    assert not weight.is_deleted()
+
+
+def test_state_is_threaded_and_only_params_are_differentiated():
+    """The int32 counter and running mean advance as the layer says; the optimiser sees params only."""
+    model = nn.run(0, nn.Sequential(nn.Linear(4, 3), nn.build(RunningMean(3))))
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(model, optimizer)
+    step = train.make_train_step(train.classification_loss, optimizer, donate=False)
+    x, y = data(8)
+    mean = np.zeros(3, np.float32)
+    for _ in range(2):
+        mean = 0.9 * mean + 0.1 * np.asarray(state.model[0](x)).mean(0)
+        state, _ = step(state, (x, y))
+    running = state.model.state[1]
+    assert running["count"].dtype == jnp.int32 and int(running["count"]) == 2
+    np.testing.assert_allclose(running["mean"], mean, rtol=1e-6)
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(optimizer.init(model.params))
+    assert not np.allclose(state.model.params[1]["scale"], 1.0)  # the stateful layer's params train too
+
+
+def test_loss_fn_contract_errors():
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(make_model(), optimizer)
+    batch = data(8)
+
+    def bare_loss(model, batch, *, key, train):
+        return model(batch[0]).sum()
+
+    with pytest.raises(TypeError, match=r"must return \(loss, \(model, metrics\)\)"):
+        train.make_train_step(bare_loss, optimizer)(state, batch)
+
+    def vector_loss(model, batch, *, key, train):
+        logits, model = model.forward(batch[0], train=train)
+        return logits.sum(-1), (model, {})
+
+    with pytest.raises(TypeError, match=r"scalar loss, got shape \(8,\)"):
+        train.make_train_step(vector_loss, optimizer, donate=False)(state, batch)
+
+    def other_layer(model, batch, *, key, train):
+        logits, _ = model.forward(batch[0], train=train)
+        return logits.sum(), (Model(relu, {}, {}), {})
+
+    with pytest.raises(TypeError, match="a model of a different layer"):
+        train.make_train_step(other_layer, optimizer, donate=False)(state, batch)
+
+    def vector_metric(model, batch, *, key, train):
+        logits, model = model.forward(batch[0], train=train)
+        return logits.sum(), (model, {"per_example": logits.sum(-1)})
+
+    with pytest.raises(TypeError, match="metric 'per_example' must be a scalar"):
+        train.make_train_step(vector_metric, optimizer, donate=False)(state, batch)
+
+    with pytest.raises(TypeError, match="takes a tlean Model"):
+        train.TrainState.create(state.model.params, optimizer)
+
+
+def test_evaluate_weights_batches_by_size():
+    model = make_model()
+    x, y = data(10)
+    got = train.evaluate(train.classification_loss, model, train.eval_batches((x, y), 4))  # 4 + 4 + 2
+    logits = model(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    np.testing.assert_allclose(got["loss"], float(loss), rtol=1e-5)
+    np.testing.assert_allclose(got["accuracy"], float(np.mean(np.argmax(logits, -1) == y)), rtol=1e-6)
+    with pytest.raises(ValueError, match="no batches"):
+        train.evaluate(train.classification_loss, model, [])
+
+
+def test_evaluate_uses_eval_mode():
+    """Dropout is off and the state is not touched in evaluation."""
+    model = nn.run(0, nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.9), nn.build(RunningMean(3))))
+    x, y = data(8)
+    got = train.evaluate(train.classification_loss, model, [(x, y)])
+    loss = optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+    np.testing.assert_allclose(got["loss"], float(loss), rtol=1e-6)
+
+
+def test_minibatches_cover_each_epoch_and_depend_only_on_the_step():
+    x = np.arange(10)
+    batches = train.Minibatches((x, -x), batch_size=3, seed=5)
+    assert batches.steps_per_epoch == 3
+    epoch0 = np.concatenate([batches(i)[0] for i in range(3)])
+    assert len(set(epoch0.tolist())) == 9  # one example left over, dropped
+    again = train.Minibatches((x, -x), batch_size=3, seed=5)
+    for step in (7, 2, 4, 0):
+        np.testing.assert_array_equal(batches(step)[0], again(step)[0])
+        np.testing.assert_array_equal(batches(step)[1], -batches(step)[0])
+    assert not np.array_equal(np.concatenate([batches(i)[0] for i in range(3, 6)]), epoch0)
+    with pytest.raises(ValueError, match="batch_size must be an int in \\[1, 10\\], got 11"):
+        train.Minibatches((x,), 11)
+    with pytest.raises(ValueError, match="share their leading length"):
+        train.Minibatches((x, x[:5]), 2)
+
+
+def test_fit_trains_evaluates_logs_and_checkpoints(tmp_path, capsys):
+    x, y = data(128)
+    optimizer = optax.adam(1e-2)
+    state = train.TrainState.create(make_model(), optimizer, key=1)
+    before = train.evaluate(train.classification_loss, state.model, [(x, y)])["loss"]
+    state, history = train.fit(
+        state, train.classification_loss, optimizer, train.Minibatches((x, y), 32), steps=40,
+        eval_data=[(x, y)], eval_every=20, log_every=10, checkpoint_dir=tmp_path, checkpoint_every=10,
+        keep_checkpoints=2, desc="unit-fit",
+    )
+    assert int(state.step) == 40
+    assert [r["step"] for r in history.train] == [10, 20, 30, 40]
+    assert [r["step"] for r in history.eval] == [20, 40]
+    assert history.train[-1]["loss"] < history.train[0]["loss"]
+    assert history.eval[-1]["loss"] < before
+    assert all(r["examples_per_sec"] > 0 for r in history.train)
+    steps, acc = history.series("accuracy", "eval")
+    assert steps == [20, 40] and all(0 <= a <= 1 for a in acc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000030", "step_00000040"]
+    assert train.latest_checkpoint(tmp_path).name == "step_00000040"
+    saved = checkpoint.read_metadata(tmp_path / "step_00000040")["history"]
+    assert saved == history.to_dict()
+    assert "unit-fit" in capsys.readouterr().err  # the progress bar
+
+
+def _leaves(state):
+    return [np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v)
+            for v in jax.tree.leaves(state)]
+
+
+def test_fit_resumes_bit_identically(tmp_path):
+    """Stop at step 12, resume from the checkpoint to 30: the same state, bit for bit, as 30 straight."""
+    x, y = data(96)
+    optimizer = optax.adam(3e-3)
+    fresh = lambda: train.TrainState.create(make_model(dropout=0.3), optimizer, key=4)  # noqa: E731
+    kwargs = dict(loss_fn=train.classification_loss, optimizer=optimizer,
+                  train_data=train.Minibatches((x, y), 16, seed=2), progress=False, log_every=6)
+    straight, _ = train.fit(fresh(), steps=30, **kwargs)
+    first, _ = train.fit(fresh(), steps=12, checkpoint_dir=tmp_path, checkpoint_every=6, **kwargs)
+    assert train.latest_checkpoint(tmp_path).name == "step_00000012"
+    resumed, history = train.fit(fresh(), steps=30, checkpoint_dir=tmp_path, **kwargs)
+    assert int(resumed.step) == 30
+    for a, b in zip(_leaves(straight), _leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in history.train] == [6, 12, 18, 24, 30]  # history carried over
+    # a finished run resumes to itself without training
+    again, _ = train.fit(fresh(), steps=30, checkpoint_dir=tmp_path, **kwargs)
+    for a, b in zip(_leaves(resumed), _leaves(again)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_argument_errors():
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(make_model(), optimizer)
+    batches = train.Minibatches(data(16), 4)
+    with pytest.raises(ValueError, match="steps must be an int >= 0, got -1"):
+        train.fit(state, train.classification_loss, optimizer, batches, steps=-1)
+    with pytest.raises(ValueError, match="eval_every must be a positive int or None, got 0"):
+        train.fit(state, train.classification_loss, optimizer, batches, steps=1, eval_every=0)
+    with pytest.raises(TypeError, match="function of the step"):
+        train.fit(state, train.classification_loss, optimizer, [data(4)], steps=1)
+
+
+def test_seq_of_layers_trains_through_the_pure_tier():
+    """A Model built from layers (not the nn shim) trains the same way."""
+    net = seq(Linear(4, 8), relu, Dropout(0.1), Linear(8, 3))
+    params, state = net.init(jax.random.key(0))
+    optimizer = optax.sgd(0.1)
+    ts = train.TrainState.create(Model(net, params, state), optimizer)
+    step = train.make_train_step(train.classification_loss, optimizer)
+    losses = []
+    for i in range(20):
+        ts, metrics = step(ts, data(32))
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < losses[0]

@@ -1,0 +1,460 @@
+"""Training: a ``TrainState`` pytree, a jitted train step that compiles once, ``evaluate`` and ``fit``.
+
+Losses and optimisers come from optax. One function describes the objective and is
+used both for training and for evaluation::
+
+    def loss_fn(model, batch, *, key, train):
+        x, labels = batch
+        logits, model = model.forward(x, key=key, train=train)    # BatchNorm state threads through
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, (model, {"accuracy": jnp.mean(logits.argmax(-1) == labels)})
+
+It returns ``(loss, (model, metrics))``: the scalar loss, the model with its updated
+state (BatchNorm running statistics; unchanged when ``train=False``) and a dict of
+scalar metrics. :func:`classification_loss` is this function, ready made.
+
+>>> import jax, jax.numpy as jnp, optax
+>>> from tlean import nn, train
+>>> model = nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)))
+>>> optimizer = optax.adam(1e-2)
+>>> state = train.TrainState.create(model, optimizer, key=1)
+>>> step = train.make_train_step(train.classification_loss, optimizer)
+>>> batch = (jnp.ones((16, 4)), jnp.zeros((16,), jnp.int32))
+>>> state, metrics = step(state, batch)
+>>> int(state.step), sorted(metrics)
+(1, ['accuracy', 'loss'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tlean._model import Model
+from tlean.seed import as_key
+
+__all__ = [
+    "History",
+    "Minibatches",
+    "TrainState",
+    "classification_loss",
+    "eval_batches",
+    "evaluate",
+    "fit",
+    "latest_checkpoint",
+    "make_train_step",
+]
+
+LossFn = Callable[..., tuple[jax.Array, tuple[Model, dict]]]
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["model", "opt_state", "step", "key"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything a training run carries from step to step, as one pytree.
+
+    Attributes:
+      model: the :class:`tlean.Model` (params and state, e.g. BatchNorm statistics).
+      opt_state: the optax optimiser state of ``model.params``.
+      step: the number of steps taken, an int32 scalar array.
+      key: the PRNG key the train step splits a fresh dropout key from at every step.
+
+    It is a pytree (key paths ``model.params.0.weight``, ``opt_state...``, ``step``,
+    ``key``), so it passes through ``jax.jit`` (the train step donates it) and
+    :mod:`tlean.checkpoint` saves and restores it whole.
+    """
+
+    model: Model
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+    @classmethod
+    def create(cls, model: Model, optimizer: optax.GradientTransformation, *, key: Any = 0) -> "TrainState":
+        """A fresh state at step 0.
+
+        Args:
+          model: the model to train.
+          optimizer: the optax transformation; its state is ``optimizer.init(model.params)``
+            (only the params are optimised, never the model's state).
+          key: seed of the dropout keys (an int or a JAX key). Use a key of its own, not
+            the one the model was initialised from.
+        """
+        if not isinstance(model, Model):
+            raise TypeError(f"TrainState.create takes a tlean Model, got {type(model).__name__}")
+        return cls(model, optimizer.init(model.params), jnp.zeros((), jnp.int32), as_key(key))
+
+    def replace(self, **fields: Any) -> "TrainState":
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **fields)
+
+
+def classification_loss(model: Model, batch: tuple, *, key: jax.Array | None, train: bool):
+    """Softmax cross-entropy of integer labels, with accuracy as a metric.
+
+    ``batch`` is ``(inputs, labels)``; the model maps inputs to logits ``[..., classes]``
+    and ``labels`` are integers of shape ``[...]`` (so it serves per-token language
+    modelling too). The loss is the mean over all label positions, computed in float32.
+
+    Returns:
+      ``(loss, (model, {"accuracy": ...}))``, the model carrying its updated state.
+    """
+    inputs, labels = batch
+    logits, model = model.forward(inputs, key=key, train=train)
+    logits = logits.astype(jnp.float32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+    return loss, (model, {"accuracy": accuracy})
+
+
+def _signature(tree: Any) -> tuple:
+    return jax.tree.structure(tree), tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree))
+
+
+def _call_loss(loss_fn: LossFn, model: Model, batch: Any, key: jax.Array | None, train: bool):
+    out = loss_fn(model, batch, key=key, train=train)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2
+            and isinstance(out[1][0], Model) and isinstance(out[1][1], dict)):
+        raise TypeError(
+            f"loss_fn must return (loss, (model, metrics)) with the model from model.forward(...) and a dict of "
+            f"scalar metrics, got {jax.tree.map(lambda x: getattr(x, 'shape', x), out)!r}"
+        )
+    loss, (new_model, metrics) = out
+    if jnp.shape(loss) != ():
+        raise TypeError(f"loss_fn must return a scalar loss, got shape {jnp.shape(loss)}: reduce it (e.g. .mean())")
+    if new_model.layer != model.layer:
+        raise TypeError(
+            f"loss_fn returned a model of a different layer ({new_model.layer!r}, expected {model.layer!r}): "
+            "return the model that model.forward(...) gave back"
+        )
+    if _signature(new_model.state) != _signature(model.state):
+        raise TypeError(
+            "loss_fn returned a model whose state changed structure, shape or dtype; the train step would "
+            f"recompile at every step. Before: {_signature(model.state)[1]}, after: {_signature(new_model.state)[1]}"
+        )
+    for name, value in metrics.items():
+        if jnp.shape(value) != ():
+            raise TypeError(f"metric {name!r} must be a scalar, got shape {jnp.shape(value)}")
+    return loss, new_model, metrics
+
+
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *, donate: bool = True):
+    """A jitted ``step(state, batch) -> (state, metrics)``: one optimiser update.
+
+    The step splits ``state.key`` into the next state's key and this step's dropout
+    key, calls ``loss_fn(model, batch, key=dropout_key, train=True)``, differentiates
+    the loss with respect to ``model.params`` only (the model's state, which may hold
+    integers such as ``num_batches_tracked``, is carried through as ``loss_fn``
+    returned it), applies the optax update and increments ``state.step``.
+
+    The state's buffers are donated (``donate=True``): the input state must not be
+    used after the call. The returned state has exactly the structure, shapes and
+    dtypes of the input, so the step compiles once and never again for batches of
+    the same shape (a test counts traces). ``loss_fn`` must not change the model's
+    layer or the structure of its state: that is a ``TypeError`` at trace time.
+
+    Args:
+      loss_fn: ``loss_fn(model, batch, *, key, train) -> (loss, (model, metrics))``.
+      optimizer: the optax transformation the state's ``opt_state`` came from.
+      donate: donate the input state's buffers to the output (saves memory).
+
+    Returns:
+      The jitted step. ``metrics`` holds ``"loss"`` and the metrics of ``loss_fn`` as
+      float32 scalars (device arrays: fetching them waits for the step).
+    """
+
+    def step(state: TrainState, batch: Any):
+        next_key, dropout_key = jax.random.split(state.key)
+        model = state.model
+
+        def objective(params):
+            loss, new_model, metrics = _call_loss(loss_fn, model.replace(params=params), batch, dropout_key, True)
+            return loss, (new_model.state, metrics)
+
+        (loss, (new_model_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(model.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, model.params)
+        params = optax.apply_updates(model.params, updates)
+        metrics = {"loss": loss, **metrics}
+        new_state = TrainState(model.replace(params=params, state=new_model_state), opt_state, state.step + 1, next_key)
+        return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_step(loss_fn: LossFn):
+    def step(model: Model, batch: Any):
+        loss, _, metrics = _call_loss(loss_fn, model, batch, None, False)
+        return {k: jnp.asarray(v, jnp.float32) for k, v in {"loss": loss, **metrics}.items()}
+
+    return jax.jit(step)
+
+
+def _batch_size(batch: Any) -> int:
+    leaves = jax.tree.leaves(batch)
+    if not leaves or jnp.ndim(leaves[0]) == 0:
+        raise ValueError("a batch must hold arrays with a leading batch axis")
+    return int(jnp.shape(leaves[0])[0])
+
+
+def evaluate(loss_fn: LossFn, model: Model, batches: Iterable[Any]) -> dict[str, float]:
+    """Mean loss and metrics of ``model`` in evaluation mode (``train=False``, no key).
+
+    Each batch's values are weighted by its size (the leading axis of its first
+    array), so a smaller last batch counts for what it holds. The evaluation step is
+    jitted once per ``loss_fn`` and batch shape.
+
+    Args:
+      loss_fn: the same function as for training (see the module docstring).
+      model: the model to evaluate; its state is not changed.
+      batches: an iterable of batches, e.g. :func:`eval_batches` of the test set.
+
+    Returns:
+      ``{"loss": ..., **metrics}`` as Python floats.
+    """
+    step = _eval_step(loss_fn)
+    totals: dict[str, Any] = {}
+    count = 0
+    for batch in batches:
+        n = _batch_size(batch)
+        metrics = step(model, batch)
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + v * n
+        count += n
+    if count == 0:
+        raise ValueError("evaluate got no batches")
+    return {k: float(v) / count for k, v in jax.device_get(totals).items()}
+
+
+class Minibatches:
+    """Shuffled minibatches as a function of the step: ``batches(step) -> batch``.
+
+    Epoch ``e`` visits the examples in the order of a permutation drawn from
+    ``numpy.random.default_rng([seed, e])``, so the batch of a step depends only on
+    the step and the seed: a run resumed from a checkpoint sees exactly the batches
+    an uninterrupted run would. The last incomplete batch of each epoch is dropped
+    (every batch has the same shape, so the train step compiles once).
+
+    Args:
+      arrays: a tuple (or any pytree) of arrays with the same leading length.
+      batch_size: examples per batch, at most the number of examples.
+      seed: the shuffling seed.
+
+    >>> import numpy as np
+    >>> batches = Minibatches((np.arange(10), np.arange(10) * 2), batch_size=4)
+    >>> x, y = batches(0)
+    >>> x.shape, bool((y == 2 * x).all()), batches.steps_per_epoch
+    ((4,), True, 2)
+    """
+
+    def __init__(self, arrays: Any, batch_size: int, *, seed: int = 0):
+        leaves = jax.tree.leaves(arrays)
+        lengths = {len(a) for a in leaves}
+        if len(lengths) != 1:
+            raise ValueError(f"Minibatches: arrays must share their leading length, got lengths {sorted(lengths)}")
+        (self.num_examples,) = lengths
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= self.num_examples:
+            raise ValueError(f"Minibatches: batch_size must be an int in [1, {self.num_examples}], got {batch_size!r}")
+        self.arrays = jax.tree.map(np.asarray, arrays)
+        self.batch_size, self.seed = batch_size, seed
+        self.steps_per_epoch = self.num_examples // batch_size
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_examples))
+        return self._order[1]
+
+    def __call__(self, step: int) -> Any:
+        epoch, i = divmod(int(step), self.steps_per_epoch)
+        index = self._permutation(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+        return jax.tree.map(lambda a: a[index], self.arrays)
+
+
+def eval_batches(arrays: Any, batch_size: int) -> list:
+    """The examples in order, in batches of ``batch_size`` (the last one may be smaller).
+
+    >>> import numpy as np
+    >>> [x.shape for x, _ in eval_batches((np.zeros((5, 2)), np.zeros(5)), 2)]
+    [(2, 2), (2, 2), (1, 2)]
+    """
+    n = len(jax.tree.leaves(arrays)[0])
+    return [jax.tree.map(lambda a: np.asarray(a)[i:i + batch_size], arrays) for i in range(0, n, batch_size)]
+
+
+@dataclasses.dataclass
+class History:
+    """What :func:`fit` recorded: one dict per logged interval and per evaluation.
+
+    Attributes:
+      train: ``{"step", "loss", <metrics>..., "examples_per_sec"}`` averaged over each
+        interval of ``log_every`` steps (``step`` is the step count at its end).
+      eval: ``{"step", "loss", <metrics>...}`` from :func:`evaluate` on the eval data.
+    """
+
+    train: list[dict] = dataclasses.field(default_factory=list)
+    eval: list[dict] = dataclasses.field(default_factory=list)
+
+    def series(self, name: str, split: str = "train") -> tuple[list[int], list[float]]:
+        """``(steps, values)`` of one metric, e.g. ``history.series("accuracy", "eval")``."""
+        rows = [r for r in getattr(self, split) if name in r]
+        return [r["step"] for r in rows], [r[name] for r in rows]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable data (what checkpoints store)."""
+        return {"train": list(self.train), "eval": list(self.eval)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        """The inverse of :meth:`to_dict`."""
+        return cls(list(data.get("train", [])), list(data.get("eval", [])))
+
+
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest ``step_<n>`` checkpoint :func:`fit` wrote in ``directory``, or ``None``."""
+    found = _checkpoints(Path(directory))
+    return found[-1][1] if found else None
+
+
+def fit(
+    state: TrainState,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    train_data: Callable[[int], Any],
+    *,
+    steps: int,
+    eval_data: Sequence[Any] | Callable[[], Iterable[Any]] | None = None,
+    eval_every: int | None = None,
+    log_every: int = 10,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    resume: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[TrainState, History]:
+    """Train until ``state.step == steps``, with a progress bar, evaluation and checkpoints.
+
+    Each step calls the train step of :func:`make_train_step` on ``train_data(step)``.
+    Metrics stay on the device between logs; every ``log_every`` steps their means
+    and the throughput (examples per second) go into the history and onto the
+    tqdm progress bar. Every ``eval_every`` steps and at the end, :func:`evaluate`
+    runs on ``eval_data``. Every ``checkpoint_every`` steps and at the end, the state
+    and the history are saved to ``checkpoint_dir/step_<n>`` (the newest
+    ``keep_checkpoints`` are kept).
+
+    With ``resume=True`` and a checkpoint in ``checkpoint_dir``, training continues
+    from the newest one. Because ``train_data`` is a function of the step (see
+    :class:`Minibatches`) and the dropout keys come from the state, the resumed run
+    is bit for bit the run that never stopped. ``steps`` counts all steps, so a run
+    that already reached it returns at once.
+
+    Args:
+      state: the starting :class:`TrainState` (also the template a checkpoint is restored into).
+      loss_fn: ``loss_fn(model, batch, *, key, train) -> (loss, (model, metrics))``.
+      optimizer: the optax transformation that made ``state.opt_state``.
+      train_data: ``train_data(step) -> batch``.
+      steps: the total number of steps to reach.
+      eval_data: batches to evaluate on (a sequence, or a callable returning an iterable).
+      eval_every: evaluate every this many steps (and at the end); ``None``: only at the end.
+      log_every: steps between metric logs.
+      checkpoint_dir: where to save and resume; ``None``: no checkpoints.
+      checkpoint_every: save every this many steps (and at the end); ``None``: only at the end.
+      keep_checkpoints: how many of the newest checkpoints to keep.
+      resume: continue from the newest checkpoint in ``checkpoint_dir`` if there is one.
+      progress: show a tqdm progress bar (on stderr).
+      desc: the progress bar's label.
+
+    Returns:
+      ``(state, history)``.
+    """
+    from tlean import checkpoint  # orbax is imported only when training
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"fit: steps must be an int >= 0, got {steps!r}")
+    for name, value in (("log_every", log_every), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"fit: {name} must be a positive int or None, got {value!r}")
+    if not callable(train_data):
+        raise TypeError("fit: train_data must be a function of the step, e.g. Minibatches(arrays, batch_size)")
+    history = History()
+    directory = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if directory is not None and resume and (last := latest_checkpoint(directory)) is not None:
+        state = checkpoint.restore(last, like=state)
+        history = History.from_dict(checkpoint.read_metadata(last).get("history", {}))
+
+    step_fn = make_train_step(loss_fn, optimizer)
+    start = int(state.step)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=min(start, steps), desc=desc, dynamic_ncols=True)
+
+    def run_eval(step: int):
+        batches = eval_data() if callable(eval_data) else eval_data
+        history.eval.append({"step": step, **evaluate(loss_fn, state.model, batches)})
+
+    def save(step: int):
+        checkpoint.save(directory / f"step_{step:08d}", state, metadata={"history": history.to_dict()})
+        for _, old in _checkpoints(directory)[:-keep_checkpoints]:
+            checkpoint.delete(old)
+
+    pending, examples, tick = [], 0, time.perf_counter()
+
+    def log(step: int):
+        nonlocal pending, examples, tick
+        values = jax.device_get(pending)
+        now = time.perf_counter()
+        row = {"step": step}
+        row.update({k: float(np.mean([m[k] for m in values])) for k in values[0]})
+        row["examples_per_sec"] = examples / max(now - tick, 1e-9)
+        history.train.append(row)
+        if bar is not None:
+            bar.set_postfix(loss=f"{row['loss']:.4f}", ex_per_s=f"{row['examples_per_sec']:.0f}")
+        pending, examples, tick = [], 0, now
+
+    try:
+        for step in range(start, steps):
+            batch = train_data(step)
+            state, metrics = step_fn(state, batch)
+            pending.append(metrics)
+            examples += _batch_size(batch)
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+            if done % log_every == 0 or done == steps:
+                log(done)
+            if eval_data is not None and eval_every is not None and done % eval_every == 0 and done != steps:
+                run_eval(done)
+            if directory is not None and checkpoint_every is not None and done % checkpoint_every == 0 and done != steps:
+                save(done)
+        end = int(state.step)
+        if eval_data is not None and start < steps:
+            run_eval(end)
+        if directory is not None and start < steps:
+            save(end)
+    finally:
+        if bar is not None:
+            bar.close()
+    return state, history

@@ -90,9 +90,7 @@ def test_configs_are_normalised_so_equal_configs_hash_equal():
 def test_shape_error_names_seq_position_layer_expected_and_got():
     net = seq(L.Linear(32, 128), L.relu, L.Linear(128, 10))
     params, state = net.init(jax.random.key(0))
-    good = jnp.ones((2, 32))
-    net.apply(params, state, good)
-    bad_params = (params[0], params[1], L.Linear(64, 10).init(jax.random.key(1))[0])
+    assert net.apply(params, state, jnp.ones((2, 32)))[0].shape == (2, 10)
     with pytest.raises(ShapeError, match=r"^seq\[0\] Linear\(in_features=32, out_features=128\): expected input \[\.\.\., 32\], got shape \(32, 64\)$"):
         net.apply(params, state, jnp.ones((32, 64)))
     nested = seq(L.relu, seq(L.Linear(4, 2)))
@@ -103,7 +101,7 @@ def test_shape_error_names_seq_position_layer_expected_and_got():
     p, s = named.init(jax.random.key(0))
     with pytest.raises(ShapeError, match=r"^seq\.body\.fc Linear"):
         named.apply(p, s, jnp.ones((5,)))
-    assert issubclass(ShapeError, ValueError) and bad_params
+    assert issubclass(ShapeError, ValueError)
 
 
 def test_shape_error_is_raised_at_trace_time():
@@ -159,3 +157,59 @@ def test_equal_configs_trace_a_jitted_step_once():
     for _ in range(3):
         step(tlean.Model(make(), params, state), jnp.ones(3))
     assert len(traces) == 1
+
+
+def test_params_of_the_wrong_shape_or_structure_are_refused_not_broadcast():
+    net = seq(L.Linear(2, 3), L.relu)
+    params, state = net.init(jax.random.key(0))
+    bad_bias = ({"weight": params[0]["weight"], "bias": jnp.ones(1)}, {})
+    with pytest.raises(ShapeError, match=r"seq\[0\] Linear\(in_features=2, out_features=3\): expected params bias \[3\], got bias \(1,\)"):
+        net.apply(bad_bias, state, jnp.ones((4, 2)))
+    missing = ({"weight": params[0]["weight"]}, {})
+    with pytest.raises(TypeError, match=r"params should have the entries \['bias', 'weight'\], got \['weight'\]"):
+        net.apply(missing, state, jnp.ones((4, 2)))
+    m = tlean.Model(L.Linear(2, 3, bias=False), {"weight": jnp.ones((2, 2))})
+    with pytest.raises(ShapeError, match=r"expected params weight \[3, 2\], got weight \(2, 2\)"):
+        m(jnp.ones((4, 2)))
+
+
+def test_state_only_layers_have_params_too():
+    @dataclass(frozen=True)
+    class Counter(Layer):
+        def init(self, key):
+            return {}, {"count": jnp.zeros((), jnp.int32)}
+
+        def apply(self, params, state, x, *, key=None, train=False):
+            return x, {"count": state["count"] + 1}
+
+    assert Counter().has_params
+    net = seq(L.Linear(2, 2), Counter())
+    params, state = net.init(jax.random.key(0))
+    _, state = net.apply(params, state, jnp.ones(2))
+    assert int(state[1]["count"]) == 1
+
+
+def test_config_validation_at_construction():
+    with pytest.raises(ValueError, match=r"Softmax: dim must be an int, got 'a'"):
+        L.Softmax("a")
+    with pytest.raises(ValueError, match=r"Flatten: start_dim must be an int, got None"):
+        L.Flatten(None)
+    with pytest.raises(ValueError, match=r"Mean: dim must be an int, got 1.5"):
+        L.Mean(1.5)
+    with pytest.raises(ValueError, match=r"Select: index must be an int"):
+        L.Select(1.0, 0)
+    with pytest.raises(TypeError, match="Lambda: fn must be hashable"):
+        L.Lambda(_Unhashable())
+    with pytest.raises(ValueError, match=r"Linear: dtype must be a floating dtype or None, got <class 'jax.numpy.int32'>"):
+        L.Linear(2, 2, dtype=jnp.int32)
+    with pytest.raises(ValueError, match=r"Linear: param_dtype must be a floating dtype, got None"):
+        L.Linear(2, 2, param_dtype=None)
+    assert L.Linear(np.int64(4), 3) == L.Linear(4, 3) and L.Dropout(np.float32(0.5)).p == 0.5
+    assert L.LayerNorm(np.int64(4)).normalized_shape == (4,)
+
+
+class _Unhashable:
+    __hash__ = None
+
+    def __call__(self, x):
+        return x

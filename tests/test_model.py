@@ -118,3 +118,55 @@ def test_indexing_a_seq_model(mlp):
 def test_model_without_state_differentiates_whole():
     m = nn.pure.linear(2, 2, key=jax.random.key(0))
     assert jax.grad(lambda m: m(jnp.ones(2)).sum())(m).params["weight"].shape == (2, 2)
+
+
+def test_copy_pickle_and_truthiness(mlp):
+    import copy
+    import pickle
+
+    for clone in (copy.copy(mlp), copy.deepcopy(mlp), pickle.loads(pickle.dumps(mlp))):
+        assert clone.layer == mlp.layer
+        np.testing.assert_array_equal(clone.params[0]["weight"], mlp.params[0]["weight"])
+    single = nn.pure.linear(2, 2, key=jax.random.key(0))
+    assert bool(single) and bool(nn.run(0, nn.Sequential()))
+    assert repr(jax.tree.map(lambda _: 0, mlp)).startswith("Model(Seq(")
+
+
+def test_vmap_over_stacked_models_with_a_model_prefix(mlp):
+    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), mlp)
+    x = jnp.ones((3, 4))
+    ys = jax.vmap(lambda m, x: m(x), in_axes=(mlp.replace(params=0, state=None), None))(stacked, x)
+    np.testing.assert_allclose(ys[0], mlp(x), rtol=1e-6)
+    np.testing.assert_allclose(ys[1], mlp.replace(params=jax.tree.map(lambda a: 2 * a, mlp.params))(x), rtol=1e-6)
+
+
+def test_keywords_reach_a_layer_that_takes_them():
+    from dataclasses import dataclass
+
+    from tlean import Layer
+
+    @dataclass(frozen=True)
+    class Masked(Layer):
+        def apply(self, params, state, x, *, key=None, train=False, mask=None):
+            return (x if mask is None else jnp.where(mask, x, 0.0)), state
+
+    m = Model(Masked(), {}, {})
+    np.testing.assert_array_equal(m(jnp.ones(3), mask=jnp.array([True, False, True])), [1.0, 0.0, 1.0])
+    with pytest.raises(TypeError, match=r"unexpected keyword\(s\) \['maks'\]: it takes \['mask'\]"):
+        m(jnp.ones(3), maks=None)
+
+
+def test_untie_under_jit_gives_distinct_buffers():
+    a = nn.pure.linear(3, 3, key=jax.random.key(0))
+    tied = jax.jit(lambda a: a >> L.relu >> a)(a)
+    assert tied.params[0]["weight"].unsafe_buffer_pointer() != tied.params[2]["weight"].unsafe_buffer_pointer()
+    donated = jax.jit(lambda m: jax.tree.map(lambda v: v + 1, m), donate_argnums=0)(tied)
+    np.testing.assert_allclose(donated.params[2]["weight"], a.params["weight"] + 1)
+
+
+def test_composing_a_builder_says_to_build_it():
+    m = nn.pure.relu()
+    with pytest.raises(TypeError, match=r"a Builder is a recipe; build it first with nn.run"):
+        m >> nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"build it with nn.pure.linear\(\.\.\., key=\.\.\.\)"):
+        m >> L.Linear(2, 2)

@@ -155,3 +155,26 @@ def test_global_stream_refuses_tracers():
         jax.jit(lambda x: jax.random.key_data(nn.next_seed()))(1.0)
     with pytest.raises(RuntimeError, match="global seed stream"):
         jax.jit(lambda x: nn.run_global(MLP()).params[0]["weight"])(1.0)
+
+
+def test_global_stream_refuses_every_transformation():
+    with pytest.raises(RuntimeError, match="global seed stream"):
+        jax.vmap(lambda x: jax.random.key_data(nn.next_seed()))(jnp.arange(3))
+    with pytest.raises(RuntimeError, match="global seed stream"):
+        jax.grad(lambda x: x * jax.random.key_data(nn.next_seed())[0])(1.0)
+    with pytest.raises(RuntimeError, match="global seed stream"):
+        jax.eval_shape(lambda: nn.next_seed())
+    with pytest.raises(RuntimeError, match="global seed stream"):
+        jax.lax.scan(lambda c, _: (c, jax.random.key_data(nn.next_seed())), 0, None, length=2)
+    with pytest.raises(TypeError, match="run_global takes a Builder"):
+        nn.run_global(L.relu)
+
+
+def test_traced_legacy_key_and_stream_immutability():
+    legacy = jax.random.PRNGKey(4)
+    jitted = jax.jit(lambda k: nn.run(k, MLP()))(legacy)
+    assert_trees_equal(jitted.params, nn.run(4, MLP()).params)
+    with pytest.raises(AttributeError, match="immutable"):
+        SeedStream(0).key = jax.random.key(1)
+    with pytest.raises(ValueError, match="64 bits"):
+        SeedStream(2**70)

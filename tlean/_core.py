@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tlean import _debug
@@ -105,10 +106,7 @@ class Layer:
     @property
     def has_params(self) -> bool:
         """Whether ``init`` yields any array (params or state); derived with ``jax.eval_shape``."""
-        try:
-            return _has_arrays(self)
-        except TypeError:  # an unhashable field: derive it without the cache
-            return _has_arrays.__wrapped__(self)
+        return bool(jax.tree.leaves(init_shapes(self)))
 
     def _init_stream(self, stream: SeedStream) -> tuple[tuple[Params, State], SeedStream]:
         """Initialise from a seed stream: draw one key if the layer has arrays, none otherwise."""
@@ -137,10 +135,49 @@ class Layer:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
+def init_shapes(layer: Layer) -> tuple[Any, Any]:
+    """``jax.eval_shape(layer.init, key)``: the shapes and dtypes of ``(params, state)``.
+
+    Cached per layer config (a bounded LRU cache, which keeps up to 4096 configs alive).
+    """
+    try:
+        return _init_shapes(layer)
+    except TypeError:  # an unhashable field: derive it without the cache
+        return _init_shapes.__wrapped__(layer)
+
+
 @functools.lru_cache(maxsize=4096)
-def _has_arrays(layer: Layer) -> bool:
-    shapes = jax.eval_shape(layer.init, jax.random.key(0))
-    return bool(jax.tree.leaves(shapes))
+def _init_shapes(layer: Layer) -> tuple[Any, Any]:
+    if isinstance(layer, Seq):
+        return layer.pack(init_shapes(c)[0] for c in layer.layers), layer.pack(init_shapes(c)[1] for c in layer.layers)
+    return jax.eval_shape(layer.init, jax.random.key(0))
+
+
+def check_arrays(layer: Layer, params: Any, state: Any) -> None:
+    """Check at trace time that ``params`` and ``state`` have the structure and shapes ``init`` gives.
+
+    A wrong tree is a ``TypeError`` listing the expected and received entries; a wrong
+    shape a :class:`ShapeError` naming each mismatched array. Nothing is broadcast.
+    """
+    for part, tree, expected in zip(("params", "state"), (params, state), init_shapes(layer)):
+        got_leaves, got_tree = jax.tree.flatten(tree)
+        want_leaves, want_tree = jax.tree.flatten(expected)
+        if got_tree != want_tree:
+            raise TypeError(f"{layer!r}: {part} should have the entries {_entries(expected)}, got {_entries(tree)}")
+        names = [_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected)[0]]
+        wrong = [(n, w.shape, jnp.shape(g)) for n, w, g in zip(names, want_leaves, got_leaves) if tuple(w.shape) != tuple(jnp.shape(g))]
+        if wrong:
+            expect = ", ".join(f"{n} {list(w)}" for n, w, _ in wrong)
+            got = ", ".join(f"{n} {tuple(g)}" for n, _, g in wrong)
+            raise ShapeError(layer, f"{part} {expect}", got)
+
+
+def _name(path: tuple) -> str:
+    return ".".join(str(getattr(e, "key", getattr(e, "idx", getattr(e, "name", e)))) for e in path) or "(root)"
+
+
+def _entries(tree: Any) -> list[str]:
+    return [_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
 def _children(layer: Layer) -> tuple[Layer, ...]:
@@ -200,10 +237,6 @@ class Seq(Layer):
             state.append(s)
         return (self.pack(params), self.pack(state)), stream
 
-    @property
-    def has_params(self) -> bool:
-        return any(layer.has_params for layer in self.layers)
-
     def init(self, key):
         if key is None:
             if self.has_params:
@@ -220,6 +253,8 @@ class Seq(Layer):
                 child_key = None if key is None else jax.random.fold_in(key, i)
                 with _debug.child(name) as where:
                     try:
+                        if not isinstance(layer, Seq):
+                            check_arrays(layer, params[name], state[name])
                         x, s = layer.apply(params[name], state[name], x, key=child_key, train=train)
                     except ShapeError as err:
                         raise err._within(name)

@@ -9,13 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlean._core import Layer, Seq, _children
+from tlean._core import Layer, Seq, check_arrays
 
 __all__ = ["Model", "torch_name"]
 
 
 def torch_name(path: tuple) -> str:
-    """A pytree key path as PyTorch names it: ``(SequenceKey(0), DictKey('weight'))`` -> ``"0.weight"``."""
+    """A pytree key path as PyTorch names it: ``(SequenceKey(0), DictKey('weight'))`` -> ``"0.weight"``.
+
+    A path from the root of a Model starts with ``.params`` or ``.state``; that part is
+    dropped, so ``jax.tree_util.tree_flatten_with_path(model)`` paths give PyTorch's
+    state_dict keys. (``jax.tree_util.keystr(path, simple=True, separator=".")`` prints
+    ``params.0.weight``.)
+    """
+    if path and isinstance(path[0], jax.tree_util.GetAttrKey) and path[0].name in ("params", "state"):
+        path = path[1:]
     parts = []
     for entry in path:
         for attr in ("key", "idx", "name"):
@@ -25,6 +33,9 @@ def torch_name(path: tuple) -> str:
         else:
             parts.append(str(entry))
     return ".".join(parts)
+
+
+_NO_STATE = object()
 
 
 class Model:
@@ -47,15 +58,22 @@ class Model:
 
     __slots__ = ("layer", "params", "state")
 
-    def __init__(self, layer: Layer, params: Any, state: Any = None):
+    def __init__(self, layer: Layer, params: Any, state: Any = _NO_STATE):
         if not isinstance(layer, Layer):
             raise TypeError(f"Model's layer must be a tlean Layer, got {type(layer).__name__}")
         object.__setattr__(self, "layer", layer)
         object.__setattr__(self, "params", params)
-        object.__setattr__(self, "state", {} if state is None else state)
+        # An omitted state is {}; an explicit None stays None (e.g. in a vmap in_axes prefix).
+        object.__setattr__(self, "state", {} if state is _NO_STATE else state)
 
     def __setattr__(self, name, value):
         raise AttributeError(f"Model is immutable: use model.replace({name}=...)")
+
+    def __reduce__(self):
+        return (Model, (self.layer, self.params, self.state))
+
+    def __bool__(self) -> bool:
+        return True
 
     # -- running -------------------------------------------------------------
     def __call__(self, x: Any, *, key: jax.Array | None = None, train: bool = False, **kwargs) -> Any:
@@ -67,8 +85,22 @@ class Model:
         return self.forward(x, key=key, train=train, **kwargs)[0]
 
     def forward(self, x: Any, *, key: jax.Array | None = None, train: bool = False, **kwargs) -> tuple[Any, "Model"]:
-        """``(y, model with the updated state)``; ``train=True`` updates BatchNorm's statistics."""
+        """Apply the layer: ``(y, model with the updated state)``.
+
+        Args:
+          x: the input, as the layer documents it.
+          key: the dropout key (needed with ``train=True`` when the model has Dropout).
+            Never the key used for init.
+          train: training mode: Dropout drops, BatchNorm uses batch statistics and
+            returns updated running statistics in the new model's state.
+          **kwargs: keywords of the layer's ``apply`` (``mask``, ``initial_state``, ...).
+
+        Returns:
+          ``(y, model)`` where ``model`` has the same params and the new state.
+        """
         _check_keywords(self.layer, kwargs)
+        if not isinstance(self.layer, Seq):
+            check_arrays(self.layer, self.params, self.state)
         y, state = self.layer.apply(self.params, self.state, x, key=key, train=train, **kwargs)
         return y, self.replace(state=state)
 
@@ -83,7 +115,7 @@ class Model:
     # -- inspecting ----------------------------------------------------------
     def num_params(self) -> int:
         """The number of trainable scalars (state, such as running statistics, is not counted)."""
-        return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(self.params)))
+        return _count(self.params)
 
     def named_parameters(self) -> dict[str, Any]:
         """The params keyed by PyTorch's names (``"0.weight"``)."""
@@ -98,6 +130,13 @@ class Model:
 
         Shapes are found with ``jax.eval_shape``, so nothing is computed. Nested Seqs
         are expanded with dotted indices (``1.0``), as torchinfo prints them.
+
+        Args:
+          input_shape: the shape of an input, batch axis included.
+          dtype: the input dtype.
+
+        Returns:
+          The table as a string (``print(model.summary((32, 784)))``).
         """
         rows = []
         x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.dtype(dtype))
@@ -107,7 +146,10 @@ class Model:
         table = [headers] + [(i, name, str(shape), f"{n:,}") for i, name, shape, n in rows]
         widths = [max(len(str(r[c])) for r in table) for c in range(4)]
         line = "-" * (sum(widths) + 6)
-        fmt = lambda r: "  ".join(str(v).ljust(w) if c < 3 else str(v).rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
+
+        def fmt(row):  # left-align text columns, right-align the count
+            return "  ".join(str(v).ljust(w) if c < 3 else str(v).rjust(w) for c, (v, w) in enumerate(zip(row, widths)))
+
         out = [f"input shape: {tuple(input_shape)}", line, fmt(headers), line, *map(fmt, table[1:]), line,
                f"total params: {total:,}"]
         return "\n".join(out)
@@ -168,10 +210,17 @@ def _unflatten(layer: Layer, children) -> Model:
 jax.tree_util.register_pytree_with_keys(Model, _flatten_with_keys, _unflatten, _flatten)
 
 
+def _count(tree: Any) -> int:
+    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(tree)))
+
+
 def _check_keywords(layer: Layer, kwargs: dict) -> None:
     if not kwargs:
         return
-    accepted = set(inspect.signature(layer.apply).parameters) - {"params", "state", "x", "key", "train"}
+    parameters = inspect.signature(layer.apply).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return  # the layer declares **kwargs: it takes responsibility for them
+    accepted = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"key", "train"}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         takes = f"it takes {sorted(accepted)}" if accepted else "it takes no extra keywords"
@@ -186,11 +235,22 @@ def _as_model(value: Any) -> Model:
         if value.has_params:
             raise TypeError(
                 f"{value!r} has parameters and cannot join a Model without a key: build it with "
-                f"nn.pure.<layer>(..., key=...) (or an nn builder and nn.run), then compose the Models"
+                f"{_pure_name(value)}(..., key=...) (or its nn builder and nn.run), then compose the Models"
             )
         params, state = value.init(None)
         return Model(value, params, state)
+    if callable(getattr(value, "fn", None)) and type(value).__name__ in ("Builder", "Sequential"):
+        raise TypeError(f"cannot compose a Model with {value!r}: a Builder is a recipe; build it first with nn.run(seed, builder)")
     return NotImplemented
+
+
+def _pure_name(layer: Layer) -> str:
+    from tlean.nn import pure  # the shim sits above the core; import it only to name a constructor
+
+    for name in pure.__all__:
+        if getattr(getattr(pure, name), "__wrapped__", None) is type(layer):
+            return f"nn.pure.{name}"
+    return "nn.pure.<layer>"
 
 
 def _parts(m: Model):
@@ -202,8 +262,9 @@ def _parts(m: Model):
 def _compose(a: Any, b: Any) -> Model:
     if a is NotImplemented or b is NotImplemented:
         return NotImplemented
-    layers, params, state = zip(*(_parts(a) + _parts(b)))
-    return Model(Seq(tuple(layers)), *untie((tuple(params), tuple(state))))
+    parts = _parts(a) + _parts(b)
+    layers, params, state = (tuple(column) for column in zip(*parts)) if parts else ((), (), ())
+    return Model(Seq(layers), *untie((params, state)))
 
 
 def untie(tree: Any) -> Any:
@@ -215,6 +276,8 @@ def untie(tree: Any) -> Any:
     seen: set[int] = set()
 
     def copy_if_seen(leaf):
+        if not isinstance(leaf, (jax.Array, np.ndarray)):
+            return leaf  # Python scalars are values, not buffers
         if id(leaf) in seen:
             return jnp.array(leaf, copy=True)
         seen.add(id(leaf))
@@ -225,12 +288,11 @@ def untie(tree: Any) -> Any:
 
 def _summarise(layer: Layer, params, state, x, prefix: str, rows: list) -> Any:
     if isinstance(layer, Seq):
-        for i, (k, child) in enumerate(zip(layer.keys, layer.layers)):
+        for k, child in zip(layer.keys, layer.layers):
             label = f"{prefix}{k}"
             x = _summarise(child, params[k], state[k], x, label + ".", rows)
         return x
     y = jax.eval_shape(lambda p, s, v: layer.apply(p, s, v)[0], params, state, x)
     shape = y.shape if hasattr(y, "shape") else jax.tree.map(lambda t: t.shape, y)
-    count = int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(params)))
-    rows.append((prefix.rstrip(".") or "0", repr(layer), shape, count))
+    rows.append((prefix.rstrip(".") or "0", repr(layer), shape, _count(params)))
     return y

@@ -45,6 +45,8 @@ def as_key(seed: Any) -> jax.Array:
     if isinstance(seed, bool):
         raise TypeError(f"a seed must be an int or a jax.random key, got bool {seed!r}")
     if isinstance(seed, (int, np.integer)):
+        if not -(2**63) <= int(seed) < 2**64:
+            raise ValueError(f"an integer seed must fit in 64 bits, got {seed}")
         return jax.random.key(int(seed))
     dtype = getattr(seed, "dtype", None)
     shape = getattr(seed, "shape", None)
@@ -77,7 +79,10 @@ class SeedStream:
     __slots__ = ("key",)
 
     def __init__(self, seed: Any):
-        self.key = as_key(seed)
+        object.__setattr__(self, "key", as_key(seed))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("SeedStream is immutable: fresh() returns the next stream")
 
     def fresh(self) -> tuple[jax.Array, "SeedStream"]:
         """Draw one key: ``key, sub = jax.random.split(key)``; return ``(sub, SeedStream(key))``."""
@@ -90,7 +95,7 @@ class SeedStream:
     @classmethod
     def tree_unflatten(cls, aux, children):
         stream = object.__new__(cls)
-        stream.key = children[0]
+        object.__setattr__(stream, "key", children[0])
         return stream
 
     def __repr__(self) -> str:

@@ -54,3 +54,13 @@ def test_bad_config_and_input():
     with pytest.raises(ShapeError, match=r"Softmax\(dim=2\): expected an input with an axis 2, got shape \(3, 4\)"):
         L.Softmax(2).apply({}, {}, jnp.ones((3, 4)))
     assert not L.relu.has_params and L.relu == L.ReLU()
+
+
+def test_integer_input_is_refused_where_it_would_truncate():
+    ints = jnp.array([1, 2, 3])
+    for layer in (L.softmax, L.gelu, L.silu, L.sigmoid, L.tanh):
+        with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
+            layer.apply({}, {}, ints)
+    np.testing.assert_array_equal(L.relu.apply({}, {}, jnp.array([-1, 2]))[0], [0, 2])  # ReLU is exact on ints
+    with pytest.raises(ShapeError, match=r"Softmax\(\): expected an input with an axis -1, got shape \(\)"):
+        L.softmax.apply({}, {}, jnp.float32(1.0))

@@ -40,6 +40,8 @@ def test_key_needed_and_config_errors():
     for p in (1.0, -0.1, 1.5, "0.1", True):
         with pytest.raises(ValueError, match=r"Dropout: p is the probability of dropping and must be in \[0, 1\)"):
             L.Dropout(p)
+    with pytest.raises(TypeError, match=r"Dropout\(p=0.3\): expected a floating-point input, got int32"):
+        L.Dropout(0.3).apply({}, {}, jnp.ones(4, jnp.int32), key=jax.random.key(0), train=True)
     same = L.Dropout(0.3).apply({}, {}, jnp.ones(100), key=jax.random.key(4), train=True)[0]
     again = L.Dropout(0.3).apply({}, {}, jnp.ones(100), key=jax.random.key(4), train=True)[0]
     np.testing.assert_array_equal(same, again)

@@ -8,21 +8,33 @@ import jax
 import jax.numpy as jnp
 
 from tlean._core import Layer, ShapeError
+from tlean.layers import _util
 
 
 class _Activation(Layer):
-    """A parameter-free layer ``y = fn(x)`` that keeps the input's shape and dtype."""
+    """A parameter-free layer ``y = fn(x)`` that keeps the input's shape and dtype.
+
+    Subclasses whose function is only defined on floats (all but ReLU and Identity)
+    refuse integer input with a TypeError rather than truncate the result.
+    """
+
+    float_only = True
 
     def fn(self, x: jax.Array) -> jax.Array:
         raise NotImplementedError
 
     def apply(self, params, state, x, *, key=None, train=False):
-        return self.fn(jnp.asarray(x)), state
+        x = jnp.asarray(x)
+        if self.float_only:
+            _util.check_float(self, x)
+        return self.fn(x), state
 
 
 @dataclass(frozen=True)
 class Identity(_Activation):
-    """``y = x``. PyTorch analogue: ``torch.nn.Identity``."""
+    """``y = x``, for any dtype. PyTorch analogue: ``torch.nn.Identity``."""
+
+    float_only = False
 
     def fn(self, x):
         return x
@@ -30,7 +42,15 @@ class Identity(_Activation):
 
 @dataclass(frozen=True)
 class ReLU(_Activation):
-    """``y = max(x, 0)``. PyTorch analogue: ``torch.nn.ReLU``."""
+    """``y = max(x, 0)``, for any dtype. PyTorch analogue: ``torch.nn.ReLU``.
+
+    >>> import jax.numpy as jnp
+    >>> from tlean.layers import relu
+    >>> relu.apply({}, {}, jnp.array([-1.0, 2.0]))[0]
+    Array([0., 2.], dtype=float32)
+    """
+
+    float_only = False
 
     def fn(self, x):
         return jax.nn.relu(x)
@@ -88,8 +108,11 @@ class Softmax(_Activation):
 
     dim: int = -1
 
+    def __post_init__(self):
+        _util.integers("Softmax", dim=self.dim)
+
     def fn(self, x):
-        if not -x.ndim <= self.dim < max(x.ndim, 1):
+        if not -x.ndim <= self.dim < x.ndim:
             raise ShapeError(self, f"an input with an axis {self.dim}", x.shape)
         return jax.nn.softmax(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=self.dim).astype(x.dtype)
 

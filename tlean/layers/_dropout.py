@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
 from tlean._core import Layer
+from tlean.layers import _util
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,12 @@ class Dropout(Layer):
     p: float = 0.5
 
     def __post_init__(self):
-        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not 0.0 <= self.p < 1.0:
+        if isinstance(self.p, bool) or not isinstance(self.p, numbers.Real) or not 0.0 <= self.p < 1.0:
             raise ValueError(f"Dropout: p is the probability of dropping and must be in [0, 1), got {self.p!r}")
         object.__setattr__(self, "p", float(self.p))
 
     def apply(self, params, state, x, *, key=None, train=False):
+        _util.check_float(self, x)
         if not train or self.p == 0.0:
             return x, state
         if key is None:

@@ -50,9 +50,10 @@ class Linear(Layer):
     precision: Any = None
 
     def __post_init__(self):
-        _util.positive(type(self).__name__, in_features=self.in_features, out_features=self.out_features)
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        name = type(self).__name__
+        _util.positive(name, in_features=self.in_features, out_features=self.out_features)
+        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
         _util.set_field(self, "precision", _util.canon_precision(self.precision))
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:

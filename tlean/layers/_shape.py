@@ -9,6 +9,7 @@ from typing import Callable
 import jax.numpy as jnp
 
 from tlean._core import Layer, ShapeError
+from tlean.layers import _util
 
 
 def _axis(layer: Layer, dim: int, ndim: int, what: str = "dim") -> int:
@@ -30,6 +31,9 @@ class Flatten(Layer):
     start_dim: int = 1
     end_dim: int = -1
 
+    def __post_init__(self):
+        _util.integers("Flatten", start_dim=self.start_dim, end_dim=self.end_dim)
+
     def apply(self, params, state, x, *, key=None, train=False):
         x = jnp.asarray(x)
         ndim = max(x.ndim, 1)
@@ -48,6 +52,10 @@ class Sum(Layer):
     dim: int | None = None
     keepdim: bool = False
 
+    def __post_init__(self):
+        if self.dim is not None:
+            _util.integers("Sum", dim=self.dim)
+
     def apply(self, params, state, x, *, key=None, train=False):
         x = jnp.asarray(x)
         axis = None if self.dim is None else _axis(self, self.dim, x.ndim)
@@ -60,6 +68,9 @@ class Mean(Layer):
 
     dim: int
     keepdim: bool = False
+
+    def __post_init__(self):
+        _util.integers("Mean", dim=self.dim)
 
     def apply(self, params, state, x, *, key=None, train=False):
         x = jnp.asarray(x)
@@ -75,7 +86,10 @@ class Select(Layer):
     """
 
     index: int
-    dim: int = 0
+    dim: int
+
+    def __post_init__(self):
+        _util.integers("Select", index=self.index, dim=self.dim)
 
     def apply(self, params, state, x, *, key=None, train=False):
         x = jnp.asarray(x)
@@ -100,6 +114,10 @@ class Lambda(Layer):
     def __post_init__(self):
         if not callable(self.fn):
             raise TypeError(f"Lambda: fn must be callable, got {type(self.fn).__name__}")
+        try:
+            hash(self.fn)
+        except TypeError:
+            raise TypeError(f"Lambda: fn must be hashable (it is static config under jit), got {self.fn!r}") from None
 
     def apply(self, params, state, x, *, key=None, train=False):
         return self.fn(x), state

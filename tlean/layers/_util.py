@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -33,10 +34,35 @@ def canon_precision(precision: Any) -> Any:
 
 
 def positive(layer_name: str, **sizes: Any) -> None:
-    """Raise ``ValueError`` naming the layer if any size is not an int >= 1."""
+    """Raise ``ValueError`` naming the layer if any size is not an integer >= 1 (NumPy ints count)."""
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{layer_name}: {name} must be a positive int, got {value!r}")
+
+
+def is_int(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def integers(layer_name: str, **fields: Any) -> None:
+    """Raise ``ValueError`` naming the layer if a field (an axis, an index) is not an integer."""
+    for name, value in fields.items():
+        if not is_int(value):
+            raise ValueError(f"{layer_name}: {name} must be an int, got {value!r}")
+
+
+def float_dtype(layer_name: str, name: str, dtype: Any, optional: bool = False) -> jnp.dtype | None:
+    """``dtype`` as a floating ``jnp.dtype`` (``None`` allowed when ``optional``), or a ValueError."""
+    if dtype is None and optional:
+        return None
+    try:
+        canon = jnp.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        canon = None
+    if canon is None or not jnp.issubdtype(canon, jnp.floating):
+        raise ValueError(f"{layer_name}: {name} must be a floating dtype{' or None' if optional else ''}, got {dtype!r}")
+    return canon
 
 
 def check_float(layer: Any, x: Any) -> None:

@@ -21,9 +21,18 @@ _DEFAULT_SEED = 0
 _stream: SeedStream | None = None
 
 
+def _tracing() -> bool:
+    """Whether JAX is tracing (jit, vmap, grad, scan, eval_shape ...)."""
+    try:
+        from jax._src import core  # no public API says this; fall back below if it moves
+
+        return not core.trace_state_clean()
+    except (ImportError, AttributeError):
+        return isinstance(jnp.zeros(()), jax.core.Tracer)  # catches jit/eval_shape/scan, not vmap/grad
+
+
 def _refuse_tracing(what: str, value: Any = None) -> None:
-    tracing = isinstance(value, jax.core.Tracer) or isinstance(jnp.zeros(()), jax.core.Tracer)
-    if tracing:
+    if isinstance(value, jax.core.Tracer) or _tracing():
         raise RuntimeError(
             f"nn.{what} uses the global seed stream, which is Python state and cannot run inside "
             "jax.jit or another transformation (it would be read once, at trace time). "
@@ -64,6 +73,8 @@ def run_global(builder: Builder[T]) -> T:
     """Run ``builder`` on the global stream, advancing it by the keys it draws. Eager only."""
     global _stream
     _refuse_tracing("run_global")
+    if not isinstance(builder, Builder):
+        raise TypeError(f"nn.run_global takes a Builder (e.g. nn.Linear(4, 2)), got {type(builder).__name__}")
     value, _stream = builder.fn(_global())
     return value
 

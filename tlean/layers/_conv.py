@@ -18,14 +18,14 @@ _PADDING_STRINGS = ("same", "valid")
 
 def pair(layer_name: str, name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
     """``value`` (an int or a pair of ints, each >= ``minimum``) as a pair; ``ValueError`` naming the layer otherwise."""
-    items = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    items = (value, value) if _util.is_int(value) else value
     try:
         items = tuple(items)
     except TypeError:
         items = ()
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
+    if len(items) != 2 or any(not _util.is_int(v) or v < minimum for v in items):
         raise ValueError(f"{layer_name}: {name} must be an int or a pair of ints >= {minimum}, got {value!r}")
-    return items
+    return tuple(int(v) for v in items)
 
 
 def check_image(layer: Layer, x: Any, channels: int, ranks: tuple[int, ...] = (3, 4)) -> None:
@@ -118,8 +118,8 @@ class Conv2d(Layer):
             raise ValueError(f"{name}: bias must be a bool, got {self.bias!r}")
         if self.padding_mode != "zeros":
             raise ValueError(f"{name}: only padding_mode='zeros' is supported, got {self.padding_mode!r}")
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
         _util.set_field(self, "precision", _util.canon_precision(self.precision))
 
     @property

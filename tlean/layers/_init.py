@@ -31,6 +31,18 @@ def fan_in_bound(fan_in: int) -> float:
     return 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
 
 
+def xavier_uniform(key: jax.Array, shape: Sequence[int], gain: float = 1.0, dtype: Any = jnp.float32) -> jax.Array:
+    """PyTorch's ``nn.init.xavier_uniform_``: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    For a matrix ``[fan_out, fan_in]`` (PyTorch's layout); higher-rank shapes multiply the
+    trailing axes into the receptive field as PyTorch does.
+    """
+    shape = tuple(shape)
+    receptive = math.prod(shape[2:])
+    fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+    return uniform(key, shape, gain * math.sqrt(6.0 / (fan_in + fan_out)), dtype)
+
+
 def torch_weight_and_bias(key: jax.Array, weight_shape: Sequence[int], fan_in: int, bias: bool, dtype: Any) -> dict:
     """``{"weight", "bias"}`` initialised as torch.nn.Linear / ConvNd do (bias only if asked)."""
     k_weight, k_bias = jax.random.split(key)

@@ -97,7 +97,9 @@ def _to_numpy(value: Any) -> np.ndarray:
         if str(value.dtype) == "torch.bfloat16":
             value = value.float()
         value = value.numpy()
-    return np.asarray(value)
+    # A copy: on CPU jnp.asarray can alias a NumPy buffer, and torch updates buffers such as
+    # running_mean in place, which would then change the "immutable" JAX arrays loaded here.
+    return np.array(value, copy=True)
 
 
 def load_torch_state_dict(model: Model, state_dict: Mapping[str, Any]) -> Model:

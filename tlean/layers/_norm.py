@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +124,7 @@ def _channel(v: jax.Array, ndim: int) -> jax.Array:
 
 
 def _check_eps(name: str, eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
         raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
     return float(eps)
 
@@ -166,7 +167,8 @@ class BatchNorm2d(Layer):
       track_running_stats: keep ``running_mean`` (zeros), ``running_var`` (ones) and
         ``num_batches_tracked`` (0) in ``state``.
       axis_name: a named axis (or tuple) to average the batch statistics over.
-      dtype: output dtype; ``None`` keeps the input dtype.
+      dtype: output dtype; ``None`` gives the result type of input and params, as flax
+        does (a bfloat16 input with float32 params gives float32).
       param_dtype: storage dtype of ``weight`` and ``bias``.
 
     Shapes: ``x [N, C, H, W] -> y [N, C, H, W]``.
@@ -195,7 +197,7 @@ class BatchNorm2d(Layer):
         _util.set_field(self, "eps", _check_eps(name, self.eps))
         m = self.momentum
         if m is not None:
-            if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m <= 1.0:
+            if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= m <= 1.0:
                 raise ValueError(f"{name}: momentum must be in [0, 1] (PyTorch's convention) or None, got {m!r}")
             _util.set_field(self, "momentum", float(m))
         for flag in ("affine", "track_running_stats"):
@@ -205,8 +207,8 @@ class BatchNorm2d(Layer):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
         if self.axis_name is not None and not isinstance(self.axis_name, (str, tuple)):
             raise ValueError(f"{name}: axis_name must be None, an axis name or a tuple of names, got {self.axis_name!r}")
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
 
     def init(self, key):
         c = self.num_features
@@ -222,7 +224,7 @@ class BatchNorm2d(Layer):
 
     def apply(self, params, state, x, *, key=None, train=False):
         check_image(self, x, self.num_features, ranks=(4,))
-        out_dtype = _util.compute_dtype(self.dtype, x)
+        out_dtype = _util.compute_dtype(self.dtype, x, *params.values())
         h = jnp.asarray(x).astype(_stats_dtype(x))
         batch_stats = train or not self.track_running_stats
         if batch_stats:
@@ -291,12 +293,13 @@ class InstanceNorm2d(Layer):
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
-        _util.positive("InstanceNorm2d", num_features=self.num_features)
-        _util.set_field(self, "eps", _check_eps("InstanceNorm2d", self.eps))
+        name = "InstanceNorm2d"
+        _util.positive(name, num_features=self.num_features)
+        _util.set_field(self, "eps", _check_eps(name, self.eps))
         if not isinstance(self.affine, bool):
             raise ValueError(f"InstanceNorm2d: affine must be a bool, got {self.affine!r}")
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
 
     def init(self, key):
         c = self.num_features
@@ -306,7 +309,7 @@ class InstanceNorm2d(Layer):
         check_image(self, x, self.num_features)
         if x.shape[-2] * x.shape[-1] <= 1:
             raise ShapeError(self, "more than one spatial element (H * W > 1)", x.shape)
-        out_dtype = _util.compute_dtype(self.dtype, x)
+        out_dtype = _util.compute_dtype(self.dtype, x, *params.values())
         h = jnp.asarray(x).astype(_stats_dtype(x))
         mean = jnp.mean(h, axis=(-2, -1), keepdims=True)
         var = jnp.mean(jnp.square(h - mean), axis=(-2, -1), keepdims=True)

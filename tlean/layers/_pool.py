@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
@@ -27,31 +28,26 @@ class _Pool2d(Layer):
     stride: Any
     padding: Any
 
-    def _normalise(self, dilation: Any = 1) -> None:
+    def _normalise(self) -> None:
         name = type(self).__name__
         _util.set_field(self, "kernel_size", pair(name, "kernel_size", self.kernel_size))
         stride = self.kernel_size if self.stride is None else self.stride
         _util.set_field(self, "stride", pair(name, "stride", stride))
         _util.set_field(self, "padding", pair(name, "padding", self.padding, 0))
-        window = pair(name, "dilation", dilation)
-        for p, k, d in zip(self.padding, self.kernel_size, window):
-            if 2 * p > d * (k - 1) + 1:  # PyTorch: "pad should be at most half of effective kernel size"
-                raise ValueError(
-                    f"{name}: padding must be at most half of the (effective) kernel size, as in PyTorch; "
-                    f"got padding={self.padding}, kernel_size={self.kernel_size}" + (f", dilation={window}" if window != (1, 1) else "")
-                )
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):  # PyTorch refuses these too
+            raise ValueError(f"{name}: padding must be at most half of the kernel size, as in PyTorch; "
+                             f"got padding={self.padding}, kernel_size={self.kernel_size}")
 
-    def _reduce(self, x: jnp.ndarray, init: Any, op: Any, dilation: tuple[int, int] = (1, 1)) -> jnp.ndarray:
+    def _reduce(self, x: jnp.ndarray, init: Any, op: Any) -> jnp.ndarray:
         """``lax.reduce_window`` over the last two axes, padding with ``init``."""
         lead = (1,) * (x.ndim - 2)
         return lax.reduce_window(
             x,
-            jnp.asarray(init, x.dtype),
+            np.asarray(init, x.dtype),  # a concrete NumPy scalar, so JAX sees the monoid and can differentiate
             op,
             window_dimensions=lead + self.kernel_size,
             window_strides=lead + self.stride,
             padding=((0, 0),) * (x.ndim - 2) + tuple((p, p) for p in self.padding),
-            window_dilation=lead + dilation,
         )
 
 
@@ -62,9 +58,10 @@ class MaxPool2d(_Pool2d):
     PyTorch analogue: ``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0,
     dilation=1)`` with ``ceil_mode=False`` and ``return_indices=False`` (neither of those
     options is offered). ``stride`` defaults to ``kernel_size`` and is stored as the
-    pair it resolves to. As in PyTorch, ``padding`` may be at most half the effective
-    kernel size (a ``ValueError`` here, at construction) and a window larger than the
-    padded input is an error (a :class:`~tlean.ShapeError`). NaN propagates.
+    pair it resolves to. As in PyTorch, ``padding`` may be at most half the kernel size
+    (a ``ValueError`` here, at construction, where PyTorch raises in forward) and a
+    window larger than the padded input is an error (a :class:`~tlean.ShapeError`). NaN
+    propagates.
 
     Shapes:
       ``[N, C, H, W] -> [N, C, H', W']`` or ``[C, H, W] -> [C, H', W']`` with
@@ -83,14 +80,35 @@ class MaxPool2d(_Pool2d):
     dilation: Any = (1, 1)
 
     def __post_init__(self):
-        self._normalise(self.dilation)
+        self._normalise()
         _util.set_field(self, "dilation", pair("MaxPool2d", "dilation", self.dilation))
 
     def apply(self, params, state, x: Float[Array, "*batch C H W"], *, key=None, train=False):
         _check_rank(self, x)
         pads = tuple((p, p) for p in self.padding)
         check_window(self, x, pads, self.kernel_size, self.dilation, "pooling window")
-        return self._reduce(jnp.asarray(x), -jnp.inf, lax.max, self.dilation), state
+        x = jnp.asarray(x)
+        if self.dilation == (1, 1):
+            return self._reduce(x, -np.inf, lax.max), state
+        return self._dilated_max(x), state
+
+    def _dilated_max(self, x: jnp.ndarray) -> jnp.ndarray:
+        """The elementwise maximum of the ``kH * kW`` strided views of the ``-inf``-padded input.
+
+        JAX has no reverse-mode rule for a dilated ``reduce_window`` max, so a dilated
+        window takes this route, which differentiates like ``jnp.maximum``.
+        """
+        lead = x.ndim - 2
+        padded = jnp.pad(x, ((0, 0),) * lead + tuple((p, p) for p in self.padding), constant_values=-np.inf)
+        size = [(n - d * (k - 1) - 1) // s + 1 for n, k, d, s in zip(padded.shape[-2:], self.kernel_size, self.dilation, self.stride)]
+        out = None
+        for i in range(self.kernel_size[0]):
+            for j in range(self.kernel_size[1]):
+                start = (0,) * lead + (i * self.dilation[0], j * self.dilation[1])
+                limit = padded.shape[:lead] + tuple(b + (m - 1) * s + 1 for b, m, s in zip(start[lead:], size, self.stride))
+                view = lax.slice(padded, start, limit, (1,) * lead + self.stride)
+                out = view if out is None else jnp.maximum(out, view)
+        return out
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,8 @@ class MultiheadAttention(Layer):
     U(-1/sqrt(E), 1/sqrt(E)), both biases zero). Differences: self-attention only (no
     ``kdim``/``vdim``, ``add_bias_kv``, ``add_zero_attn``), the attention weights are not
     returned, and a query whose keys are all masked gets all-zero weights (its output is
-    ``out_proj.bias``, its gradients finite) where PyTorch returns NaN.
+    ``out_proj.bias``, its gradients finite), as PyTorch's ``need_weights=False`` path
+    gives too (its ``need_weights=True`` path returns NaN there).
 
     Masks (apply keywords; at most one of ``mask`` and ``attn_mask``):
 
@@ -98,7 +100,7 @@ class MultiheadAttention(Layer):
             raise ValueError(
                 f"MultiheadAttention: embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}"
             )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"MultiheadAttention: dropout must be a probability in [0, 1), got {self.dropout!r}")
         if self.implementation not in _IMPLEMENTATIONS:
             raise ValueError(f"MultiheadAttention: implementation must be one of {_IMPLEMENTATIONS}, "
@@ -106,8 +108,8 @@ class MultiheadAttention(Layer):
         _util.set_field(self, "bias", bool(self.bias))
         _util.set_field(self, "causal", bool(self.causal))
         _util.set_field(self, "dropout", float(self.dropout))
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.set_field(self, "dtype", _util.float_dtype("MultiheadAttention", "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype("MultiheadAttention", "param_dtype", self.param_dtype))
         _util.set_field(self, "precision", _util.canon_precision(self.precision))
 
     @property
@@ -284,7 +286,7 @@ class MultiheadAttention(Layer):
             if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != cache_shape:
                 raise ShapeError(self, f"cache[{name!r}] [{batch}, max_len, {self.num_heads}, {self.head_dim}]", got)
         max_len = cache["key"].shape[1]
-        if isinstance(start_pos, (int, np.integer)) and start_pos + seq > max_len:
+        if _util.is_int(start_pos) and start_pos + seq > max_len:
             raise ShapeError(self, f"at most {max_len - start_pos} new positions at start_pos={start_pos} "
                                    f"(cache max_len={max_len})", x.shape)
         start = jnp.asarray(start_pos, jnp.int32)

@@ -22,9 +22,11 @@ from tlean._core import Layer, ShapeError
 from tlean.layers import _util
 
 
-def _check_start(name: str, start_pos: Any) -> None:
-    if isinstance(start_pos, bool) or not isinstance(start_pos, int) or start_pos < 0:
-        raise ValueError(f"{name}: start_pos must be an int >= 0, got {start_pos!r}")
+def _check_start(layer: Layer, name: str) -> None:
+    """Validate the ``start_pos`` field and store it as a Python int."""
+    if not _util.is_int(layer.start_pos) or layer.start_pos < 0:
+        raise ValueError(f"{name}: start_pos must be an int >= 0, got {layer.start_pos!r}")
+    _util.set_field(layer, "start_pos", int(layer.start_pos))
 
 
 def _positions(layer: Layer, x: Any, dim: int, max_len: int, start_pos: Any) -> jax.Array:
@@ -35,7 +37,7 @@ def _positions(layer: Layer, x: Any, dim: int, max_len: int, start_pos: Any) -> 
         raise ShapeError(layer, f"input [..., seq, {dim}]", shape)
     seq = shape[-2]
     start = layer.start_pos if start_pos is None else start_pos
-    if isinstance(start, (int, np.integer)) and not isinstance(start, bool):
+    if _util.is_int(start):
         if start < 0:
             raise ValueError(f"{layer!r}: start_pos must be >= 0, got {start}")
         if start + seq > max_len:
@@ -91,9 +93,10 @@ class LearnedPositionalEmbedding(Layer):
 
     def __post_init__(self):
         _util.positive("LearnedPositionalEmbedding", seq_len=self.seq_len, dim=self.dim)
-        _check_start("LearnedPositionalEmbedding", self.start_pos)
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _check_start(self, "LearnedPositionalEmbedding")
+        name = "LearnedPositionalEmbedding"
+        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         return {"weight": jax.random.normal(key, (self.seq_len, self.dim), self.param_dtype)}, {}
@@ -142,7 +145,7 @@ class SinusoidalPositionalEncoding(Layer):
 
     def __post_init__(self):
         _util.positive("SinusoidalPositionalEncoding", dim=self.dim, max_len=self.max_len)
-        _check_start("SinusoidalPositionalEncoding", self.start_pos)
+        _check_start(self, "SinusoidalPositionalEncoding")
         if not self.base > 0:
             raise ValueError(f"SinusoidalPositionalEncoding: base must be > 0, got {self.base!r}")
         _util.set_field(self, "base", float(self.base))
@@ -198,7 +201,7 @@ class RoPE(Layer):
 
     def __post_init__(self):
         _util.positive("RoPE", head_dim=self.head_dim, max_len=self.max_len)
-        _check_start("RoPE", self.start_pos)
+        _check_start(self, "RoPE")
         if self.head_dim < 2:
             raise ValueError(f"RoPE: head_dim must be at least 2 (one pair to rotate), got {self.head_dim}")
         if not self.interleaved and self.head_dim % 2:

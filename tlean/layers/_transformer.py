@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,7 +35,7 @@ def _check_activation(name: str, activation: Any) -> None:
 
 
 def _check_dropout(name: str, p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
         raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {p!r}")
     return float(p)
 
@@ -113,8 +114,8 @@ class TransformerEncoderBlock(Layer):
             raise ValueError(f"{name}: layer_norm_eps must be >= 0, got {self.layer_norm_eps!r}")
         for flag in ("norm_first", "bias", "causal"):
             _util.set_field(self, flag, bool(getattr(self, flag)))
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
+        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
         _util.set_field(self, "precision", _util.canon_precision(self.precision))
 
     # -- the sub-layers, by PyTorch's names -------------------------------------------------

@@ -141,7 +141,7 @@ class GPT(Layer):
         dtype = getattr(ids, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
             raise TypeError(f"{self!r}: expected integer token ids, got {dtype if dtype is not None else type(ids).__name__}")
-        static = start_pos if isinstance(start_pos, int) else 0
+        static = start_pos if _util.is_int(start_pos) else 0
         if jnp.ndim(ids) != 2 or static + jnp.shape(ids)[1] > self.max_len:
             where = f" from start_pos={static}" if static else ""
             raise ShapeError(self, f"ids [batch, seq] with at most {self.max_len - static} positions{where} "

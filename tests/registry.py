@@ -64,6 +64,8 @@ CASES: list[Case] = [
     Case("Conv2d-same-dilated", lambda: L.Conv2d(3, 4, 4, padding="same", dilation=2), (2, 3, 5, 5)),
     Case("MaxPool2d", lambda: L.MaxPool2d(2), (2, 3, 4, 4), bad_shapes=((2, 3, 1, 1), (4, 4))),
     Case("MaxPool2d-chw-padded", lambda: L.MaxPool2d(3, stride=2, padding=1), (3, 5, 5)),
+    Case("MaxPool2d-dilated", lambda: L.MaxPool2d((3, 2), stride=(1, 2), padding=1, dilation=(2, 1)), (2, 3, 7, 6),
+         bad_shapes=((2, 3, 2, 6),)),
     Case("AvgPool2d", lambda: L.AvgPool2d(3, stride=2, padding=1), (2, 3, 5, 5), bad_shapes=((1, 1), (2, 3, 0, 5))),
     Case("AvgPool2d-chw-exclude-pad", lambda: L.AvgPool2d(2, padding=1, count_include_pad=False), (3, 4, 4)),
     Case("GlobalAvgPool", lambda: L.GlobalAvgPool(), (2, 3, 4, 4), bad_shapes=((3, 4), (2, 3, 0, 4))),

@@ -29,8 +29,11 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array, mode: str = "pa
 
     ``a`` and ``b`` are ``[seq, ...]``, ``h0`` is ``[...]``; returns ``h [seq, ...]``.
     ``mode="parallel"`` uses ``jax.lax.associative_scan`` with the operator
-    ``(a1, b1) o (a2, b2) = (a1 * a2, a2 * b1 + b2)`` (O(log seq) depth);
-    ``"sequential"`` is the plain ``jax.lax.scan`` reference.
+    ``(a1, b1) o (a2, b2) = (a1 * a2, a2 * b1 + b2)`` (O(log seq) depth), and its
+    gradient is the reverse recurrence ``delta_t = g_t + a_{t+1} delta_{t+1}``, one more
+    associative scan (a ``jax.custom_vjp``: reverse mode only, so ``jax.jvp`` and
+    ``jax.jacfwd`` need ``"sequential"``). ``"sequential"`` is the plain ``jax.lax.scan``
+    reference, differentiated by JAX.
     """
     if mode == "sequential":
         def step(h, ab):
@@ -40,8 +43,34 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array, mode: str = "pa
         return jax.lax.scan(step, h0, (a, b))[1]
     if a.shape[0] == 0:
         return b
+    return _parallel(a, b, h0)
+
+
+def _scan(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
     b = b.at[0].add(a[0] * h0)  # fold h0 into the first step: h_0 = a_0 h0 + b_0
     return jax.lax.associative_scan(_combine, (a, b), axis=0)[1]
+
+
+@jax.custom_vjp
+def _parallel(a: jax.Array, b: jax.Array, h0: jax.Array) -> jax.Array:
+    return _scan(a, b, h0)
+
+
+def _parallel_fwd(a, b, h0):
+    h = _scan(a, b, h0)
+    return h, (a, h, h0)
+
+
+def _parallel_bwd(residuals, g):
+    """With ``delta_t = dL/dh_t`` in full: ``dL/db_t = delta_t``, ``dL/da_t = delta_t h_{t-1}``, ``dL/dh0 = a_0 delta_0``."""
+    a, h, h0 = residuals
+    a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])
+    delta = jax.lax.associative_scan(_combine, (a_next, g), axis=0, reverse=True)[1]
+    h_prev = jnp.concatenate([h0[None], h[:-1]])
+    return delta * h_prev, delta, a[0] * delta[0]
+
+
+_parallel.defvjp(_parallel_fwd, _parallel_bwd)
 
 
 def _inverse_softplus(y: jax.Array) -> jax.Array:

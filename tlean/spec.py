@@ -384,3 +384,27 @@ def _rnn_params(params: dict, layer: int):
     b_ih = _f64(params.get(f"bias_ih_l{layer}", zeros))
     b_hh = _f64(params.get(f"bias_hh_l{layer}", zeros))
     return w_ih, w_hh, b_ih, b_hh
+
+
+def mamba(params: dict, x: Any) -> Array:
+    """The gated diagonal SSM over ``x [seq, input]``, channel by channel, step by step:
+
+    ``u_t = W_in x_t``, ``dt_t = softplus(W_dt x_t + b_dt)``, ``A = -exp(A_log)``,
+    ``h_t = exp(dt_t A) h_{t-1} + dt_t u_t`` (``h_{-1} = 0``), ``y_t = (h_t + D u_t) silu(W_g x_t)``.
+    """
+    x = _f64(x)
+    w_in, w_dt = _f64(params["in_proj"]["weight"]), _f64(params["dt_proj"]["weight"])
+    b_dt, w_g = _f64(params["dt_proj"]["bias"]), _f64(params["gate_proj"]["weight"])
+    a_log, d = _f64(params["A_log"]), _f64(params["D"])
+    seq, hidden = x.shape[0], w_in.shape[0]
+    y = np.zeros((seq, hidden))
+    for c in range(hidden):
+        h = 0.0
+        for t in range(seq):
+            u = sum(w_in[c, i] * x[t, i] for i in range(x.shape[1]))
+            z = sum(w_dt[c, i] * x[t, i] for i in range(x.shape[1])) + b_dt[c]
+            dt = math.log1p(math.exp(-abs(z))) + max(z, 0.0)  # softplus, written stably
+            h = math.exp(dt * -math.exp(a_log[c])) * h + dt * u
+            g = sum(w_g[c, i] * x[t, i] for i in range(x.shape[1]))
+            y[t, c] = (h + d[c] * u) * g / (1 + math.exp(-g))
+    return y

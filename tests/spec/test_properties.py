@@ -5,6 +5,8 @@ Hypothesis' budget comes from the profile in tests/conftest.py (TLEAN_HYPOTHESIS
 for a longer run).
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,11 @@ from jax.test_util import check_grads
 
 from tlean import layers as L
 from tlean import spec
+
+def budget(n: int):
+    """Each new shape compiles afresh, so the CI budget is small; the long profile runs 20x more."""
+    return settings(max_examples=n * 20 if os.environ.get("TLEAN_HYPOTHESIS_PROFILE") == "long" else n)
+
 
 DTYPES = st.sampled_from([jnp.float32, jnp.bfloat16])
 prefixes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
@@ -33,7 +40,7 @@ def f32(params):
     return jax.tree.map(lambda a: np.asarray(a, np.float32), params)
 
 
-@settings(max_examples=10)  # each new shape compiles afresh: keep the budget small
+@budget(10)
 @given(prefixes, st.integers(1, 6), st.integers(1, 6), st.booleans(), seeds, DTYPES)
 def test_linear(prefix, fan_in, fan_out, bias, seed, dtype):
     layer = L.Linear(fan_in, fan_out, bias=bias, param_dtype=dtype)
@@ -52,7 +59,7 @@ def test_activations(name, prefix, seed, dtype):
     np.testing.assert_allclose(np.asarray(layer.apply({}, {}, x)[0], np.float32), ref(np.asarray(x, np.float32)), **tol(dtype))
 
 
-@settings(max_examples=8)  # each new shape compiles afresh: keep the budget small
+@budget(8)
 @given(prefixes, st.integers(1, 5), seeds, DTYPES)
 def test_softmax_on_every_axis(prefix, n, seed, dtype):
     x = normal(seed, prefix + (n,), dtype, scale=4.0)
@@ -61,7 +68,7 @@ def test_softmax_on_every_axis(prefix, n, seed, dtype):
         np.testing.assert_allclose(np.asarray(y, np.float32), spec.softmax(np.asarray(x, np.float32), dim), **tol(dtype))
 
 
-@settings(max_examples=8)  # each new shape compiles afresh: keep the budget small
+@budget(8)
 @given(prefixes, st.integers(1, 6), st.sampled_from([1e-5, 1e-3]), seeds, DTYPES)
 def test_norms(prefix, dim, eps, seed, dtype):
     x = normal(seed, prefix + (dim,), dtype, scale=2.0) + jnp.asarray(1.5, dtype)
@@ -108,7 +115,7 @@ def test_gradients_match_finite_differences(seed):
 small = st.integers(1, 3)
 
 
-@settings(max_examples=8)  # each new shape compiles afresh: keep the budget small
+@budget(8)
 @given(st.integers(1, 2), small, st.integers(1, 2), st.integers(3, 6), st.integers(3, 6),
        st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(1, 2), seeds, DTYPES)
 def test_conv2d(n, groups, per_group, h, w, k, stride, padding, dilation, seed, dtype):
@@ -124,7 +131,7 @@ def test_conv2d(n, groups, per_group, h, w, k, stride, padding, dilation, seed, 
     np.testing.assert_allclose(np.asarray(y, np.float32), ref, **tol(dtype))
 
 
-@settings(max_examples=8)  # each new shape compiles afresh: keep the budget small
+@budget(8)
 @given(st.integers(1, 2), st.integers(2, 6), st.integers(2, 6), st.integers(1, 3), st.integers(1, 3), st.data(), seeds)
 def test_pooling(c, h, w, k, stride, data, seed):
     k = min(k, h, w)
@@ -137,7 +144,7 @@ def test_pooling(c, h, w, k, stride, data, seed):
     np.testing.assert_allclose(L.GlobalAvgPool().apply({}, {}, x)[0], spec.global_avg_pool(np.asarray(x)), rtol=1e-5)
 
 
-@settings(max_examples=6)  # each new shape compiles afresh: keep the budget small
+@budget(6)
 @given(st.integers(2, 3), st.integers(1, 3), st.integers(1, 3), seeds)
 def test_batch_and_instance_norm(n, c, hw, seed):
     x = normal(seed, (n, c, hw, hw + 1), scale=2.0)
@@ -159,7 +166,7 @@ def test_batch_and_instance_norm(n, c, hw, seed):
 
 # --- sequences ---------------------------------------------------------------------------------
 
-@settings(max_examples=6)  # each new shape compiles afresh: keep the budget small
+@budget(6)
 @given(st.integers(2, 9), st.integers(1, 5), prefixes, seeds)
 def test_embedding_ids_and_distributions(vocab, dim, prefix, seed):
     layer = L.Embedding(vocab, dim)
@@ -170,7 +177,7 @@ def test_embedding_ids_and_distributions(vocab, dim, prefix, seed):
     np.testing.assert_allclose(layer.apply(params, {}, probs)[0], spec.embedding_soft(params["weight"], np.asarray(probs)), rtol=1e-5, atol=1e-6)
 
 
-@settings(max_examples=6)  # each new shape compiles afresh: keep the budget small
+@budget(6)
 @given(st.integers(1, 8), st.integers(1, 6), st.integers(0, 20), seeds)
 def test_sinusoidal_and_rope(dim, n, start, seed):
     x = normal(seed, (2, n, dim))
@@ -183,7 +190,7 @@ def test_sinusoidal_and_rope(dim, n, start, seed):
         np.testing.assert_allclose(rope.apply({}, {}, q)[0], spec.rope(np.asarray(q), start, interleaved), rtol=1e-5, atol=2e-5)
 
 
-@settings(max_examples=8)  # each new shape compiles afresh: keep the budget small
+@budget(8)
 @given(st.sampled_from([(4, 1), (4, 2), (6, 3)]), st.integers(1, 5), st.booleans(), seeds)
 def test_attention_with_random_masks(shape, n, causal, seed):
     embed, heads = shape
@@ -199,7 +206,7 @@ def test_attention_with_random_masks(shape, n, causal, seed):
 
 # --- recurrences -------------------------------------------------------------------------------
 
-@settings(max_examples=8)  # each new shape compiles afresh: keep the budget small
+@budget(8)
 @given(st.sampled_from(["RNN", "RNN-relu", "GRU", "LSTM"]), st.integers(1, 4), st.integers(1, 4), st.integers(0, 5), seeds)
 def test_recurrences(kind, input_size, hidden, seq, seed):
     layer = {"RNN": L.RNN(input_size, hidden), "RNN-relu": L.RNN(input_size, hidden, nonlinearity="relu"),
@@ -213,7 +220,7 @@ def test_recurrences(kind, input_size, hidden, seq, seed):
         np.testing.assert_allclose(y, ref(params, np.asarray(x))[0], rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=5)  # each new shape compiles afresh: keep the budget small
+@budget(5)
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 8), seeds)
 def test_mamba(input_size, hidden, seq, seed):
     x = normal(seed, (seq, input_size))

@@ -18,6 +18,7 @@ from jax.test_util import check_grads
 from tlean import layers as L
 from tlean import spec
 
+
 def budget(n: int):
     """Each new shape compiles afresh, so the CI budget is small; the long profile runs 20x more."""
     return settings(max_examples=n * 20 if os.environ.get("TLEAN_HYPOTHESIS_PROFILE") == "long" else n)

@@ -223,17 +223,15 @@ def evaluate(loss_fn: LossFn, model: Model, batches: Iterable[Any]) -> dict[str,
       ``{"loss": ..., **metrics}`` as Python floats.
     """
     step = _eval_step(loss_fn)
-    totals: dict[str, Any] = {}
-    count = 0
+    sizes, results = [], []
     for batch in batches:
-        n = _batch_size(batch)
-        metrics = step(model, batch)
-        for k, v in metrics.items():
-            totals[k] = totals.get(k, 0.0) + v * n
-        count += n
-    if count == 0:
+        sizes.append(_batch_size(batch))
+        results.append(step(model, batch))  # dispatched asynchronously, fetched once below
+    if not sizes:
         raise ValueError("evaluate got no batches")
-    return {k: float(v) / count for k, v in jax.device_get(totals).items()}
+    results = jax.device_get(results)
+    weights = np.asarray(sizes, np.float64) / sum(sizes)
+    return {k: float(np.dot(weights, [r[k] for r in results])) for k in results[0]}
 
 
 class Minibatches:

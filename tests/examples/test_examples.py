@@ -1,0 +1,103 @@
+"""Every example runs with a tiny config in seconds and its training loss falls; each prints a
+model summary and a progress bar and writes a checkpoint, the history and a PNG of its curves.
+The command line (``python -m examples.train``) parses overrides and runs the default example."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import configs
+from examples import train as cli
+from tlean import checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = {
+    "digits_mlp": {"steps": 30, "batch_size": 32, "hidden": 32, "augment": False, "log_every": 5, "eval_every": 15},
+    "digits_cnn": {"steps": 30, "batch_size": 32, "width": 8, "log_every": 5, "eval_every": 15},
+    "char_gpt": {"steps": 30, "batch_size": 16, "context": 24, "d_model": 32, "nhead": 2, "num_layers": 1,
+                 "log_every": 5, "eval_every": 15, "sample_len": 12, "eval_windows": 16},
+    "adding_lstm": {"steps": 30, "batch_size": 32, "seq_len": 10, "hidden": 16, "log_every": 5, "eval_every": 15,
+                    "test_examples": 64},
+    "adding_mamba": {"steps": 30, "batch_size": 32, "seq_len": 10, "hidden": 16, "log_every": 5, "eval_every": 15,
+                     "test_examples": 64},
+}
+
+
+def test_every_config_has_a_tiny_test():
+    assert sorted(TINY) == sorted(configs.CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_example_runs_and_its_loss_falls(name, tmp_path, capsys):
+    config = configs.get(name).replace(out_dir=str(tmp_path), checkpoint_every=15, **TINY[name])
+    results = cli.run(config)
+    assert results["last_train_loss"] < results["first_train_loss"], results
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [r["step"] for r in history["train"]] == [5, 10, 15, 20, 25, 30]
+    assert [r["step"] for r in history["eval"]] == [15, 30]
+    assert results["test_loss"] == history["eval"][-1]["loss"]
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert saved == ["step_00000015", "step_00000030"]
+    assert checkpoint.read_metadata(tmp_path / "checkpoints" / "step_00000030")["history"] == history
+    out, err = capsys.readouterr()
+    assert "total params:" in out and (tmp_path / "summary.txt").read_text().strip() in out
+    assert f"{name}:" in err and "30/30" in err  # the progress bar
+    if name == "char_gpt":
+        assert results["sample"].startswith(config.prompt) and len(results["sample"]) == len(config.prompt) + 12
+
+
+def test_rerun_starts_afresh_unless_resume(tmp_path):
+    config = configs.get("digits_mlp").replace(out_dir=str(tmp_path), progress=False, **TINY["digits_mlp"])
+    cli.run(config.replace(steps=10))
+    fresh = cli.run(config.replace(steps=10))
+    assert json.loads((tmp_path / "history.json").read_text())["train"][0]["step"] == 5
+    resumed = cli.run(config.replace(steps=20, resume=True))
+    steps = [r["step"] for r in json.loads((tmp_path / "history.json").read_text())["train"]]
+    assert steps == [5, 10, 15, 20]  # the first 10 steps came from the checkpoint
+    assert resumed["checkpoint"].endswith("step_00000020") and fresh["checkpoint"].endswith("step_00000010")
+
+
+def test_command_line_overrides():
+    config = cli.parse(["--config", "digits_mlp", "--steps", "10", "--lr=1e-3", "--augment", "false",
+                        "--out_dir", "none", "--batch-size", "16"])
+    assert (config.name, config.steps, config.lr, config.augment, config.out_dir, config.batch_size) == (
+        "digits_mlp", 10, 1e-3, False, None, 16)
+    assert cli.parse([]).name == configs.DEFAULT == "digits_cnn"
+    with pytest.raises(ValueError, match="digits_cnn has no field 'stepz'; its fields: name, example, steps"):
+        cli.parse(["--stepz", "3"])
+    with pytest.raises(ValueError, match="--steps expects int, got 'ten'"):
+        cli.parse(["--steps", "ten"])
+    with pytest.raises(ValueError, match="--augment expects bool, got 'maybe'"):
+        cli.parse(["--augment", "maybe"])
+    with pytest.raises(ValueError, match="no config named 'mnist'"):
+        cli.parse(["--config", "mnist"])
+    with pytest.raises(SystemExit, match="usage: python -m examples.train"):
+        cli.main(["--steps"])
+
+
+def test_list_shows_every_config(capsys):
+    assert cli.main(["--list"]) is None
+    out = capsys.readouterr().out
+    for name in configs.CONFIGS:
+        assert name in out
+    assert "digits_cnn (default)" in out
+
+
+def test_main_command_trains_the_default_example(tmp_path):
+    """``python -m examples.train`` end to end (shortened), as the README runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.train", "--steps", "4", "--width", "4", "--out_dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "final test accuracy:" in proc.stdout and "digits_cnn: 1437 training and 360 test digits" in proc.stdout
+    assert "BasicBlock" in proc.stdout  # the summary
+    assert (tmp_path / "curves.png").is_file() and (tmp_path / "checkpoints" / "step_00000004").is_dir()

@@ -243,11 +243,44 @@ def _leaves(state):
             for v in jax.tree.leaves(state)]
 
 
+def conv_model(seed=0):
+    """BatchNorm (int32 and float state) and Dropout (keys) in one small model on 1x4x4 images."""
+    return nn.run(seed, nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+                                      nn.Flatten(), nn.Linear(64, 3)))
+
+
+def image_data(n=64, seed=0):
+    x, y = data(n, seed)
+    return np.tile(x, (1, 4)).reshape(n, 1, 4, 4), y
+
+
+def test_batchnorm_model_trains_with_one_compilation():
+    traces = []
+
+    def loss_fn(model, batch, *, key, train):
+        traces.append(1)
+        return classification_loss(model, batch, key=key, train=train)
+
+    model = conv_model()
+    optimizer = optax.sgd(0.05, momentum=0.9)
+    state = train.TrainState.create(model, optimizer, key=0)
+    step = train.make_train_step(loss_fn, optimizer)
+    batches = train.Minibatches(image_data(), 16)
+    for i in range(4):
+        state, _ = step(state, batches(i))
+    assert len(traces) == 1 and step._cache_size() == 1
+    bn = state.model.state[1]
+    assert bn["num_batches_tracked"].dtype == jnp.int32 and int(bn["num_batches_tracked"]) == 4
+    assert not np.allclose(bn["running_mean"], 0.0) and not np.allclose(bn["running_var"], 1.0)
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(optimizer.init(model.params))
+
+
 def test_fit_resumes_bit_identically(tmp_path):
-    """Stop at step 12, resume from the checkpoint to 30: the same state, bit for bit, as 30 straight."""
-    x, y = data(96)
+    """Stop at step 12, resume from the checkpoint to 30: the same state, bit for bit, as 30 straight
+    (BatchNorm statistics, dropout keys, optimiser moments included)."""
+    x, y = image_data(96)
     optimizer = optax.adam(3e-3)
-    fresh = lambda: train.TrainState.create(make_model(dropout=0.3), optimizer, key=4)  # noqa: E731
+    fresh = lambda: train.TrainState.create(conv_model(), optimizer, key=4)  # noqa: E731
     kwargs = dict(loss_fn=train.classification_loss, optimizer=optimizer,
                   train_data=train.Minibatches((x, y), 16, seed=2), progress=False, log_every=6)
     straight, _ = train.fit(fresh(), steps=30, **kwargs)
@@ -288,3 +321,10 @@ def test_seq_of_layers_trains_through_the_pure_tier():
         ts, metrics = step(ts, data(32))
         losses.append(float(metrics["loss"]))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("module", [train, checkpoint])
+def test_public_api_is_documented(module):
+    assert module.__doc__ and list(module.__all__) == sorted(module.__all__)
+    for name in module.__all__:
+        assert getattr(module, name).__doc__, f"{module.__name__}.{name} has no docstring"

@@ -305,6 +305,10 @@ def test_fit_argument_errors():
         train.fit(state, train.classification_loss, optimizer, batches, steps=-1)
     with pytest.raises(ValueError, match="eval_every must be a positive int or None, got 0"):
         train.fit(state, train.classification_loss, optimizer, batches, steps=1, eval_every=0)
+    with pytest.raises(ValueError, match="log_every must be a positive int, got None"):
+        train.fit(state, train.classification_loss, optimizer, batches, steps=1, log_every=None)
+    with pytest.raises(ValueError, match="keep_checkpoints must be a positive int, got 0"):
+        train.fit(state, train.classification_loss, optimizer, batches, steps=1, keep_checkpoints=0)
     with pytest.raises(TypeError, match="function of the step"):
         train.fit(state, train.classification_loss, optimizer, [data(4)], steps=1)
 

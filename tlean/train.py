@@ -390,9 +390,10 @@ def fit(
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"fit: steps must be an int >= 0, got {steps!r}")
-    for name, value in (("log_every", log_every), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"fit: {name} must be a positive int or None, got {value!r}")
+    for name, value, optional in (("log_every", log_every, False), ("eval_every", eval_every, True),
+                                  ("checkpoint_every", checkpoint_every, True), ("keep_checkpoints", keep_checkpoints, False)):
+        if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"fit: {name} must be a positive int{' or None' if optional else ''}, got {value!r}")
     if not callable(train_data):
         raise TypeError("fit: train_data must be a function of the step, e.g. Minibatches(arrays, batch_size)")
     history = History()

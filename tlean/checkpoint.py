@@ -79,7 +79,11 @@ def _names(paths: list[tuple]) -> list[str]:
 
 def _leaf_kind(leaf: Any) -> str:
     if _is_key(leaf):
-        return "key:" + str(jax.random.key_impl(jax.random.key(0, impl=leaf.dtype._impl)))
+        try:
+            impl = jax.random.key_impl(leaf)
+        except TypeError:  # an abstract key (ShapeDtypeStruct): no public accessor for its implementation
+            impl = jax.random.key_impl(jax.random.key(0, impl=leaf.dtype._impl))
+        return f"key:{impl}"
     if isinstance(leaf, bool):
         return "python:bool"
     if isinstance(leaf, int):
@@ -134,8 +138,9 @@ def _read_meta(path: Path) -> dict:
         raise CheckpointError(f"{path} is not a tlean checkpoint: it has no {_META}")
     try:
         meta = json.loads(file.read_text())
-        meta["leaves"], meta["format"]
-    except (ValueError, KeyError, TypeError) as err:
+        if not (isinstance(meta, dict) and isinstance(meta.get("leaves"), list) and isinstance(meta.get("format"), int)):
+            raise ValueError("it lacks the format or the list of leaves")
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CheckpointError(f"the checkpoint at {path} is corrupted or truncated: cannot read {_META} ({err})") from None
     if meta["format"] > FORMAT:
         raise CheckpointError(f"the checkpoint at {path} has format {meta['format']}; this tlean reads up to {FORMAT}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from absl.testing import parameterized
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlean import Model, ShapeError, nn
@@ -58,8 +58,7 @@ class LayerNormParityTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
         ("last-axis", 6, {}, (3, 6)),
-        ("tuple-shape", (2, 3), {}, (4, 2, 3)),
-        ("tuple-shape-3d-batch", [3, 4], {"eps": 1e-3}, (2, 5, 3, 4)),
+        ("list-shape-eps-3d-batch", [3, 4], {"eps": 1e-3}, (2, 5, 3, 4)),
         ("no-bias", 5, {"bias": False}, (2, 5)),
         ("no-affine", (2, 5), {"elementwise_affine": False}, (3, 2, 5)),
     )
@@ -70,9 +69,8 @@ class LayerNormParityTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
-        ("eps-1e-6", 6, {"eps": 1e-6}, (3, 6)),
-        ("eps-1e-2-batched", 4, {"eps": 1e-2}, (2, 3, 4)),
-        ("no-affine", 5, {"eps": 1e-6, "elementwise_affine": False}, (2, 5)),
+        ("eps-1e-6-batched", 6, {"eps": 1e-6}, (2, 3, 6)),
+        ("eps-1e-2-no-affine", 5, {"eps": 1e-2, "elementwise_affine": False}, (2, 5)),
     )
     def test_rms_norm_matches_torch_with_explicit_eps(self, dim, kwargs, input_shape):
         tm = randomise(torch.nn.RMSNorm(dim, **kwargs))  # torch's default eps=None is the dtype's epsilon
@@ -99,7 +97,7 @@ class BatchNorm2dParityTest(chex.TestCase):
         tm = randomise(torch.nn.BatchNorm2d(4, **kwargs))
         model = from_torch(L.BatchNorm2d(4, **kwargs), tm)
         step = self.variant(lambda m, x: m.forward(x, train=True))
-        for i, shape in enumerate([(3, 4, 2, 5), (2, 4, 3, 3), (5, 4, 1, 2), (3, 4, 2, 5)]):
+        for i, shape in enumerate([(3, 4, 2, 5), (5, 4, 1, 2), (3, 4, 2, 5)]):
             x = normal(shape, seed=i, scale=1 + i, shift=i - 1)
             tm.train()
             yt = tm(torch.from_numpy(x))
@@ -107,7 +105,7 @@ class BatchNorm2dParityTest(chex.TestCase):
             np.testing.assert_allclose(y, n(yt), atol=1e-5, rtol=1e-5)
             for name, buffer in tm.named_buffers():
                 np.testing.assert_allclose(model.state[name], n(buffer), atol=1e-6, rtol=1e-5, err_msg=f"step {i}: {name}")
-        assert model.state["num_batches_tracked"].dtype == jnp.int32 and int(model.state["num_batches_tracked"]) == 4
+        assert model.state["num_batches_tracked"].dtype == jnp.int32 and int(model.state["num_batches_tracked"]) == 3
         tm.eval()
         x = normal((2, 4, 3, 3), seed=9)
         y, after = self.variant(lambda m, x: m.forward(x))(model, x)
@@ -123,6 +121,7 @@ class BatchNorm2dParityTest(chex.TestCase):
             check_grads(tm.train(train), model, normal((2, 3, 4, 4), seed=3), train, self.variant)
 
 
+@settings(max_examples=8)  # a sweep on top of the parametrised cases above; each shape compiles anew
 @given(n_=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 4), w=st.integers(2, 4),
        momentum=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
 def test_one_train_step_matches_torch_over_shapes(n_, c, h, w, momentum, seed):
@@ -193,15 +192,16 @@ class InstanceNorm2dParityTest(chex.TestCase):
     @parameterized.named_parameters(
         ("batched", {}, (2, 3, 4, 5)),
         ("unbatched", {}, (3, 4, 5)),
-        ("eps", {"eps": 1e-2}, (2, 3, 2, 2)),
+        ("eps", {"eps": 1e-2}, (2, 3, 2, 3)),
         ("no-affine-as-torch-default", {"affine": False}, (2, 3, 4, 5)),
     )
     def test_outputs_and_gradients_match_torch(self, kwargs, shape):
         affine = kwargs.get("affine", True)  # torch's default is affine=False: pass it explicitly
         tm = randomise(torch.nn.InstanceNorm2d(3, **{**kwargs, "affine": affine}))
         model = from_torch(L.InstanceNorm2d(3, **kwargs), tm)
-        for train in (False, True):  # no running statistics: the same in both modes
-            check_grads(tm.train(train), model, normal(shape, scale=3, shift=2), train, self.variant)
+        x = normal(shape, scale=3, shift=2)
+        check_grads(tm, model, x, False, self.variant)
+        np.testing.assert_array_equal(model(x, train=True), model(x))  # no running statistics: modes agree
 
 
 def test_instance_norm_affine_default_differs_from_torch():

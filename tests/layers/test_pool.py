@@ -16,13 +16,11 @@ from tests.torch_utils import n, t
 MAX_CONFIGS = [
     ("2x2", 2, None, 0, 1, (2, 3, 6, 6)),
     ("3x3-s2-p1", 3, 2, 1, 1, (2, 3, 7, 6)),
-    ("rect-unbatched", (3, 2), (1, 2), (1, 1), 1, (3, 5, 7)),
     ("dilated-unbatched", 3, 1, 1, 2, (2, 7, 7)),
     ("odd-stride-rect-dilation", (2, 3), (3, 2), (1, 1), (2, 1), (1, 2, 8, 9)),
 ]
 AVG_CONFIGS = [
     ("2x2", 2, None, 0, True, (2, 3, 6, 6)),
-    ("3x3-s2-p1", 3, 2, 1, True, (2, 3, 7, 6)),
     ("3x3-s2-p1-exclude-pad", 3, 2, 1, False, (2, 3, 7, 6)),
     ("rect-unbatched", (3, 2), (1, 2), (1, 1), True, (3, 5, 7)),
     ("rect-unbatched-exclude-pad", (4, 2), 1, (2, 1), False, (2, 5, 5)),
@@ -34,6 +32,7 @@ class PoolParityTest(chex.TestCase):
         x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
         if negative:  # all below zero: zero padding instead of -inf would show up in the max
             x = -np.abs(x) - 1
+            assert (n(torch_layer(torch.from_numpy(x))) < 0).all()
         m = nn.run(0, nn.build(layer))  # parameter-free: draws no key
         xt = t(x)
         yt = torch_layer(xt)
@@ -51,7 +50,6 @@ class PoolParityTest(chex.TestCase):
         tm = torch.nn.MaxPool2d(k, stride=stride, padding=padding, dilation=dilation)
         layer = L.MaxPool2d(k, stride=stride, padding=padding, dilation=dilation)
         self._check(layer, tm, shape, negative=True)
-        self._check(layer, tm, shape)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*AVG_CONFIGS)
@@ -60,7 +58,7 @@ class PoolParityTest(chex.TestCase):
         self._check(L.AvgPool2d(k, stride=stride, padding=padding, count_include_pad=count_include_pad), tm, shape)
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(("batched", (2, 3, 5, 4)), ("unbatched", (3, 5, 4)), ("1x1", (2, 3, 1, 1)))
+    @parameterized.named_parameters(("batched", (2, 3, 5, 4)), ("unbatched-1x1", (3, 1, 1)))
     def test_global_avg_pool_is_adaptive_avg_pool_then_flatten(self, shape):
         tm = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((1, 1)), torch.nn.Flatten(-3))
         self._check(L.GlobalAvgPool(), tm, shape)

@@ -129,7 +129,7 @@ def test_dtype_and_param_dtype(dtype, param_dtype):
     layer = L.Conv2d(3, 4, 3, padding=1, dtype=dtype, param_dtype=param_dtype)
     params, _ = layer.init(jax.random.key(0))
     assert params["weight"].dtype == jnp.dtype(param_dtype) and params["bias"].dtype == jnp.dtype(param_dtype)
-    x = jax.random.normal(jax.random.key(1), (2, 3, 5, 5))
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3, 5, 5)), jnp.float32)
     y, _ = layer.apply(params, {}, x)
     assert y.dtype == (jnp.dtype(dtype) if dtype is not None else jnp.result_type(x, params["weight"]))
     full = L.Conv2d(3, 4, 3, padding=1).apply(jax.tree.map(lambda p: p.astype(jnp.float32), params), {}, x)[0]

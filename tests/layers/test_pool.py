@@ -65,7 +65,7 @@ class PoolParityTest(chex.TestCase):
 
 
 def test_pools_keep_low_precision_dtypes():
-    x = jax.random.normal(jax.random.key(0), (2, 3, 6, 6), jnp.bfloat16)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 6, 6)), jnp.bfloat16)
     for layer in (L.MaxPool2d(2), L.AvgPool2d(3, 1, 1), L.GlobalAvgPool()):
         y, _ = layer.apply({}, {}, x)
         ref, _ = layer.apply({}, {}, x.astype(jnp.float32))

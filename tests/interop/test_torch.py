@@ -160,3 +160,17 @@ def test_resnet_names_match_torchvision_layout():
                 "layer2.0.downsample.1.num_batches_tracked", "fc.bias"):
         assert key in names
     assert not any("layers." in k for k in names)
+
+
+def test_gpt_exports_its_encoder_layers_one_by_one():
+    """A stacked TransformerEncoder nested in a model (GPT's encoder) is found by name and split per layer."""
+    from tlean.models import gpt
+
+    model = shaped(gpt(vocab_size=11, max_len=8, d_model=8, nhead=2, num_layers=2))
+    exported = to_torch_state_dict(model)
+    assert exported["encoder.layers.1.linear1.weight"].shape == (32, 8)
+    assert "encoder.layers.linear1.weight" not in exported
+    assert {"tok_emb.weight", "pos_emb.weight", "ln_f.weight", "lm_head.weight"} <= set(exported)
+    reloaded = load_torch_state_dict(model, {k: v + 1 for k, v in exported.items()})
+    np.testing.assert_array_equal(reloaded.params["encoder"]["layers"]["linear1"]["weight"],
+                                  model.params["encoder"]["layers"]["linear1"]["weight"] + 1)

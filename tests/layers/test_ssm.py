@@ -108,6 +108,18 @@ def test_linear_recurrence_parallel_equals_sequential(seq, batch, seed):
     chex.assert_trees_all_close(g1, g2, rtol=1e-5, atol=1e-5)
 
 
+def test_forward_mode_needs_the_sequential_reference():
+    """The parallel scan's gradient is a custom VJP (reverse mode only), as documented."""
+    x, v = data(4, 2), data(4, 2, seed=1)
+    parallel, sequential = L.Mamba(2, 3), L.Mamba(2, 3, mode="sequential")
+    params = parallel.init(jax.random.key(0))[0]
+    with pytest.raises(TypeError, match="forward-mode autodiff"):
+        jax.jvp(lambda x: parallel.apply(params, {}, x)[0], (x,), (v,))
+    tangent = jax.jvp(lambda x: sequential.apply(params, {}, x)[0], (x,), (v,))[1]
+    jacobian = jax.jacrev(lambda x: parallel.apply(params, {}, x)[0])(x)  # [4, 3, 4, 2]
+    np.testing.assert_allclose(tangent, np.einsum("tjsi,si->tj", jacobian, v), rtol=1e-5, atol=1e-5)
+
+
 def test_long_sequences_stay_finite_and_chunks_compose():
     """Decays underflow to 0 over 600 steps without NaN; two chunks with initial_state equal one run."""
     layer = L.Mamba(2, 8)

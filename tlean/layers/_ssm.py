@@ -108,10 +108,13 @@ class Mamba(Layer):
 
     ``mode="parallel"`` (default) computes the recurrence with
     ``jax.lax.associative_scan`` over the pairs ``(a_t, b_t) = (exp(dt_t A), dt_t u_t)``
-    with ``(a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2)``, depth O(log seq);
-    ``mode="sequential"`` runs the same recurrence with ``jax.lax.scan`` (the reference;
-    see :func:`linear_recurrence`). The three projections are one matmul; the
-    recurrence runs in at least float32 and ``y`` is cast to the compute dtype.
+    with ``(a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2)``, depth O(log seq); its gradient
+    is a custom VJP, the reverse recurrence as one more associative scan (it halves the
+    compile time of autodiff through the scan), so forward-mode differentiation
+    (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) needs ``mode="sequential"``, which runs
+    the same recurrence with ``jax.lax.scan`` (the reference; see
+    :func:`linear_recurrence`). The three projections are one matmul; the recurrence
+    runs in at least float32 and ``y`` is cast to the compute dtype.
 
     Args:
       input_size: features of ``x``.

@@ -3,6 +3,7 @@ threads state and dropout keys; evaluate, Minibatches, fit (history, eval, check
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import jax
@@ -87,7 +88,7 @@ def test_dropout_key_is_fresh_at_every_step():
     assert len(set(losses)) == 3
 
 
-def test_train_step_traces_and_compiles_once():
+def test_train_step_traces_and_compiles_once(caplog):
     traces = []
 
     def loss_fn(model, batch, *, key, train):
@@ -100,8 +101,13 @@ def test_train_step_traces_and_compiles_once():
     state = train.TrainState.create(model, optimizer, key=0)
     step = train.make_train_step(loss_fn, optimizer)
     minibatches = train.Minibatches(data(64), 8)
-    for i in range(6):
-        state, _ = step(state, minibatches(i))
+    state, _ = step(state, minibatches(0))
+    caplog.set_level(logging.WARNING)
+    with jax.log_compiles(True):
+        for i in range(1, 6):
+            state, _ = step(state, minibatches(i))
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(step)")]
+    assert compiled == []
     assert len(traces) == 1
     assert step._cache_size() == 1
     assert int(state.step) == 6

@@ -57,6 +57,17 @@ def test_model_round_trip_is_bit_exact_and_written_exactly_at_path(tmp_path):
     assert_bit_equal(restored, model)
 
 
+def test_relative_paths_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = make_model()
+    checkpoint.save("runs/model", model)  # orbax itself accepts only absolute paths
+    assert (tmp_path / "runs" / "model" / "tlean.json").is_file()
+    assert_bit_equal(checkpoint.restore("runs/model", like=model), model)
+    assert checkpoint.read_metadata("runs/model") == {}
+    checkpoint.delete("runs/model")
+    assert not (tmp_path / "runs" / "model").exists()
+
+
 def test_train_state_round_trip_with_keys_and_abstract_like(tmp_path):
     optimizer = optax.adamw(1e-3)
     state = train.TrainState.create(make_model(), optimizer, key=jax.random.key(5, impl="rbg"))

@@ -173,6 +173,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _path(path: str | os.PathLike) -> Path:
+    """``path`` made absolute (orbax refuses relative paths), symlinks kept as given."""
+    return Path(os.path.abspath(os.fspath(path)))
+
+
 def _rename(src: Path, dst: Path) -> None:
     """``os.rename``: atomic on one POSIX filesystem (its own function, so tests can interrupt it)."""
     os.rename(src, dst)
@@ -200,7 +205,7 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
         ``FileExistsError`` instead. A path that exists but is not a tlean checkpoint
         is never replaced.
     """
-    path = Path(path)
+    path = _path(path)
     leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(tree)
     names = _names([p for p, _ in leaves_with_paths])
     leaves = [leaf for _, leaf in leaves_with_paths]
@@ -264,12 +269,12 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The ``metadata`` dict given to :func:`save` (empty if none)."""
-    return _read_meta(_resolve(Path(path)))["metadata"]
+    return _read_meta(_resolve(_path(path)))["metadata"]
 
 
 def delete(path: str | os.PathLike) -> None:
     """Delete the checkpoint at ``path``; refuses anything that is not a tlean checkpoint."""
-    path = Path(path)
+    path = _path(path)
     if not (path / _META).is_file():
         raise CheckpointError(f"{path} is not a tlean checkpoint: refusing to delete it")
     shutil.rmtree(path)
@@ -367,7 +372,7 @@ def restore(
     """
     if jax_version not in ("warn", "error", "ignore"):
         raise ValueError(f"restore: jax_version must be 'warn', 'error' or 'ignore', got {jax_version!r}")
-    path = _resolve(Path(path))
+    path = _resolve(_path(path))
     meta = _read_meta(path)
     entries = meta["leaves"]
 

@@ -5,6 +5,7 @@ The command line (``python -m examples.train``) parses overrides and runs the de
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -66,10 +67,11 @@ def test_example_runs_and_its_loss_falls(name, tmp_path, capsys):
 def test_main_command_trains_the_default_example(tmp_path):
     """``python -m examples.train`` (the README's command) runs the digits CNN end to end; here shortened."""
     overrides = [f"--{k}={v}" for k, v in TINY[configs.DEFAULT].items()] + ["--checkpoint_every=15"]
-    proc = subprocess.run([sys.executable, "-m", "examples.train", "--out_dir", str(tmp_path), *overrides],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "examples.train", *overrides],  # default out_dir: runs/digits_cnn
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    check_run(configs.DEFAULT, tmp_path, {}, proc.stdout, proc.stderr)
+    check_run(configs.DEFAULT, tmp_path / "runs" / "digits_cnn", {}, proc.stdout, proc.stderr)
     assert "digits_cnn: 1437 training and 360 test digits" in proc.stdout and "BasicBlock" in proc.stdout
     assert re.search(r"final test loss: [0-9.]+  final test accuracy: [0-9.]+%", proc.stdout)
 

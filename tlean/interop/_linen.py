@@ -121,7 +121,7 @@ class LinenLayer(Layer):
     """A ``flax.linen`` Module as a tlean layer (build it with :func:`from_linen`).
 
     ``init(key)`` is ``module.init({"params": key}, example)`` in evaluation mode on a
-    zero input of the example's shape and dtype: ``params`` is the ``"params``"
+    zero input of the example's shape and dtype: ``params`` is the ``"params"``
     collection, ``state`` a dict of the other collections (``{"batch_stats": ...}``).
     ``apply`` runs ``module.apply`` with the dropout key as the ``"dropout"`` rng and,
     in training, the non-params collections mutable, returning their new values as

@@ -49,7 +49,7 @@ class EmbeddingParityTest(chex.TestCase):
         np.testing.assert_allclose(gm.params["weight"], n(tm.weight.grad), atol=1e-5)
 
 
-@given(st.integers(1, 12), st.integers(1, 5), st.lists(st.integers(1, 4), min_size=0, max_size=2), st.integers(0, 99))
+@given(st.sampled_from([1, 7]), st.sampled_from([1, 3]), st.sampled_from([(), (4,), (2, 3)]), st.integers(0, 99))
 def test_ids_path_equals_one_hot_path(vocab, dim, batch_shape, seed):
     layer = L.Embedding(vocab, dim)
     params, state = layer.init(jax.random.key(seed))

@@ -61,7 +61,7 @@ class GPTTest(chex.TestCase):
     @chex.variants(with_jit=True)
     def test_incremental_decoding_equals_the_full_forward_for_every_prefix(self):
         model = tiny(dropout=0.2)
-        layer, x = model.layer, jnp.asarray(ids(1))
+        layer, x = model.layer, jnp.asarray(ids(1, (2, 5)))
         full = model(x)
         decode = self.variant(layer.decode)
         for prefix in range(1, x.shape[1] + 1):
@@ -77,12 +77,17 @@ forward = jax.jit(lambda m, x: m(x))
 
 
 def naive_generate(model, prompt, steps, key, temperature):
-    """Re-run the full forward on the growing sequence; sample token t with split(key, steps)[t]."""
-    out = jnp.asarray(prompt)
-    for k in jax.random.split(key, steps):
-        logits = forward(model, out)[:, -1]
+    """Re-run the full forward on the growing sequence; sample token t with split(key, steps)[t].
+
+    The sequence sits in a fixed buffer (one compilation): causal logits at position p do
+    not depend on the padding after it.
+    """
+    length = prompt.shape[1]
+    out = jnp.zeros((prompt.shape[0], length + steps), jnp.int32).at[:, :length].set(prompt)
+    for t, k in enumerate(jax.random.split(key, steps)):
+        logits = forward(model, out)[:, length + t - 1]
         token = jnp.argmax(logits, -1) if temperature == 0 else jax.random.categorical(k, logits / temperature)
-        out = jnp.concatenate([out, token[:, None].astype(out.dtype)], axis=1)
+        out = out.at[:, length + t].set(token)
     return out
 
 

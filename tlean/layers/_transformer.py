@@ -244,9 +244,10 @@ class TransformerEncoder(Layer):
 
     Args:
       num_layers: depth.
-      d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
-        bias, causal, dtype, param_dtype, precision: the options of every block.
+      d_model, nhead, dim_feedforward, dropout, activation, norm_first: the options of
+        every block (see :class:`TransformerEncoderBlock`).
       scan: apply with ``lax.scan`` (True) or a Python loop (False).
+      layer_norm_eps, bias, causal, dtype, param_dtype, precision: more block options.
 
     Apply keywords ``mask``, ``attn_mask``, ``key_padding_mask`` go to every layer.
 
@@ -269,11 +270,11 @@ class TransformerEncoder(Layer):
     dim_feedforward: int = 2048
     dropout: float = 0.1
     activation: str | Callable = "relu"
-    layer_norm_eps: float = 1e-5
     norm_first: bool = False
+    scan: bool = True
+    layer_norm_eps: float = 1e-5
     bias: bool = True
     causal: bool = False
-    scan: bool = True
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: Any = None
@@ -292,8 +293,9 @@ class TransformerEncoder(Layer):
     def block(self) -> TransformerEncoderBlock:
         """The layer every depth applies (with its own parameters)."""
         return TransformerEncoderBlock(
-            self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation, self.layer_norm_eps,
-            self.norm_first, self.bias, self.causal, self.dtype, self.param_dtype, self.precision,
+            self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation,
+            layer_norm_eps=self.layer_norm_eps, norm_first=self.norm_first, bias=self.bias, causal=self.causal,
+            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
         )
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:

@@ -105,8 +105,8 @@ class GPT(Layer):
     def encoder(self) -> TransformerEncoder:
         return TransformerEncoder(
             self.num_layers, self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation,
-            self.layer_norm_eps, norm_first=True, bias=self.bias, causal=True, scan=self.scan, dtype=self.dtype,
-            param_dtype=self.param_dtype, precision=self.precision,
+            norm_first=True, scan=self.scan, layer_norm_eps=self.layer_norm_eps, bias=self.bias, causal=True,
+            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
         )
 
     @property

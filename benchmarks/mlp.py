@@ -1,0 +1,172 @@
+"""MLP 784-1024-1024-10 with ReLU, batch 256: one train step (forward, backward, Adam)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import _common
+
+
+def sizes(quick: bool) -> tuple[tuple[int, ...], int]:
+    """Layer widths and the batch size."""
+    return ((32, 64, 64, 10), 8) if quick else ((784, 1024, 1024, 10), 256)
+
+
+def tlean_model(widths):
+    from tlean import nn
+
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.run(0, nn.Sequential(*layers))
+
+
+def linears(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(weight [out, in], bias [out])`` of every Linear in order, as NumPy arrays."""
+    return [(np.asarray(p["weight"]), np.asarray(p["bias"])) for p in model.params if p]
+
+
+def setups(quick: bool) -> dict:
+    widths, n = sizes(quick)
+    x, y = _common.batch((n, widths[0]), widths[-1])
+    weights = linears(tlean_model(widths))
+    tx = _common.optimizer()
+    loss = _common.cross_entropy
+
+    def tlean():
+        import optax
+
+        model = tlean_model(widths)
+
+        def step(model, opt_state, x, y):
+            def loss_fn(params):
+                return loss(model.replace(params=params)(x), y)
+
+            value, grads = jax.value_and_grad(loss_fn)(model.params)
+            updates, opt_state = tx.update(grads, opt_state, model.params)
+            return model.replace(params=optax.apply_updates(model.params, updates)), opt_state, value
+
+        return _common.jax_stepper(step, (model, tx.init(model.params)), x, y)
+
+    def raw():
+        import optax
+
+        params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in weights]
+
+        def forward(params, x):
+            for i, p in enumerate(params):
+                x = x @ p["w"].T + p["b"]
+                if i < len(params) - 1:
+                    x = jax.nn.relu(x)
+            return x
+
+        def step(params, opt_state, x, y):
+            value, grads = jax.value_and_grad(lambda p: loss(forward(p, x), y))(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, value
+
+        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+
+    def nnx():
+        from flax import nnx
+
+        class MLP(nnx.Module):
+            def __init__(self, rngs):
+                self.layers = nnx.List(
+                    [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+                )
+
+            def __call__(self, x):
+                for i, layer in enumerate(self.layers):
+                    x = layer(x)
+                    if i < len(self.layers) - 1:
+                        x = jax.nn.relu(x)
+                return x
+
+        model = MLP(nnx.Rngs(0))
+        for layer, (w, b) in zip(model.layers, weights):
+            layer.kernel.value = jnp.asarray(w.T)
+            layer.bias.value = jnp.asarray(b)
+        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+        @nnx.jit
+        def step(model, opt, x, y):
+            value, grads = nnx.value_and_grad(lambda m: loss(m(x), y))(model)
+            opt.update(model, grads)
+            return value
+
+        data = jnp.asarray(x), jnp.asarray(y)
+        return lambda: step(model, opt, *data)
+
+    def linen():
+        import optax
+        from flax import linen as ln
+
+        class MLP(ln.Module):
+            @ln.compact
+            def __call__(self, x):
+                for i, b in enumerate(widths[1:]):
+                    x = ln.Dense(b)(x)
+                    if i < len(widths) - 2:
+                        x = ln.relu(x)
+                return x
+
+        module = MLP()
+        params = {"params": {f"Dense_{i}": {"kernel": jnp.asarray(w.T), "bias": jnp.asarray(b)}
+                             for i, (w, b) in enumerate(weights)}}
+
+        def step(params, opt_state, x, y):
+            value, grads = jax.value_and_grad(lambda p: loss(module.apply(p, x), y))(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, value
+
+        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+
+    def equinox():
+        import equinox as eqx
+
+        keys = jax.random.split(jax.random.key(0), len(weights))
+        layers = []
+        for i, ((w, b), k) in enumerate(zip(weights, keys)):
+            lin = eqx.nn.Linear(w.shape[1], w.shape[0], key=k)
+            lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin, (jnp.asarray(w), jnp.asarray(b)))
+            layers.append(lin)
+            if i < len(weights) - 1:
+                layers.append(eqx.nn.Lambda(jax.nn.relu))
+        model = eqx.nn.Sequential(layers)
+        opt_state = tx.init(eqx.filter(model, eqx.is_array))
+
+        @eqx.filter_jit
+        def step(model, opt_state, x, y):
+            value, grads = eqx.filter_value_and_grad(lambda m: loss(jax.vmap(m)(x), y))(model)
+            updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+            return eqx.apply_updates(model, updates), opt_state, value
+
+        return _common.jax_stepper(step, (model, opt_state), x, y, jit=lambda f: f)
+
+    def torch():
+        import torch
+
+        mods = []
+        for i, (w, b) in enumerate(weights):
+            lin = torch.nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(w))
+                lin.bias.copy_(torch.from_numpy(b))
+            mods.append(lin)
+            if i < len(weights) - 1:
+                mods.append(torch.nn.ReLU())
+        return _common.torch_stepper(torch.nn.Sequential(*mods), x, y)
+
+    return {"tlean": tlean, "raw": raw, "nnx": nnx, "linen": linen, "equinox": equinox, "torch": torch}
+
+
+def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
+    widths, n = sizes(quick)
+    chosen = {k: v for k, v in setups(quick).items() if k in frameworks}
+    title = f"MLP {'-'.join(map(str, widths))}, batch {n}"
+    return [_common.train_step_table("mlp", title, chosen, rounds=rounds, inner=1 if quick else 5)]

@@ -152,7 +152,9 @@ class MultiheadAttention(Layer):
         q, k, v = self._project_in(params, x, dtype)
         if train and self.dropout > 0:
             if key is None:
-                raise ValueError(f"{self!r} in train mode with dropout={self.dropout} needs a dropout key: pass key=...")
+                raise ValueError(
+                    f"{self!r} in train mode with dropout={self.dropout} needs a dropout key: pass key=..."
+                )
             o = self._attend_by_hand(q, k, v, allowed, bias, key)
         else:
             o = self._attend(q, k, v, allowed, bias)

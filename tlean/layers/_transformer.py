@@ -183,7 +183,7 @@ class TransformerEncoderBlock(Layer):
         """The residual structure around ``attention(h) -> (y, aux)``; returns ``(x, aux)``."""
         drop = Dropout(self.dropout)
         norm = self.norm
-        act = _ACTIVATIONS.get(self.activation, self.activation) if isinstance(self.activation, str) else self.activation
+        act = _ACTIVATIONS[self.activation] if isinstance(self.activation, str) else self.activation
 
         def sa_block(h):
             y, aux = attention(h)
@@ -342,7 +342,7 @@ class TransformerEncoder(Layer):
 
     # -- KV-cache decoding ------------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
-        """Every layer's empty KV cache, stacked: ``{"key", "value": [num_layers, batch, max_len, heads, head_dim]}``."""
+        """Every layer's empty KV cache, stacked: ``{"key", "value": [layers, batch, max_len, heads, head_dim]}``."""
         one = self.block.init_cache(batch, max_len, dtype)
         return jax.tree.map(lambda a: jnp.zeros((self.num_layers,) + a.shape, a.dtype), one)
 

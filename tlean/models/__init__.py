@@ -1,4 +1,5 @@
-"""Ready-made models with torchvision's parameter names.
+"""Ready-made models: ``resnet18`` with torchvision's parameter names, and a tiny GPT
+(``gpt``, ``GPT``, ``generate``) with PyTorch-style ones.
 
 >>> import jax
 >>> from tlean import models, nn

@@ -111,7 +111,8 @@ class GPT(Layer):
 
     @property
     def ln_f(self) -> LayerNorm:
-        return LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, dtype=self.dtype, param_dtype=self.param_dtype)
+        return LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, dtype=self.dtype,
+                         param_dtype=self.param_dtype)
 
     @property
     def lm_head(self) -> Linear:
@@ -140,7 +141,8 @@ class GPT(Layer):
     def _check_ids(self, ids: Any, start_pos: Any) -> None:
         dtype = getattr(ids, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: expected integer token ids, got {dtype if dtype is not None else type(ids).__name__}")
+            got = dtype if dtype is not None else type(ids).__name__
+            raise TypeError(f"{self!r}: expected integer token ids, got {got}")
         static = start_pos if _util.is_int(start_pos) else 0
         if jnp.ndim(ids) != 2 or static + jnp.shape(ids)[1] > self.max_len:
             where = f" from start_pos={static}" if static else ""

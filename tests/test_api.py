@@ -4,7 +4,8 @@ import importlib
 
 import pytest
 
-MODULES = ["tlean", "tlean.layers", "tlean.nn", "tlean.nn.pure", "tlean.seed", "tlean.interop"]
+MODULES = ["tlean", "tlean.layers", "tlean.nn", "tlean.nn.pure", "tlean.seed", "tlean.interop", "tlean.models",
+           "tlean.train", "tlean.checkpoint", "tlean.parallel"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -14,7 +15,7 @@ def test_every_exported_name_is_documented(module_name):
     assert list(module.__all__) == sorted(module.__all__)
     for name in module.__all__:
         value = getattr(module, name)
-        if isinstance(value, (int, float, str)) or type(value).__module__.startswith("tlean.layers"):
+        if isinstance(value, (int, float, str)) or type(value).__module__.startswith("tlean.layers") or value is getattr(module, "annotations", None):
             continue  # constants and layer instances (relu, flatten) document through their class
         assert getattr(value, "__doc__", None), f"{module_name}.{name} has no docstring"
 
@@ -29,3 +30,12 @@ def test_every_layer_has_a_builder_and_a_pure_constructor():
     pure_targets = {getattr(nn.pure, n).__wrapped__ for n in nn.pure.__all__}
     missing = [c.__name__ for c in classes if c not in pure_targets]
     assert not missing, f"nn.pure lacks constructors for {missing}"
+
+
+def test_submodules_are_reachable_from_the_package():
+    import tlean
+
+    for name in ("checkpoint", "interop", "models", "parallel", "spec", "train"):
+        assert getattr(tlean, name).__name__ == f"tlean.{name}"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tlean.nope

@@ -6,16 +6,21 @@ Three tiers:
   ``apply(params, state, x, *, key=None, train=False) -> (y, state)``;
 - :mod:`tlean.seed`: the seed monad (``SeedStream``, ``Builder``, ``run``, ``fresh``, ``lift``);
 - :mod:`tlean.nn`: the PyTorch-style shim (``nn.Sequential(nn.Linear(...), ...)``).
+
+Beyond the layers, imported on first use: :mod:`tlean.models`, :mod:`tlean.train`,
+:mod:`tlean.checkpoint`, :mod:`tlean.interop`, :mod:`tlean.parallel`, :mod:`tlean.spec`.
 """
+
+import importlib as _importlib
 
 from tlean import layers as layers
 from tlean import nn as nn
 from tlean import seed as seed
 from tlean._core import Layer as Layer
-from tlean._debug import check_finite as check_finite
 from tlean._core import Seq as Seq
 from tlean._core import ShapeError as ShapeError
 from tlean._core import seq as seq
+from tlean._debug import check_finite as check_finite
 from tlean._model import Model as Model
 from tlean._model import torch_name as torch_name
 from tlean.seed import Builder as Builder
@@ -24,4 +29,14 @@ from tlean.seed import run as run
 
 __version__ = "0.1.0"
 
-__all__ = sorted(name for name in dir() if not name.startswith("_"))
+_LAZY = ("checkpoint", "interop", "models", "parallel", "spec", "train")
+
+
+def __getattr__(name: str):
+    """Import the heavier submodules (orbax, flax) only when they are first used."""
+    if name in _LAZY:
+        return _importlib.import_module(f"tlean.{name}")
+    raise AttributeError(f"module 'tlean' has no attribute {name!r}")
+
+
+__all__ = sorted([name for name in dir() if not name.startswith("_") and name != "annotations"] + list(_LAZY))

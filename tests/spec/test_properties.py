@@ -116,7 +116,7 @@ def test_gradients_match_finite_differences(seed):
 small = st.integers(1, 3)
 
 
-@budget(8)
+@budget(5)
 @given(st.integers(1, 2), small, st.integers(1, 2), st.integers(3, 6), st.integers(3, 6),
        st.integers(1, 3), st.integers(1, 2), st.integers(0, 1), st.integers(1, 2), seeds, DTYPES)
 def test_conv2d(n, groups, per_group, h, w, k, stride, padding, dilation, seed, dtype):
@@ -132,7 +132,7 @@ def test_conv2d(n, groups, per_group, h, w, k, stride, padding, dilation, seed, 
     np.testing.assert_allclose(np.asarray(y, np.float32), ref, **tol(dtype))
 
 
-@budget(8)
+@budget(5)
 @given(st.integers(1, 2), st.integers(2, 6), st.integers(2, 6), st.integers(1, 3), st.integers(1, 3), st.data(), seeds)
 def test_pooling(c, h, w, k, stride, data, seed):
     k = min(k, h, w)
@@ -145,7 +145,7 @@ def test_pooling(c, h, w, k, stride, data, seed):
     np.testing.assert_allclose(L.GlobalAvgPool().apply({}, {}, x)[0], spec.global_avg_pool(np.asarray(x)), rtol=1e-5)
 
 
-@budget(6)
+@budget(4)
 @given(st.integers(2, 3), st.integers(1, 3), st.integers(1, 3), seeds)
 def test_batch_and_instance_norm(n, c, hw, seed):
     x = normal(seed, (n, c, hw, hw + 1), scale=2.0)
@@ -167,7 +167,7 @@ def test_batch_and_instance_norm(n, c, hw, seed):
 
 # --- sequences ---------------------------------------------------------------------------------
 
-@budget(6)
+@budget(4)
 @given(st.integers(2, 9), st.integers(1, 5), prefixes, seeds)
 def test_embedding_ids_and_distributions(vocab, dim, prefix, seed):
     layer = L.Embedding(vocab, dim)
@@ -178,7 +178,7 @@ def test_embedding_ids_and_distributions(vocab, dim, prefix, seed):
     np.testing.assert_allclose(layer.apply(params, {}, probs)[0], spec.embedding_soft(params["weight"], np.asarray(probs)), rtol=1e-5, atol=1e-6)
 
 
-@budget(6)
+@budget(4)
 @given(st.integers(1, 8), st.integers(1, 6), st.integers(0, 20), seeds)
 def test_sinusoidal_and_rope(dim, n, start, seed):
     x = normal(seed, (2, n, dim))
@@ -191,7 +191,7 @@ def test_sinusoidal_and_rope(dim, n, start, seed):
         np.testing.assert_allclose(rope.apply({}, {}, q)[0], spec.rope(np.asarray(q), start, interleaved), rtol=1e-5, atol=2e-5)
 
 
-@budget(8)
+@budget(5)
 @given(st.sampled_from([(4, 1), (4, 2), (6, 3)]), st.integers(1, 5), st.booleans(), seeds)
 def test_attention_with_random_masks(shape, n, causal, seed):
     embed, heads = shape
@@ -207,7 +207,7 @@ def test_attention_with_random_masks(shape, n, causal, seed):
 
 # --- recurrences -------------------------------------------------------------------------------
 
-@budget(8)
+@budget(6)
 @given(st.sampled_from(["RNN", "RNN-relu", "GRU", "LSTM"]), st.integers(1, 4), st.integers(1, 4), st.integers(0, 5), seeds)
 def test_recurrences(kind, input_size, hidden, seq, seed):
     layer = {"RNN": L.RNN(input_size, hidden), "RNN-relu": L.RNN(input_size, hidden, nonlinearity="relu"),
@@ -221,7 +221,7 @@ def test_recurrences(kind, input_size, hidden, seq, seed):
         np.testing.assert_allclose(y, ref(params, np.asarray(x))[0], rtol=1e-5, atol=1e-5)
 
 
-@budget(5)
+@budget(3)
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 8), seeds)
 def test_mamba(input_size, hidden, seq, seed):
     x = normal(seed, (seq, input_size))
@@ -231,7 +231,7 @@ def test_mamba(input_size, hidden, seq, seed):
         np.testing.assert_allclose(layer.apply(params, {}, x)[0], spec.mamba(params, np.asarray(x)), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_layer_gradients_match_finite_differences(seed):
     cases = [
         (L.Conv2d(2, 2, 2, padding=1), (1, 2, 3, 3)),

@@ -21,7 +21,9 @@ from benchmarks import _timing
 
 LEARNING_RATE = 1e-3
 REFERENCE = "raw"
+COPY = "raw-copy"  # the reference built and timed a second time, to show the measurement noise
 FRAMEWORKS = ("tlean", "raw", "nnx", "linen", "equinox", "torch")
+BLOCK_SECONDS = 0.3  # each framework's timed block per round lasts about this long
 
 
 def optimizer() -> optax.GradientTransformation:
@@ -62,7 +64,16 @@ def jax_stepper(step: Callable, state: tuple, *data: Any, jit: Callable = jax.ji
         box[0] = tuple(new_state)
         return loss
 
+    if hasattr(compiled, "lower"):
+        call.cost = lambda: cost(compiled.lower(*box[0], *data).compile())
     return call
+
+
+def cost(compiled: Any) -> tuple[float, float]:
+    """``(flops, bytes accessed)`` of a compiled XLA program, from XLA's cost analysis."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get("flops", float("nan"))), float(analysis.get("bytes accessed", float("nan")))
 
 
 def torch_stepper(module: Any, x: np.ndarray, y: np.ndarray, loss_fn: Callable | None = None) -> _timing.Call:
@@ -115,16 +126,19 @@ def train_step_table(
     title: str,
     setups: dict[str, Callable[[], _timing.Call]],
     rounds: int,
-    inner: int,
+    quick: bool,
     notes: list[str] | None = None,
 ) -> Table:
     """Build, compile and time every framework's train step for one model.
 
     Each setup builds its model and returns a call that runs one step and returns the
     loss. The first call is timed on its own (trace + compile + one step); then all
-    frameworks are timed interleaved (:func:`_timing.interleave`).
+    frameworks are timed interleaved (:func:`_timing.interleave`), each round running
+    every framework's step for about :data:`BLOCK_SECONDS` (one step when ``quick``).
     """
     calls, first, loss0 = {}, {}, {}
+    if REFERENCE in setups:  # a second, independent copy of the reference: its ratio is the noise floor
+        setups = {**setups, COPY: setups[REFERENCE]}
     for name, setup in setups.items():
         call = setup()
         start = _timing.clock()
@@ -138,6 +152,11 @@ def train_step_table(
         if differ:
             notes.append(f"**Warning: the first losses differ from raw JAX's ({loss0[REFERENCE]:.6f}): {differ}; "
                          "the frameworks are not training the same model.**")
+    if "tlean" in calls and REFERENCE in calls and hasattr(calls["tlean"], "cost"):
+        (f_t, b_t), (f_r, b_r) = calls["tlean"].cost(), calls[REFERENCE].cost()
+        notes.insert(0, f"XLA's cost analysis of the compiled steps, tlean / raw JAX: {f_t / f_r:.4f} x the flops, "
+                        f"{b_t / b_r:.4f} x the bytes accessed.")
+    inner = {name: 1 if quick else _timing.repeats_for(call, BLOCK_SECONDS) for name, call in calls.items()}
     timing = _timing.interleave(calls, rounds=rounds, inner=inner)
     rows = []
     for name in setups:

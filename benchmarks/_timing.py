@@ -59,43 +59,54 @@ class Timing:
         return statistics.median(a / b for a, b in zip(self.seconds[name], self.seconds[reference]))
 
 
-def interleave(calls: dict[str, Call], rounds: int, inner: int, warmup: int = 1) -> Timing:
+def repeats_for(call: Call, seconds: float) -> int:
+    """How many calls of ``call`` take about ``seconds`` (at least one), from one timed call."""
+    start = clock()
+    block(call())
+    return max(1, round(seconds / max(clock() - start, 1e-9)))
+
+
+def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 1) -> Timing:
     """Time each call ``inner`` times per round for ``rounds`` rounds, frameworks interleaved.
 
     Round ``r`` visits the frameworks starting from the ``r``-th (a rotation), so no
     framework always runs first or right after a particular other one. Each timed
     block ends with ``block_until_ready``, so asynchronous dispatch cannot hide work.
+    ``inner`` may differ per framework (a dict), e.g. so that each block lasts about
+    as long (:func:`repeats_for`); the result is always per call.
     """
     names = list(calls)
+    inner = inner if isinstance(inner, dict) else {name: inner for name in names}
     for name in names:
         for _ in range(warmup):
             block(calls[name]())
     timing = Timing({name: [] for name in names})
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            call = calls[name]
+            call, n = calls[name], inner[name]
             start = clock()
-            for _ in range(inner):
+            for _ in range(n):
                 out = call()
             block(out)
-            timing.seconds[name].append((clock() - start) / inner)
+            timing.seconds[name].append((clock() - start) / n)
     return timing
 
 
-def interleave_latency(calls: dict[str, Call], rounds: int, inner: int, warmup: int = 20) -> Timing:
+def interleave_latency(calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 20) -> Timing:
     """As :func:`interleave`, but blocking after every call: the latency of one call."""
     names = list(calls)
+    inner = inner if isinstance(inner, dict) else {name: inner for name in names}
     for name in names:
         for _ in range(warmup):
             block(calls[name]())
     timing = Timing({name: [] for name in names})
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            call = calls[name]
+            call, n = calls[name], inner[name]
             start = clock()
-            for _ in range(inner):
+            for _ in range(n):
                 block(call())
-            timing.seconds[name].append((clock() - start) / inner)
+            timing.seconds[name].append((clock() - start) / n)
     return timing
 
 

@@ -240,4 +240,4 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
              "BatchNorm in training mode")
     note = ("flax's convolutions are channels-last: the flax models transpose the NCHW input to NHWC once and "
             "back before flattening; tlean, raw JAX, equinox and PyTorch compute in NCHW as given.")
-    return [_common.train_step_table("cnn", title, chosen, rounds=rounds, inner=1 if quick else 3, notes=[note])]
+    return [_common.train_step_table("cnn", title, chosen, rounds=rounds, quick=quick, notes=[note])]

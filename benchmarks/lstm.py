@@ -200,4 +200,4 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
             "`OptimizedLSTMCell` projects each step's input inside the scan; equinox vmaps its `LSTMCell` over the "
             "batch inside `lax.scan`. The raw reference classifies the final carry; tlean's `Select(-1, 0)` takes "
             "the last row of the stacked outputs.")
-    return [_common.train_step_table("lstm", title, chosen, rounds=rounds, inner=1 if quick else 3, notes=[note])]
+    return [_common.train_step_table("lstm", title, chosen, rounds=rounds, quick=quick, notes=[note])]

@@ -169,4 +169,4 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     widths, n = sizes(quick)
     chosen = {k: v for k, v in setups(quick).items() if k in frameworks}
     title = f"MLP {'-'.join(map(str, widths))}, batch {n}"
-    return [_common.train_step_table("mlp", title, chosen, rounds=rounds, inner=1 if quick else 5)]
+    return [_common.train_step_table("mlp", title, chosen, rounds=rounds, quick=quick)]

@@ -28,8 +28,11 @@ from benchmarks import _common, _timing
 MODELS = ("tiny", "mlp", "cnn", "transformer", "lstm", "compile")
 MODULES = {"compile": "compile_time"}
 NAMES = {"tlean": "tlean", "raw": "raw JAX", "nnx": "flax.nnx", "linen": "flax.linen",
-         "equinox": "equinox", "torch": "PyTorch (eager)"}
+         "equinox": "equinox", "torch": "PyTorch (eager)", _common.COPY: "raw JAX again (noise floor)"}
 TRAIN_TARGET, CALL_TARGET, COMPILE_TARGET = 1.03, 1.2, 1.5
+# Two runs of one program differ by a percent or two on a shared machine: "no slower than a
+# peer" allows the same 3% as the raw-JAX target does.
+PEER_TOLERANCE = 1.03
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -38,7 +41,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--frameworks", default=",".join(_common.FRAMEWORKS),
                         help="comma-separated subset of tlean,raw,nnx,linen,equinox,torch (raw is always run)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per benchmark (default 3 quick, 7 full)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per benchmark (default 3 quick, 9 full)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for benchmarks.md and benchmarks.png")
     parser.add_argument("--markdown", default=None, help="also write the full report to this file (e.g. BENCHMARKS.md)")
     parser.add_argument("--clock", choices=sorted(_timing.CLOCKS), default="wall",
@@ -56,7 +59,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if _common.REFERENCE not in args.frameworks:
         args.frameworks.append(_common.REFERENCE)
     if args.rounds is None:
-        args.rounds = 3 if args.quick else 7
+        args.rounds = 3 if args.quick else 9
     return args
 
 
@@ -114,8 +117,8 @@ def targets(tables: list[_common.Table]) -> list[tuple[str, str, str]]:
             peers = [r for r in t.rows if r.framework in ("nnx", "linen", "equinox")]
             if peers:
                 fastest = min(peers, key=lambda r: r.ratio)
-                ok = tl.ratio <= fastest.ratio
-                out.append((f"{t.title}: tlean no slower than nnx, linen, equinox",
+                ok = tl.ratio <= fastest.ratio * PEER_TOLERANCE
+                out.append((f"{t.title}: tlean no slower than nnx, linen, equinox (within {PEER_TOLERANCE - 1:.0%})",
                             f"tlean {tl.ratio:.3f}, fastest peer {NAMES[fastest.framework]} {fastest.ratio:.3f}",
                             "yes" if ok else "no"))
         elif t.kind == "compile":
@@ -145,14 +148,18 @@ def report(tables: list[_common.Table], skipped: list[str], args: argparse.Names
         "dict params, the same algorithm as tlean's (for example a `lax.scan` over the encoder layers). "
         "Each framework is used the way its documentation teaches: tlean, raw JAX and linen with `jax.jit` "
         "on a pure step function, `nnx.jit` with `nnx.Optimizer`, `eqx.filter_jit`, PyTorch eager. "
-        f"Frameworks run interleaved: each of {args.rounds} rounds times every framework once, in a rotated "
-        "order, after a warm-up step; a table gives the median time per step and *vs raw JAX*, the median "
+        f"Frameworks run interleaved: each of {args.rounds} rounds runs every framework's step for about "
+        f"{_common.BLOCK_SECONDS} s (one step with `--quick`), in a rotated order, after a warm-up step; a "
+        "table gives the median time per step and *vs raw JAX*, the median "
         "over rounds of the ratio within a round (lower is better). *First call* is the first step: "
         "tracing, compilation and one run. "
         + ("Times are process CPU time (`--clock cpu`, all threads), which other processes on a shared "
            "machine disturb less than wall time; PyTorch's CPU time includes its worker threads' spinning. "
            if args.clock == "cpu" else "Times are wall-clock. ")
-        + "Ratios, not absolute times, are the result.",
+        + "Ratios, not absolute times, are the result. *raw JAX again* is a second, independent copy of "
+        "the reference timed like the others: its distance from 1.00 shows the measurement noise of the run. "
+        "Under each train-step table, XLA's cost analysis compares tlean's compiled program with raw JAX's "
+        "(noise-free; a `lax.scan` body counts once).",
         "",
         "## Targets",
         "",

@@ -75,9 +75,12 @@ def setups() -> dict:
 
 
 def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
-    calls = {name: setup() for name, setup in setups().items() if name in frameworks}
+    made = setups()
+    calls = {name: setup() for name, setup in made.items() if name in frameworks}
+    calls[_common.COPY] = made[_common.REFERENCE]()
     outputs = {name: np.asarray(_timing.block(call())) for name, call in calls.items()}
-    timing = _timing.interleave_latency(calls, rounds=rounds, inner=20 if quick else 1000)
+    inner = {name: 20 if quick else _timing.repeats_for(call, 0.1) for name, call in calls.items()}
+    timing = _timing.interleave_latency(calls, rounds=rounds, inner=inner)
     rows = [
         _common.Row(name, timing.median(name), timing.ratio(name, _common.REFERENCE), None, float(outputs[name].sum()))
         for name in calls

@@ -288,4 +288,4 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
              f"seq {s['seq']}, batch {s['batch']}")
     note = ("Post-norm ReLU blocks as `torch.nn.TransformerEncoderLayer`, dropout 0. tlean and raw JAX scan "
             "over the stacked layers; flax and equinox loop over their layers in Python.")
-    return [_common.train_step_table("transformer", title, chosen, rounds=rounds, inner=1, notes=[note])]
+    return [_common.train_step_table("transformer", title, chosen, rounds=rounds, quick=quick, notes=[note])]

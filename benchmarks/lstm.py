@@ -62,7 +62,8 @@ def setups(quick: bool, s: dict | None = None) -> dict:
 
             def cell(carry, gx_t):
                 h, c = carry
-                i, f, g, o = jnp.split(gx_t + h @ p["w_hh"].T + p["b_hh"], 4, axis=-1)
+                gh = (p["w_hh"] @ h.T).T  # W_hh's gradient accumulates in its own layout (see tlean's _hidden)
+                i, f, g, o = jnp.split(gx_t + gh + p["b_hh"], 4, axis=-1)
                 c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
                 h = jax.nn.sigmoid(o) * jnp.tanh(c)
                 return (h, c), h

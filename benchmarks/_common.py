@@ -69,6 +69,35 @@ def jax_stepper(step: Callable, state: tuple, *data: Any, jit: Callable = jax.ji
     return call
 
 
+def pure_stepper(forward: Callable, params: Any, tx: optax.GradientTransformation, x: Any, y: Any) -> _timing.Call:
+    """:func:`jax_stepper` for a stateless model given as ``forward(params, x) -> logits``
+    (raw JAX, flax.linen): one jitted step of loss, gradient and ``tx``'s update."""
+
+    def step(params, opt_state, x, y):
+        value, grads = jax.value_and_grad(lambda p: cross_entropy(forward(p, x), y))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return jax_stepper(step, (params, tx.init(params)), x, y)
+
+
+def nnx_stepper(model: Any, tx: optax.GradientTransformation, x: Any, y: Any) -> _timing.Call:
+    """A zero-argument call running one ``nnx.jit`` training step of a flax.nnx model with
+    ``nnx.Optimizer``, as flax's documentation teaches, and returning the loss."""
+    from flax import nnx
+
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, opt, x, y):
+        value, grads = nnx.value_and_grad(lambda m: cross_entropy(m(x), y))(model)
+        opt.update(model, grads)
+        return value
+
+    data = jnp.asarray(x), jnp.asarray(y)
+    return lambda: step(model, opt, *data)
+
+
 def cost(compiled: Any) -> tuple[float, float]:
     """``(flops, bytes accessed)`` of a compiled XLA program, from XLA's cost analysis."""
     analysis = compiled.cost_analysis()

@@ -126,16 +126,7 @@ def setups(quick: bool) -> dict:
             layer.scale.value, layer.bias.value = jnp.asarray(g), jnp.asarray(b)
         model.fc.kernel.value, model.fc.bias.value = jnp.asarray(fc[0].T), jnp.asarray(fc[1])
         model.train()
-        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, opt, x, y):
-            value, grads = nnx.value_and_grad(lambda m: loss(m(x), y))(model)
-            opt.update(model, grads)
-            return value
-
-        data = jnp.asarray(x), jnp.asarray(y)
-        return lambda: step(model, opt, *data)
+        return _common.nnx_stepper(model, tx, x, y)
 
     def linen():
         import optax

@@ -52,7 +52,6 @@ def setups(quick: bool, s: dict | None = None) -> dict:
         return _common.jax_stepper(tlean_step(tx), (model, tx.init(model.params)), x, y)
 
     def raw():
-        import optax
 
         params = {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh, "head": head}
         params = jax.tree.map(jnp.asarray, params)
@@ -72,12 +71,7 @@ def setups(quick: bool, s: dict | None = None) -> dict:
             (h, _), _ = jax.lax.scan(cell, (zeros, zeros), gx)
             return h @ p["head"]["weight"].T + p["head"]["bias"]
 
-        def step(params, opt_state, x, y):
-            value, grads = jax.value_and_grad(lambda p: loss(forward(p, x), y))(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, value
-
-        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+        return _common.pure_stepper(forward, params, tx, x, y)
 
     def nnx():
         from flax import nnx
@@ -96,19 +90,9 @@ def setups(quick: bool, s: dict | None = None) -> dict:
         cell.dense_h.kernel.value = jnp.asarray(w_hh.T)
         cell.dense_h.bias.value = jnp.asarray(b_ih + b_hh)
         model.head.kernel.value, model.head.bias.value = jnp.asarray(head["weight"].T), jnp.asarray(head["bias"])
-        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, opt, x, y):
-            value, grads = nnx.value_and_grad(lambda m: loss(m(x), y))(model)
-            opt.update(model, grads)
-            return value
-
-        data = jnp.asarray(x), jnp.asarray(y)
-        return lambda: step(model, opt, *data)
+        return _common.nnx_stepper(model, tx, x, y)
 
     def linen():
-        import optax
         from flax import linen as ln
 
         class Net(ln.Module):
@@ -129,12 +113,7 @@ def setups(quick: bool, s: dict | None = None) -> dict:
         if jax.tree.structure(shapes) != jax.tree.structure(params):
             raise RuntimeError(f"the linen LSTM's params changed layout: {jax.tree.map(jnp.shape, shapes)}")
 
-        def step(params, opt_state, x, y):
-            value, grads = jax.value_and_grad(lambda p: loss(module.apply({"params": p}, x), y))(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, value
-
-        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+        return _common.pure_stepper(lambda p, x: module.apply({"params": p}, x), params, tx, x, y)
 
     def equinox():
         import equinox as eqx

@@ -53,7 +53,6 @@ def setups(quick: bool) -> dict:
         return _common.jax_stepper(step, (model, tx.init(model.params)), x, y)
 
     def raw():
-        import optax
 
         params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in weights]
 
@@ -64,12 +63,7 @@ def setups(quick: bool) -> dict:
                     x = jax.nn.relu(x)
             return x
 
-        def step(params, opt_state, x, y):
-            value, grads = jax.value_and_grad(lambda p: loss(forward(p, x), y))(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, value
-
-        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+        return _common.pure_stepper(forward, params, tx, x, y)
 
     def nnx():
         from flax import nnx
@@ -91,19 +85,9 @@ def setups(quick: bool) -> dict:
         for layer, (w, b) in zip(model.layers, weights):
             layer.kernel.value = jnp.asarray(w.T)
             layer.bias.value = jnp.asarray(b)
-        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, opt, x, y):
-            value, grads = nnx.value_and_grad(lambda m: loss(m(x), y))(model)
-            opt.update(model, grads)
-            return value
-
-        data = jnp.asarray(x), jnp.asarray(y)
-        return lambda: step(model, opt, *data)
+        return _common.nnx_stepper(model, tx, x, y)
 
     def linen():
-        import optax
         from flax import linen as ln
 
         class MLP(ln.Module):
@@ -119,12 +103,7 @@ def setups(quick: bool) -> dict:
         params = {"params": {f"Dense_{i}": {"kernel": jnp.asarray(w.T), "bias": jnp.asarray(b)}
                              for i, (w, b) in enumerate(weights)}}
 
-        def step(params, opt_state, x, y):
-            value, grads = jax.value_and_grad(lambda p: loss(module.apply(p, x), y))(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, value
-
-        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+        return _common.pure_stepper(module.apply, params, tx, x, y)
 
     def equinox():
         import equinox as eqx

@@ -64,7 +64,6 @@ def setups(quick: bool) -> dict:
         return _common.jax_stepper(tlean_step(tx), (model, tx.init(model.params)), x, y)
 
     def raw():
-        import optax
 
         params = {"layers": jax.tree.map(jnp.asarray, stacked), "head": jax.tree.map(jnp.asarray, head)}
 
@@ -89,12 +88,7 @@ def setups(quick: bool) -> dict:
             h, _ = jax.lax.scan(lambda h, p: (block(h, p), None), x, params["layers"])
             return h.mean(1) @ params["head"]["weight"].T + params["head"]["bias"]
 
-        def step(params, opt_state, x, y):
-            value, grads = jax.value_and_grad(lambda p: loss(forward(p, x), y))(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, value
-
-        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+        return _common.pure_stepper(forward, params, tx, x, y)
 
     def split_qkv(blk):
         a = blk["self_attn"]
@@ -142,19 +136,9 @@ def setups(quick: bool) -> dict:
                 getattr(mod, name).scale.value = jnp.asarray(blk[name]["weight"])
                 getattr(mod, name).bias.value = jnp.asarray(blk[name]["bias"])
         model.head.kernel.value, model.head.bias.value = jnp.asarray(head["weight"].T), jnp.asarray(head["bias"])
-        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-        @nnx.jit
-        def step(model, opt, x, y):
-            value, grads = nnx.value_and_grad(lambda m: loss(m(x), y))(model)
-            opt.update(model, grads)
-            return value
-
-        data = jnp.asarray(x), jnp.asarray(y)
-        return lambda: step(model, opt, *data)
+        return _common.nnx_stepper(model, tx, x, y)
 
     def linen():
-        import optax
         from flax import linen as ln
 
         class Block(ln.Module):
@@ -185,12 +169,7 @@ def setups(quick: bool) -> dict:
                 p[n] = {"scale": jnp.asarray(blk[n]["weight"]), "bias": jnp.asarray(blk[n]["bias"])}
             params[f"block{i}"] = p
 
-        def step(params, opt_state, x, y):
-            value, grads = jax.value_and_grad(lambda p: loss(module.apply({"params": p}, x), y))(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, value
-
-        return _common.jax_stepper(step, (params, tx.init(params)), x, y)
+        return _common.pure_stepper(lambda p, x: module.apply({"params": p}, x), params, tx, x, y)
 
     def equinox():
         import equinox as eqx

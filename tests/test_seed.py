@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tlean import layers as L
 from tlean import nn, seq
-from tlean.seed import Builder, SeedStream, as_key, fresh, lift, run
+from tlean.seed import SeedStream, as_key, fresh, lift, run
 
 
 def data(key):

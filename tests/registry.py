@@ -46,6 +46,7 @@ CASES: list[Case] = [
     Case("Sigmoid", lambda: L.Sigmoid(), (3, 4)),
     Case("Softmax", lambda: L.Softmax(-1), (3, 4), bad_shapes=((),)),
     Case("Identity", lambda: L.Identity(), (3, 4)),
+    Case("Lambda", lambda: L.Lambda(jnp.tanh), (3, 4)),
     Case("Flatten", lambda: L.Flatten(), (2, 3, 4), bad_shapes=((3,),)),
     Case("Flatten-0", lambda: L.Flatten(0), (2, 3, 4), vmappable=False),
     Case("Sum", lambda: L.Sum(-1), (2, 3)),

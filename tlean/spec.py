@@ -1,9 +1,11 @@
-"""Slow, obviously correct NumPy references for every layer (TorchLean's Spec modules).
+"""Slow, obviously correct NumPy references for every layer with maths of its own.
 
-Each function is written from the layer's equations with explicit loops over indices, in
-float64, so that it reads like the maths and shares no code with the fast layers. The
-property tests in ``tests/spec/`` hold every fast layer to its reference. Parameters are
-dicts with PyTorch's names, as the layers use. Nothing here is fast; use tiny shapes.
+TorchLean's Spec modules, in NumPy. Each function is written from the layer's equations
+with explicit loops over indices, in float64, so that it reads like the maths and shares
+no code with the fast layers. The property tests in ``tests/spec/`` hold each fast layer
+to its reference; glue layers and composites (encoder, BasicBlock, GPT) are checked
+against PyTorch instead. Parameters are dicts with PyTorch's names, as the layers use.
+Nothing here is fast; use tiny shapes.
 """
 
 from __future__ import annotations

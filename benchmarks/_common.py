@@ -69,6 +69,28 @@ def jax_stepper(step: Callable, state: tuple, *data: Any, jit: Callable = jax.ji
     return call
 
 
+def tlean_step(tx: optax.GradientTransformation) -> Callable:
+    """tlean's train step ``(model, opt_state, x, y) -> (model, opt_state, loss)``, as
+    :mod:`tlean.train` does it: differentiate ``model.params``, update them with ``tx``.
+
+    A new closure on every call, so a fresh ``jax.jit`` of it shares no cache."""
+
+    def step(model, opt_state, x, y):
+        def loss_fn(params):
+            return cross_entropy(model.replace(params=params)(x), y)
+
+        value, grads = jax.value_and_grad(loss_fn)(model.params)
+        updates, opt_state = tx.update(grads, opt_state, model.params)
+        return model.replace(params=optax.apply_updates(model.params, updates)), opt_state, value
+
+    return step
+
+
+def tlean_stepper(model: Any, tx: optax.GradientTransformation, x: Any, y: Any) -> _timing.Call:
+    """:func:`jax_stepper` of :func:`tlean_step` for a stateless tlean Model."""
+    return jax_stepper(tlean_step(tx), (model, tx.init(model.params)), x, y)
+
+
 def pure_stepper(forward: Callable, params: Any, tx: optax.GradientTransformation, x: Any, y: Any) -> _timing.Call:
     """:func:`jax_stepper` for a stateless model given as ``forward(params, x) -> logits``
     (raw JAX, flax.linen): one jitted step of loss, gradient and ``tx``'s update."""
@@ -96,6 +118,21 @@ def nnx_stepper(model: Any, tx: optax.GradientTransformation, x: Any, y: Any) ->
 
     data = jnp.asarray(x), jnp.asarray(y)
     return lambda: step(model, opt, *data)
+
+
+def equinox_stepper(model: Any, tx: optax.GradientTransformation, x: Any, y: Any, in_axes: int = 0) -> _timing.Call:
+    """A zero-argument call running one ``eqx.filter_jit`` training step of a stateless
+    equinox model, vmapped over the batch axis ``in_axes`` as equinox teaches, and
+    returning the loss."""
+    import equinox as eqx
+
+    @eqx.filter_jit
+    def step(model, opt_state, x, y):
+        value, grads = eqx.filter_value_and_grad(lambda m: cross_entropy(jax.vmap(m, in_axes=in_axes)(x), y))(model)
+        updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, value
+
+    return jax_stepper(step, (model, tx.init(eqx.filter(model, eqx.is_array))), x, y, jit=lambda f: f)
 
 
 def cost(compiled: Any) -> tuple[float, float]:

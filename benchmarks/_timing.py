@@ -66,12 +66,14 @@ def repeats_for(call: Call, seconds: float) -> int:
     return max(1, round(seconds / max(clock() - start, 1e-9)))
 
 
-def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 1) -> Timing:
+def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 1,
+               block_each: bool = False) -> Timing:
     """Time each call ``inner`` times per round for ``rounds`` rounds, frameworks interleaved.
 
     Round ``r`` visits the frameworks starting from the ``r``-th (a rotation), so no
     framework always runs first or right after a particular other one. Each timed
-    block ends with ``block_until_ready``, so asynchronous dispatch cannot hide work.
+    block ends with ``block_until_ready``, so asynchronous dispatch cannot hide work;
+    with ``block_each`` every call is waited for (the latency of one call).
     ``inner`` may differ per framework (a dict), e.g. so that each block lasts about
     as long (:func:`repeats_for`); the result is always per call.
     """
@@ -87,6 +89,8 @@ def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int],
             start = clock()
             for _ in range(n):
                 out = call()
+                if block_each:
+                    block(out)
             block(out)
             timing.seconds[name].append((clock() - start) / n)
     return timing
@@ -94,20 +98,7 @@ def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int],
 
 def interleave_latency(calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 20) -> Timing:
     """As :func:`interleave`, but blocking after every call: the latency of one call."""
-    names = list(calls)
-    inner = inner if isinstance(inner, dict) else {name: inner for name in names}
-    for name in names:
-        for _ in range(warmup):
-            block(calls[name]())
-    timing = Timing({name: [] for name in names})
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            call, n = calls[name], inner[name]
-            start = clock()
-            for _ in range(n):
-                block(call())
-            timing.seconds[name].append((clock() - start) / n)
-    return timing
+    return interleave(calls, rounds, inner, warmup, block_each=True)
 
 
 def machine() -> dict[str, str]:

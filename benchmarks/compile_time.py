@@ -40,7 +40,7 @@ def _lstm(seq: int, quick: bool):
 def compile_seconds(model, x, y) -> float:
     """Seconds to trace, lower and compile a fresh jit of tlean's train step for ``model``."""
     tx = _common.optimizer()
-    step = transformer_bench.tlean_step(tx)  # a new closure: nothing cached from earlier calls
+    step = _common.tlean_step(tx)  # a new closure: nothing cached from earlier calls
     args = (model, tx.init(model.params), jnp.asarray(x), jnp.asarray(y))
     start = _timing.clock()
     jax.jit(step).lower(*args).compile()

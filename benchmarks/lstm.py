@@ -34,8 +34,6 @@ def tlean_builder(s: dict):
 def setups(quick: bool, s: dict | None = None) -> dict:
     from tlean import nn
 
-    from benchmarks.transformer import tlean_step
-
     s = s or sizes(quick)
     H = s["hidden"]
     x, y = _common.batch((s["seq"], s["batch"], s["input"]), CLASSES)
@@ -45,11 +43,10 @@ def setups(quick: bool, s: dict | None = None) -> dict:
     w_ih, w_hh, b_ih, b_hh = (w[0][k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
     head = w[2]
     tx = _common.optimizer()
-    loss = _common.cross_entropy
 
     def tlean():
         model = nn.run(0, tlean_builder(s))
-        return _common.jax_stepper(tlean_step(tx), (model, tx.init(model.params)), x, y)
+        return _common.tlean_stepper(model, tx, x, y)
 
     def raw():
 
@@ -139,15 +136,7 @@ def setups(quick: bool, s: dict | None = None) -> dict:
         model = Net(jax.random.key(0))
         model = eqx.tree_at(lambda m: (m.cell.weight_ih, m.cell.weight_hh, m.cell.bias, m.head.weight, m.head.bias), model,
                             tuple(jnp.asarray(a) for a in (w_ih, w_hh, b_ih + b_hh, head["weight"], head["bias"])))
-        opt_state = tx.init(eqx.filter(model, eqx.is_array))
-
-        @eqx.filter_jit
-        def step(model, opt_state, x, y):
-            value, grads = eqx.filter_value_and_grad(lambda m: loss(jax.vmap(m, in_axes=1)(x), y))(model)
-            updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-            return eqx.apply_updates(model, updates), opt_state, value
-
-        return _common.jax_stepper(step, (model, opt_state), x, y, jit=lambda f: f)
+        return _common.equinox_stepper(model, tx, x, y, in_axes=1)
 
     def torch():
         import torch

@@ -35,22 +35,9 @@ def setups(quick: bool) -> dict:
     x, y = _common.batch((n, widths[0]), widths[-1])
     weights = linears(tlean_model(widths))
     tx = _common.optimizer()
-    loss = _common.cross_entropy
 
     def tlean():
-        import optax
-
-        model = tlean_model(widths)
-
-        def step(model, opt_state, x, y):
-            def loss_fn(params):
-                return loss(model.replace(params=params)(x), y)
-
-            value, grads = jax.value_and_grad(loss_fn)(model.params)
-            updates, opt_state = tx.update(grads, opt_state, model.params)
-            return model.replace(params=optax.apply_updates(model.params, updates)), opt_state, value
-
-        return _common.jax_stepper(step, (model, tx.init(model.params)), x, y)
+        return _common.tlean_stepper(tlean_model(widths), tx, x, y)
 
     def raw():
 
@@ -117,15 +104,7 @@ def setups(quick: bool) -> dict:
             if i < len(weights) - 1:
                 layers.append(eqx.nn.Lambda(jax.nn.relu))
         model = eqx.nn.Sequential(layers)
-        opt_state = tx.init(eqx.filter(model, eqx.is_array))
-
-        @eqx.filter_jit
-        def step(model, opt_state, x, y):
-            value, grads = eqx.filter_value_and_grad(lambda m: loss(jax.vmap(m)(x), y))(model)
-            updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-            return eqx.apply_updates(model, updates), opt_state, value
-
-        return _common.jax_stepper(step, (model, opt_state), x, y, jit=lambda f: f)
+        return _common.equinox_stepper(model, tx, x, y)
 
     def torch():
         import torch

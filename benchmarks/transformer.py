@@ -30,22 +30,6 @@ def tlean_builder(s: dict, scan: bool = True):
                          nn.Mean(1), nn.Linear(s["d"], CLASSES))
 
 
-def tlean_step(tx):
-    import optax
-
-    loss = _common.cross_entropy
-
-    def step(model, opt_state, x, y):
-        def loss_fn(params):
-            return loss(model.replace(params=params)(x), y)
-
-        value, grads = jax.value_and_grad(loss_fn)(model.params)
-        updates, opt_state = tx.update(grads, opt_state, model.params)
-        return model.replace(params=optax.apply_updates(model.params, updates)), opt_state, value
-
-    return step
-
-
 def setups(quick: bool) -> dict:
     from tlean import nn
 
@@ -57,11 +41,10 @@ def setups(quick: bool) -> dict:
     stacked, head = w[0]["layers"], w[2]
     blocks = [jax.tree.map(lambda a: a[i], stacked) for i in range(s["layers"])]  # torch layout, per layer
     tx = _common.optimizer()
-    loss = _common.cross_entropy
 
     def tlean():
         model = nn.run(0, tlean_builder(s))
-        return _common.jax_stepper(tlean_step(tx), (model, tx.init(model.params)), x, y)
+        return _common.tlean_stepper(model, tx, x, y)
 
     def raw():
 
@@ -223,15 +206,7 @@ def setups(quick: bool) -> dict:
                 model, [jnp.asarray(a) for a in arrays],
             )
         model = eqx.tree_at(lambda m: (m.head.weight, m.head.bias), model, (jnp.asarray(head["weight"]), jnp.asarray(head["bias"])))
-        opt_state = tx.init(eqx.filter(model, eqx.is_array))
-
-        @eqx.filter_jit
-        def step(model, opt_state, x, y):
-            value, grads = eqx.filter_value_and_grad(lambda m: loss(jax.vmap(m)(x), y))(model)
-            updates, opt_state = tx.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-            return eqx.apply_updates(model, updates), opt_state, value
-
-        return _common.jax_stepper(step, (model, opt_state), x, y, jit=lambda f: f)
+        return _common.equinox_stepper(model, tx, x, y)
 
     def torch():
         import torch

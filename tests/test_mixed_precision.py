@@ -124,6 +124,14 @@ def test_param_dtype_sets_storage(case):
     assert _floats(params) and all(leaf.dtype == BF16 for leaf in _floats(params))
 
 
+@pytest.mark.parametrize("case", WEIGHTED + COMPOSED, ids=lambda c: type(c.make()).__name__)
+def test_integer_dtypes_are_refused_naming_the_layer(case):
+    layer = case.make()
+    for field in ("dtype", "param_dtype"):
+        with pytest.raises(ValueError, match=rf"^{type(layer).__name__}: {field} must be a floating dtype"):
+            dataclasses.replace(layer, **{field: jnp.int32})
+
+
 # -- statistics in float32 -----------------------------------------------------------------
 _REDUCTIONS = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin", "cumsum", "cumlogsumexp"}
 

@@ -108,9 +108,7 @@ class MultiheadAttention(Layer):
         _util.set_field(self, "bias", bool(self.bias))
         _util.set_field(self, "causal", bool(self.causal))
         _util.set_field(self, "dropout", float(self.dropout))
-        _util.set_field(self, "dtype", _util.float_dtype("MultiheadAttention", "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype("MultiheadAttention", "param_dtype", self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     @property
     def head_dim(self) -> int:

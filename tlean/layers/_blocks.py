@@ -67,9 +67,7 @@ class BasicBlock(Layer):
         _util.positive("BasicBlock", in_planes=self.in_planes, planes=self.planes, stride=self.stride)
         if isinstance(self.axis_name, list):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
-        _util.set_field(self, "dtype", _util.float_dtype("BasicBlock", "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype("BasicBlock", "param_dtype", self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     @property
     def projects(self) -> bool:

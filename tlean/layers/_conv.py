@@ -118,9 +118,7 @@ class Conv2d(Layer):
             raise ValueError(f"{name}: bias must be a bool, got {self.bias!r}")
         if self.padding_mode != "zeros":
             raise ValueError(f"{name}: only padding_mode='zeros' is supported, got {self.padding_mode!r}")
-        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     @property
     def pads(self) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -62,9 +62,7 @@ class Embedding(Layer):
 
     def __post_init__(self):
         _util.positive("Embedding", num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim)
-        _util.set_field(self, "dtype", _util.float_dtype("Embedding", "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype("Embedding", "param_dtype", self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         shape = (self.num_embeddings, self.embedding_dim)

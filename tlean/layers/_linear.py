@@ -52,9 +52,7 @@ class Linear(Layer):
     def __post_init__(self):
         name = type(self).__name__
         _util.positive(name, in_features=self.in_features, out_features=self.out_features)
-        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         shape = (self.out_features, self.in_features)

@@ -55,8 +55,7 @@ class LayerNorm(Layer):
             raise ValueError("LayerNorm: normalized_shape must not be empty")
         if not self.eps >= 0:
             raise ValueError(f"LayerNorm: eps must be >= 0, got {self.eps!r}")
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.numeric_fields(self)
 
     def init(self, key):
         params = {}
@@ -102,8 +101,7 @@ class RMSNorm(Layer):
         _util.positive("RMSNorm", dim=self.dim)
         if not self.eps >= 0:
             raise ValueError(f"RMSNorm: eps must be >= 0, got {self.eps!r}")
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
+        _util.numeric_fields(self)
 
     def init(self, key):
         return ({"weight": jnp.ones((self.dim,), self.param_dtype)} if self.elementwise_affine else {}), {}
@@ -207,8 +205,7 @@ class BatchNorm2d(Layer):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
         if self.axis_name is not None and not isinstance(self.axis_name, (str, tuple)):
             raise ValueError(f"{name}: axis_name must be None, an axis name or a tuple of names, got {self.axis_name!r}")
-        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
+        _util.numeric_fields(self)
 
     def init(self, key):
         c = self.num_features
@@ -303,8 +300,7 @@ class InstanceNorm2d(Layer):
         _util.set_field(self, "eps", _check_eps(name, self.eps))
         if not isinstance(self.affine, bool):
             raise ValueError(f"InstanceNorm2d: affine must be a bool, got {self.affine!r}")
-        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
+        _util.numeric_fields(self)
 
     def init(self, key):
         c = self.num_features

@@ -94,9 +94,7 @@ class LearnedPositionalEmbedding(Layer):
     def __post_init__(self):
         _util.positive("LearnedPositionalEmbedding", seq_len=self.seq_len, dim=self.dim)
         _check_start(self, "LearnedPositionalEmbedding")
-        name = "LearnedPositionalEmbedding"
-        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
+        _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         return {"weight": jax.random.normal(key, (self.seq_len, self.dim), self.param_dtype)}, {}

@@ -51,9 +51,7 @@ class _Recurrent(Layer):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"{name}: dropout is the probability of dropping and must be in [0, 1), got {p!r}")
         _util.set_field(self, "dropout", float(p))
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     # -- parameters ------------------------------------------------------------
     def _shapes(self) -> dict[str, tuple[int, ...]]:

@@ -163,9 +163,7 @@ class Mamba(Layer):
             raise ValueError(f"Mamba: batch_first must be a bool, got {self.batch_first!r}")
         if self.mode not in _MODES:
             raise ValueError(f"Mamba: mode must be 'parallel' or 'sequential', got {self.mode!r}")
-        _util.set_field(self, "dtype", _util.canon_dtype(self.dtype))
-        _util.set_field(self, "param_dtype", _util.canon_dtype(self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         k_in, k_dt, k_dt_bias, k_gate = jax.random.split(key, 4)

@@ -115,9 +115,7 @@ class TransformerEncoderBlock(Layer):
             raise ValueError(f"{name}: layer_norm_eps must be >= 0, got {self.layer_norm_eps!r}")
         for flag in ("norm_first", "bias", "causal"):
             _util.set_field(self, flag, bool(getattr(self, flag)))
-        _util.set_field(self, "dtype", _util.float_dtype(name, "dtype", self.dtype, optional=True))
-        _util.set_field(self, "param_dtype", _util.float_dtype(name, "param_dtype", self.param_dtype))
-        _util.set_field(self, "precision", _util.canon_precision(self.precision))
+        _util.numeric_fields(self)
 
     # -- the sub-layers, by PyTorch's names -------------------------------------------------
     @property

@@ -17,11 +17,6 @@ def set_field(layer: Any, name: str, value: Any) -> None:
     object.__setattr__(layer, name, value)
 
 
-def canon_dtype(dtype: Any) -> jnp.dtype | None:
-    """``None`` stays ``None``; anything else becomes a ``jnp.dtype`` (hashable, comparable)."""
-    return None if dtype is None else jnp.dtype(dtype)
-
-
 def canon_precision(precision: Any) -> Any:
     """``None``, a ``lax.Precision``, a string such as ``"highest"`` or a pair of those."""
     if precision is None or isinstance(precision, lax.Precision):
@@ -63,6 +58,19 @@ def float_dtype(layer_name: str, name: str, dtype: Any, optional: bool = False) 
     if canon is None or not jnp.issubdtype(canon, jnp.floating):
         raise ValueError(f"{layer_name}: {name} must be a floating dtype{' or None' if optional else ''}, got {dtype!r}")
     return canon
+
+
+def numeric_fields(layer: Any) -> None:
+    """Normalise a layer's ``dtype`` (a floating dtype or ``None``), ``param_dtype`` (a
+    floating dtype) and, where it has one, ``precision``; a ValueError names the layer."""
+    name = type(layer).__name__
+    set_field(layer, "dtype", float_dtype(name, "dtype", layer.dtype, optional=True))
+    set_field(layer, "param_dtype", float_dtype(name, "param_dtype", layer.param_dtype))
+    if hasattr(layer, "precision"):
+        try:
+            set_field(layer, "precision", canon_precision(layer.precision))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
 
 
 def check_float(layer: Any, x: Any) -> None:

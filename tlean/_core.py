@@ -164,16 +164,24 @@ def check_arrays(layer: Layer, params: Any, state: Any) -> None:
         want_leaves, want_tree = jax.tree.flatten(expected)
         if got_tree != want_tree:
             raise TypeError(f"{layer!r}: {part} should have the entries {_entries(expected)}, got {_entries(tree)}")
-        names = [_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected)[0]]
-        wrong = [(n, w.shape, jnp.shape(g)) for n, w, g in zip(names, want_leaves, got_leaves) if tuple(w.shape) != tuple(jnp.shape(g))]
-        if wrong:
-            expect = ", ".join(f"{n} {list(w)}" for n, w, _ in wrong)
-            got = ", ".join(f"{n} {tuple(g)}" for n, _, g in wrong)
+        wrong = [i for i, (w, g) in enumerate(zip(want_leaves, got_leaves)) if tuple(w.shape) != tuple(jnp.shape(g))]
+        if wrong:  # names only on the error path: eager calls run this check every time
+            names = [_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected)[0]]
+            expect = ", ".join(f"{names[i]} {list(want_leaves[i].shape)}" for i in wrong)
+            got = ", ".join(f"{names[i]} {tuple(jnp.shape(got_leaves[i]))}" for i in wrong)
             raise ShapeError(layer, f"{part} {expect}", got)
 
 
+def path_name(path: tuple) -> str:
+    """A pytree key path as dotted PyTorch-style text.
+
+    ``(SequenceKey(0), DictKey('weight'))`` -> ``"0.weight"``; the empty path -> ``""``.
+    """
+    return ".".join(str(getattr(e, "key", getattr(e, "idx", getattr(e, "name", e)))) for e in path)
+
+
 def _name(path: tuple) -> str:
-    return ".".join(str(getattr(e, "key", getattr(e, "idx", getattr(e, "name", e)))) for e in path) or "(root)"
+    return path_name(path) or "(root)"
 
 
 def _entries(tree: Any) -> list[str]:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tlean._core import Layer, Seq, check_arrays
+from tlean._core import Layer, Seq, check_arrays, path_name
 
 __all__ = ["Model", "torch_name"]
 
@@ -24,15 +24,7 @@ def torch_name(path: tuple) -> str:
     """
     if path and isinstance(path[0], jax.tree_util.GetAttrKey) and path[0].name in ("params", "state"):
         path = path[1:]
-    parts = []
-    for entry in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(entry, attr):
-                parts.append(str(getattr(entry, attr)))
-                break
-        else:
-            parts.append(str(entry))
-    return ".".join(parts)
+    return path_name(path)
 
 
 _NO_STATE = object()

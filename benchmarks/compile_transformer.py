@@ -29,7 +29,7 @@ D_MODEL, HEADS, FFN, SEQ, BATCH, CLASSES = 256, 4, 1024, 128, 8, 10
 
 def abstract_inputs(depth: int, scan: bool):
     """The encoder, its abstract params, a readout's and a batch, as ShapeDtypeStructs."""
-    encoder = L.TransformerEncoder(depth, D_MODEL, HEADS, FFN, dropout=0.1, scan=scan)
+    encoder = L.TransformerEncoder.of(depth, D_MODEL, HEADS, FFN, dropout=0.1, scan=scan)
     readout = L.Linear(D_MODEL, CLASSES)
     params = jax.eval_shape(lambda k: (encoder.init(k)[0], readout.init(k)[0]), jax.random.key(0))
     x = jax.ShapeDtypeStruct((BATCH, SEQ, D_MODEL), jnp.float32)

@@ -26,7 +26,8 @@ def sizes(quick: bool) -> dict:
 def tlean_builder(s: dict, scan: bool = True):
     from tlean import nn
 
-    return nn.Sequential(nn.TransformerEncoder(s["layers"], s["d"], s["heads"], s["ff"], dropout=0.0, scan=scan),
+    return nn.Sequential(nn.TransformerEncoder(nn.TransformerEncoderLayer(s["d"], s["heads"], s["ff"], 0.0, batch_first=True),
+                                                s["layers"], scan=scan),
                          nn.Mean(1), nn.Linear(s["d"], CLASSES))
 
 

@@ -32,7 +32,7 @@ def _has_dtype(layer) -> bool:
 
 # Layers built from other registered layers: their dtype plumbing is checked by tracing
 # only (jax.eval_shape), their parts are run by the full check.
-COMPOSITES = {"TransformerEncoder", "BasicBlock"}
+COMPOSITES = {"TransformerEncoderBlock", "BasicBlock"}
 
 
 def _weighted_cases(composites: bool):
@@ -69,7 +69,7 @@ def _floats(tree):
 def test_every_layer_with_weights_is_covered():
     names = {type(c.make()).__name__ for c in WEIGHTED + COMPOSED}
     assert {"Linear", "LayerNorm", "RMSNorm", "LSTM", "GRU", "RNN"} <= names
-    assert {"Conv2d", "BatchNorm2d", "MultiheadAttention", "TransformerEncoder", "Embedding"} <= names
+    assert {"Conv2d", "BatchNorm2d", "MultiheadAttention", "TransformerEncoderBlock", "Embedding"} <= names
 
 
 @pytest.mark.parametrize("case", WEIGHTED, ids=lambda c: type(c.make()).__name__)
@@ -158,7 +158,7 @@ STATISTICS = [
     ("BatchNorm2d-train", lambda: L.BatchNorm2d(3, dtype=BF16), (2, 3, 4, 4), {"train": True}),
     ("InstanceNorm2d", lambda: L.InstanceNorm2d(3, dtype=BF16), (2, 3, 4, 4), {}),
     ("MultiheadAttention", lambda: L.MultiheadAttention(8, 2, dtype=BF16), (2, 5, 8), {}),
-    ("TransformerEncoder", lambda: L.TransformerEncoder(2, 8, 2, 16, dropout=0.0, dtype=BF16), (2, 5, 8), {}),
+    ("TransformerEncoder", lambda: L.TransformerEncoder.of(2, 8, 2, 16, dropout=0.0, dtype=BF16), (2, 5, 8), {}),
 ]
 
 

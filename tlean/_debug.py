@@ -47,7 +47,9 @@ def enabled() -> bool:
 
 
 def _location(where: tuple) -> str:
-    return "seq" + "".join(f"[{w}]" if isinstance(w, int) else f".{w}" for w in where)
+    from tlean._core import location
+
+    return location(where)
 
 
 def _nonfinite(tree: Any) -> Any:
@@ -62,9 +64,9 @@ def path() -> tuple:
 
 
 @contextlib.contextmanager
-def child(name: int | str) -> Iterator[tuple]:
-    """Apply one child of a Seq: extend the path by its index or name."""
-    token = _PATH.set(_PATH.get() + (name,))
+def child(where: tuple) -> Iterator[tuple]:
+    """Apply one child: extend the path by its indices or names."""
+    token = _PATH.set(_PATH.get() + tuple(where))
     try:
         yield _PATH.get()
     finally:
@@ -112,3 +114,49 @@ def _raise_first(flags: np.ndarray, messages: list[str]) -> None:
     for flag, message in zip(flags, messages):
         if flag:
             raise FloatingPointError(message)
+
+
+# -- Model.summary: rows recorded by the child calls while the model is traced ------------------
+_ROWS: contextvars.ContextVar[list | None] = contextvars.ContextVar("tlean_summary_rows", default=None)
+
+
+@contextlib.contextmanager
+def collect_rows() -> Iterator[list]:
+    """Collect a summary row for every child call inside the block (see :func:`summary_row`)."""
+    rows: list = []
+    token = _ROWS.set(rows)
+    try:
+        yield rows
+    finally:
+        _ROWS.reset(token)
+
+
+@contextlib.contextmanager
+def summary_row(layer: Any, where: tuple) -> Iterator[Any]:
+    """Record ``{"path", "layer", "shape"}`` when rows are being collected.
+
+    The row is placed when the call starts (so a parent precedes its children) and its
+    output shape filled in by the function this yields.
+    """
+    rows = _ROWS.get()
+    if rows is None:
+        yield lambda y: None
+        return
+    row = {"path": tuple(where), "layer": layer, "shape": None}
+    rows.append(row)
+
+    def output(y):
+        row["shape"] = jax.tree.map(lambda a: tuple(jnp.shape(a)), y)
+
+    yield output
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No summary rows and no finiteness records inside (a shape-only trace such as Stacked's check)."""
+    rows, enabled = _ROWS.set(None), _ENABLED.set(False)
+    try:
+        yield
+    finally:
+        _ROWS.reset(rows)
+        _ENABLED.reset(enabled)

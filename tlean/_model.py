@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import inspect
+import re
 from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlean import _debug
 from tlean._core import Layer, Seq, check_arrays, path_name
+from tlean._walk import named_leaves
+from tlean.seed import Builder
 
-__all__ = ["Model", "torch_name"]
+__all__ = ["Model", "combine", "torch_name"]
+
+#: ``nn.pure`` registers its constructor names here (the core imports nothing from tlean.nn).
+PURE_NAMES: dict[type, str] = {}
 
 
 def torch_name(path: tuple) -> str:
-    """A pytree key path as PyTorch names it: ``(SequenceKey(0), DictKey('weight'))`` -> ``"0.weight"``.
+    """A pytree key path as dotted text: ``(SequenceKey(0), DictKey('weight'))`` -> ``"0.weight"``.
 
     A path from the root of a Model starts with ``.params`` or ``.state``; that part is
-    dropped, so ``jax.tree_util.tree_flatten_with_path(model)`` paths give PyTorch's
-    state_dict keys. (``jax.tree_util.keystr(path, simple=True, separator=".")`` prints
+    dropped. Without the layer it cannot name a stacked axis: for a Model's leaves use
+    :meth:`Model.named_parameters` (``"encoder.layers.*.linear1.weight"``), which knows
+    its layers. (``jax.tree_util.keystr(path, simple=True, separator=".")`` prints
     ``params.0.weight``.)
     """
     if path and isinstance(path[0], jax.tree_util.GetAttrKey) and path[0].name in ("params", "state"):
@@ -31,13 +38,18 @@ _NO_STATE = object()
 
 
 class Model:
-    """A layer together with its params and state: ``Model(layer, params, state)``.
+    """A layer together with its params and state: ``Model(layer, params, state, frozen=())``.
 
     A pytree whose children are ``params`` and ``state`` and whose static aux data is
-    the layer, so it passes through ``jax.jit``, ``jax.grad``, ``jax.vmap``, optax and
-    checkpointing unchanged. Differentiate ``model.params`` when the model has state
-    (BatchNorm's ``num_batches_tracked`` is an integer); a Model without state can be
-    differentiated whole.
+    the layer (and the ``frozen`` filter), so it passes through ``jax.jit``,
+    ``jax.grad``, ``jax.vmap``, optax and checkpointing unchanged. Differentiate
+    ``model.params`` when the model has state (BatchNorm's ``num_batches_tracked`` is an
+    integer); a Model without state can be differentiated whole.
+
+    ``frozen`` is a tuple of regular expressions over parameter names (as
+    :meth:`named_parameters` gives them, matched with ``re.fullmatch``): those params are
+    not trained by :mod:`tlean.train` (no gradient, no optimiser state). See
+    :meth:`trainable`.
 
     >>> import jax, jax.numpy as jnp
     >>> from tlean import nn
@@ -48,94 +60,126 @@ class Model:
     26
     """
 
-    __slots__ = ("layer", "params", "state")
+    __slots__ = ("layer", "params", "state", "frozen")
 
-    def __init__(self, layer: Layer, params: Any, state: Any = _NO_STATE):
+    def __init__(self, layer: Layer, params: Any, state: Any = _NO_STATE, *, frozen: tuple[str, ...] = ()):
         if not isinstance(layer, Layer):
             raise TypeError(f"Model's layer must be a tlean Layer, got {type(layer).__name__}")
         object.__setattr__(self, "layer", layer)
         object.__setattr__(self, "params", params)
         # An omitted state is {}; an explicit None stays None (e.g. in a vmap in_axes prefix).
         object.__setattr__(self, "state", {} if state is _NO_STATE else state)
+        object.__setattr__(self, "frozen", _frozen_patterns(frozen))
 
     def __setattr__(self, name, value):
         raise AttributeError(f"Model is immutable: use model.replace({name}=...)")
 
     def __reduce__(self):
-        return (Model, (self.layer, self.params, self.state))
+        return (_rebuild, (self.layer, self.params, self.state, self.frozen))
 
     def __bool__(self) -> bool:
         return True
 
     # -- running -------------------------------------------------------------
-    def __call__(self, x: Any, *, key: jax.Array | None = None, train: bool = False, **kwargs) -> Any:
+    def __call__(self, x: Any, *others: Any, key: jax.Array | None = None, train: bool = False, **kwargs) -> Any:
         """The output ``y`` of ``layer.apply``; the updated state is dropped (see :meth:`forward`).
 
-        ``kwargs`` (``mask``, ``initial_state``, ``return_final``) go to the layer's
-        ``apply``; a keyword the layer does not take is a ``TypeError``.
+        Extra positional inputs map onto the layer's input keywords in torch's order
+        (``bilinear(a, b)``, ``decoder(tgt, memory)``); ``kwargs`` (``allow``,
+        ``attn_mask``, ``initial_state``, ``return_final``) go to the layer's ``apply``.
+        A keyword the layer does not take is a ``TypeError``.
         """
-        return self.forward(x, key=key, train=train, **kwargs)[0]
+        return self.forward(x, *others, key=key, train=train, **kwargs)[0]
 
-    def forward(self, x: Any, *, key: jax.Array | None = None, train: bool = False, **kwargs) -> tuple[Any, "Model"]:
+    def forward(self, x: Any, *others: Any, key: jax.Array | None = None, train: bool = False,
+                **kwargs) -> tuple[Any, "Model"]:
         """Apply the layer: ``(y, model with the updated state)``.
 
         Args:
           x: the input, as the layer documents it.
+          *others: further inputs, in torch's forward order (``layer.inputs`` names them).
           key: the dropout key (needed with ``train=True`` when the model has Dropout).
             Never the key used for init.
           train: training mode: Dropout drops, BatchNorm uses batch statistics and
             returns updated running statistics in the new model's state.
-          **kwargs: keywords of the layer's ``apply`` (``mask``, ``initial_state``, ...).
+          **kwargs: keywords of the layer's ``apply`` (``allow``, ``initial_state``, ...).
 
         Returns:
           ``(y, model)`` where ``model`` has the same params and the new state.
         """
+        kwargs = {**_positional_inputs(self.layer, others, kwargs), **kwargs}
         _check_keywords(self.layer, kwargs)
-        if not isinstance(self.layer, Seq):
+        with _debug.scope(x):
             check_arrays(self.layer, self.params, self.state)
-        y, state = self.layer.apply(self.params, self.state, x, key=key, train=train, **kwargs)
+            y, state = self.layer.apply(self.params, self.state, x, key=key, train=train, **kwargs)
         return y, self.replace(state=state)
 
     def replace(self, **fields: Any) -> "Model":
-        """A copy with some of ``layer``, ``params``, ``state`` replaced."""
-        unknown = set(fields) - {"layer", "params", "state"}
+        """A copy with some of ``layer``, ``params``, ``state``, ``frozen`` replaced."""
+        unknown = set(fields) - {"layer", "params", "state", "frozen"}
         if unknown:
-            raise TypeError(f"Model.replace takes layer, params and state, got {sorted(unknown)}")
-        values = {"layer": self.layer, "params": self.params, "state": self.state, **fields}
-        return Model(values["layer"], values["params"], values["state"])
+            raise TypeError(f"Model.replace takes layer, params, state and frozen, got {sorted(unknown)}")
+        values = {"layer": self.layer, "params": self.params, "state": self.state, "frozen": self.frozen, **fields}
+        return Model(values["layer"], values["params"], values["state"], frozen=values["frozen"])
 
     # -- inspecting ----------------------------------------------------------
     def num_params(self) -> int:
-        """The number of trainable scalars (state, such as running statistics, is not counted)."""
+        """The number of trainable scalars (state, such as running statistics, is not counted; a tie counts once)."""
         return _count(self.params)
 
+    def named_leaves(self) -> list:
+        """Every array with its names (:class:`tlean._walk.NamedLeaf`): params then state."""
+        return named_leaves(self.layer, self.params, self.state)
+
     def named_parameters(self) -> dict[str, Any]:
-        """The params keyed by PyTorch's names (``"0.weight"``)."""
-        return {torch_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(self.params)[0]}
+        """The params keyed by PyTorch-style names (``"0.weight"``; ``"layers.*.weight"`` for a Stacked layer's)."""
+        return {leaf.name: leaf.value for leaf in self.named_leaves() if leaf.part == "params"}
 
     def named_buffers(self) -> dict[str, Any]:
-        """The state keyed by PyTorch's names (``"1.running_mean"``)."""
-        return {torch_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(self.state)[0]}
+        """The state keyed by PyTorch-style names (``"1.running_mean"``)."""
+        return {leaf.name: leaf.value for leaf in self.named_leaves() if leaf.part == "state"}
 
-    def summary(self, input_shape: tuple[int, ...], dtype: Any = jnp.float32) -> str:
-        """A table of every layer: index, layer, output shape and parameter count.
+    def trainable(self) -> Any:
+        """A tree shaped as ``params`` with ``True`` for each trained leaf, ``False`` for the frozen ones."""
+        names = [leaf.name for leaf in self.named_leaves() if leaf.part == "params"]
+        leaves, treedef = jax.tree.flatten(self.params)
+        return jax.tree.unflatten(treedef, [not any(p.fullmatch(n) for p in self._frozen_res) for n in names])
 
-        Shapes are found with ``jax.eval_shape``, so nothing is computed. Nested Seqs
-        are expanded with dotted indices (``1.0``), as torchinfo prints them.
+    @property
+    def _frozen_res(self) -> list[re.Pattern]:
+        return [re.compile(p) for p in self.frozen]
+
+    def partition(self) -> tuple[Any, Any]:
+        """``(trainable, frozen)``: two trees shaped as ``params``, each holding its leaves and ``None``
+        where the other has one (optax keeps no state for a ``None``). :func:`combine` undoes it."""
+        if not self.frozen:
+            return self.params, jax.tree.map(lambda _: None, self.params)
+        mask = self.trainable()
+        return (jax.tree.map(lambda p, m: p if m else None, self.params, mask),
+                jax.tree.map(lambda p, m: None if m else p, self.params, mask))
+
+    def summary(self, input_shape: tuple[int, ...], dtype: Any = jnp.float32, **kwargs: Any) -> str:
+        """A table of every layer: path, layer, output shape and parameter count.
+
+        Shapes are found with ``jax.eval_shape``, so nothing is computed. Seqs and
+        composites expand into their children, indented under them, with dotted paths
+        (``layer1.0.conv1``), as torchinfo prints them; a Stacked layer's child appears
+        once, as ``layers.*``, counting every copy. Each row counts the parameters no row
+        below it counts, so the rows add up to :meth:`num_params`.
 
         Args:
           input_shape: the shape of an input, batch axis included.
           dtype: the input dtype.
+          **kwargs: keywords of the layer's ``apply``.
 
         Returns:
           The table as a string (``print(model.summary((32, 784)))``).
         """
-        rows = []
         x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.dtype(dtype))
-        _summarise(self.layer, self.params, self.state, x, "", rows)
+        rows = _summary_rows(self, x, kwargs)
         total = self.num_params()
         headers = ("#", "layer", "output shape", "params")
-        table = [headers] + [(i, name, str(shape), f"{n:,}") for i, name, shape, n in rows]
+        table = [headers] + [(path, name, str(shape), f"{n:,}") for path, name, shape, n in rows]
         widths = [max(len(str(r[c])) for r in table) for c in range(4)]
         line = "-" * (sum(widths) + 6)
 
@@ -174,7 +218,8 @@ class Model:
         return self.layer
 
     def __repr__(self) -> str:
-        return f"Model({self.layer!r}, params={self.num_params():,})"
+        frozen = f", frozen={self.frozen}" if self.frozen else ""
+        return f"Model({self.layer!r}, params={self.num_params():,}{frozen})"
 
     def __eq__(self, other):
         return self is other
@@ -183,19 +228,56 @@ class Model:
         return id(self)
 
 
+def combine(trainable: Any, frozen: Any) -> Any:
+    """The params tree from :meth:`Model.partition`'s two halves."""
+    return jax.tree.map(lambda a, b: b if a is None else a, trainable, frozen, is_leaf=lambda v: v is None)
+
+
+def _frozen_patterns(frozen: Any) -> tuple[str, ...]:
+    if isinstance(frozen, str):
+        frozen = (frozen,)
+    frozen = tuple(frozen)
+    for p in frozen:
+        if not isinstance(p, str):
+            raise TypeError(f"Model: frozen must be regular expressions (strings) over parameter names, got {p!r}")
+        try:
+            re.compile(p)
+        except re.error as err:
+            raise ValueError(f"Model: frozen pattern {p!r} is not a regular expression: {err}") from None
+    return frozen
+
+
+def _rebuild(layer, params, state, frozen):
+    return Model(layer, params, state, frozen=frozen)
+
+
+def _positional_inputs(layer: Layer, others: tuple, kwargs: dict) -> dict:
+    if not others:
+        return {}
+    names = layer.inputs
+    if len(others) > len(names):
+        takes = f"its extra inputs are {list(names)}" if names else "it takes one input"
+        raise TypeError(f"{layer!r} got {1 + len(others)} positional inputs: {takes}")
+    clash = [n for n in names[:len(others)] if n in kwargs]
+    if clash:
+        raise TypeError(f"{layer!r} got {clash} both positionally and as keywords")
+    return dict(zip(names, others))
+
+
 def _flatten_with_keys(m: Model):
-    return ((jax.tree_util.GetAttrKey("params"), m.params), (jax.tree_util.GetAttrKey("state"), m.state)), m.layer
+    return ((jax.tree_util.GetAttrKey("params"), m.params), (jax.tree_util.GetAttrKey("state"), m.state)), (m.layer, m.frozen)
 
 
 def _flatten(m: Model):
-    return (m.params, m.state), m.layer
+    return (m.params, m.state), (m.layer, m.frozen)
 
 
-def _unflatten(layer: Layer, children) -> Model:
+def _unflatten(aux, children) -> Model:
     m = object.__new__(Model)
-    object.__setattr__(m, "layer", layer)
+    object.__setattr__(m, "layer", aux[0])
     object.__setattr__(m, "params", children[0])
     object.__setattr__(m, "state", children[1])
+    object.__setattr__(m, "frozen", aux[1])
     return m
 
 
@@ -207,17 +289,11 @@ def _count(tree: Any) -> int:
 
 
 def _check_keywords(layer: Layer, kwargs: dict) -> None:
-    if not kwargs:
-        return
-    parameters = inspect.signature(layer.apply).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return  # the layer declares **kwargs: it takes responsibility for them
-    accepted = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"key", "train"}
-    unknown = sorted(set(kwargs) - accepted)
+    unknown = sorted(set(kwargs) - layer.keywords)
     if unknown:
-        takes = f"it takes {sorted(accepted)}" if accepted else "it takes no extra keywords"
-        hint = "; call the child model that takes it" if isinstance(layer, Seq) else ""
-        raise TypeError(f"{layer!r}.apply got unexpected keyword(s) {unknown}: {takes}{hint}")
+        accepted = sorted(layer.keywords)
+        takes = f"it takes {accepted}" if accepted else "it takes no extra keywords"
+        raise TypeError(f"{layer!r}.apply got unexpected keyword(s) {unknown}: {takes}")
 
 
 def _as_model(value: Any) -> Model:
@@ -225,24 +301,16 @@ def _as_model(value: Any) -> Model:
         return value
     if isinstance(value, Layer):
         if value.has_params:
+            name = PURE_NAMES.get(type(value), "<layer>")
             raise TypeError(
                 f"{value!r} has parameters and cannot join a Model without a key: build it with "
-                f"{_pure_name(value)}(..., key=...) (or its nn builder and nn.run), then compose the Models"
+                f"nn.pure.{name}(..., key=...) (or its nn builder and nn.run), then compose the Models"
             )
         params, state = value.init(None)
         return Model(value, params, state)
-    if callable(getattr(value, "fn", None)) and type(value).__name__ in ("Builder", "Sequential"):
+    if isinstance(value, Builder):
         raise TypeError(f"cannot compose a Model with {value!r}: a Builder is a recipe; build it first with nn.run(seed, builder)")
     return NotImplemented
-
-
-def _pure_name(layer: Layer) -> str:
-    from tlean.nn import pure  # the shim sits above the core; import it only to name a constructor
-
-    for name in pure.__all__:
-        if getattr(getattr(pure, name), "__wrapped__", None) is type(layer):
-            return f"nn.pure.{name}"
-    return "nn.pure.<layer>"
 
 
 def _parts(m: Model):
@@ -278,13 +346,35 @@ def untie(tree: Any) -> Any:
     return jax.tree.map(copy_if_seen, tree)
 
 
-def _summarise(layer: Layer, params, state, x, prefix: str, rows: list) -> Any:
-    if isinstance(layer, Seq):
-        for k, child in zip(layer.keys, layer.layers):
-            label = f"{prefix}{k}"
-            x = _summarise(child, params[k], state[k], x, label + ".", rows)
-        return x
-    y = jax.eval_shape(lambda p, s, v: layer.apply(p, s, v)[0], params, state, x)
-    shape = y.shape if hasattr(y, "shape") else jax.tree.map(lambda t: t.shape, y)
-    rows.append((prefix.rstrip(".") or "0", repr(layer), shape, _count(params)))
-    return y
+def _summary_rows(model: Model, x: Any, kwargs: dict) -> list[tuple[str, str, Any, int]]:
+    """Trace ``model`` with ``jax.eval_shape``, recording every child call; count each leaf once, in the
+    deepest row whose path holds it."""
+    with _debug.collect_rows() as recorded:
+        y = jax.eval_shape(lambda m, v: m(v, **kwargs), model, x)
+    shape = lambda t: jax.tree.map(lambda a: tuple(a.shape), t)  # noqa: E731
+    rows = [r for r in recorded if r["shape"] is not None]
+    if not rows:  # a layer with no children: one row
+        rows = [{"path": (), "layer": model.layer, "shape": shape(y)}]
+    paths = [tuple(map(str, r["path"])) for r in rows]
+    counts = [0] * len(rows)
+    unplaced = 0
+    for leaf in model.named_leaves():
+        if leaf.part != "params":
+            continue
+        parts = tuple(leaf.name.split("."))
+        owners = [i for i, p in enumerate(paths) if parts[:len(p)] == p]
+        if owners:
+            counts[max(owners, key=lambda i: (len(paths[i]), -i))] += int(np.size(leaf.value))
+        else:
+            unplaced += int(np.size(leaf.value))
+    out = []
+    seen: set = set()
+    for r, p, n in zip(rows, paths, counts):
+        label = ".".join(p) or "0"
+        name = "  " * max(len(p) - 1, 0) + (
+            f"Seq({len(r['layer'])})" if isinstance(r["layer"], Seq) else repr(r["layer"]))
+        out.append((label, name, r["shape"], n if p not in seen else 0))
+        seen.add(p)
+    if unplaced:
+        out.append(("(own)", repr(model.layer), shape(y), unplaced))
+    return out

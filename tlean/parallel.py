@@ -9,8 +9,9 @@ reduce-scatters of FSDP); tlean writes none, and there is no ``pmap``.
   (:func:`shard_batch`), parameters replicated (no rules).
 - **Parameter sharding** (FSDP-style): rules, an ordered list of ``(regex,
   PartitionSpec)`` matched against PyTorch-style parameter names (``"0.weight"``,
-  ``"encoder.layers.linear1.weight"``, as ``model.named_parameters()`` prints them),
-  first match wins; unmatched arrays are replicated. A pattern must match the whole
+  ``"encoder.layers.*.linear1.weight"``, as ``model.named_parameters()`` prints them),
+  first match wins; unmatched arrays are replicated. A spec describes one layer: for the
+  leaves of a Stacked layer tlean prepends ``None`` for the stacked layer axis. A pattern must match the whole
   name (``re.fullmatch``), so ``r"1\\.weight"`` does not also catch ``"11.weight"``.
 - **Sharded initialisation**: :func:`init_sharded` runs the builder under ``jax.jit``
   with ``out_shardings``, so each device computes only its own shard and the full
@@ -209,22 +210,22 @@ def _compile_rules(rules: Rules) -> list[tuple[re.Pattern, PartitionSpec]]:
     return compiled
 
 
-def _named_leaves(tree: Any) -> list[tuple[str, Any]]:
-    """``(PyTorch-style name, leaf)`` for every leaf; a Model's params and state go by their names.
+def _named_leaves(tree: Any) -> list[tuple[str, int, Any]]:
+    """``(name, stacked axes, leaf)`` for every leaf; a Model's params and state go by the walk's names.
 
-    A Model contributes ``"0.weight"``, ``"1.running_mean"`` (as its ``state_dict``
-    names them, the ``params``/``state`` level left out); a Model inside a larger tree
-    is prefixed by its path (``"model.0.weight"`` in a TrainState).
+    A Model contributes ``"0.weight"``, ``"1.running_mean"``, ``"layers.*.linear1.weight"``
+    (:meth:`tlean.Model.named_parameters`, with the number of stacked leading axes); a
+    Model inside a larger tree is prefixed by its path (``"model.0.weight"`` in a
+    TrainState); other leaves are named by their path.
     """
     out = []
     for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, Model))[0]:
         prefix = torch_name(path)
         if isinstance(node, Model):
-            for part in (node.params, node.state):
-                for sub, leaf in jax.tree_util.tree_flatten_with_path(part)[0]:
-                    out.append((".".join(filter(None, (prefix, torch_name(sub)))), leaf))
+            for leaf in node.named_leaves():
+                out.append((".".join(filter(None, (prefix, leaf.name))), len(leaf.stack), leaf.value))
         else:
-            out.append((prefix, node))
+            out.append((prefix, 0, node))
     return out
 
 
@@ -252,7 +253,14 @@ def param_specs(tree: Any, rules: Rules) -> Any:
     compiled = _compile_rules(rules)
     treedef = jax.tree.structure(tree)
     named = _named_leaves(tree)  # visits the leaves in flatten order
-    return jax.tree.unflatten(treedef, [_spec_for(name, compiled) for name, _ in named])
+    return jax.tree.unflatten(treedef, [_stacked_spec(_spec_for(name, compiled), stacked) for name, stacked, _ in named])
+
+
+def _stacked_spec(spec: PartitionSpec, stacked: int) -> PartitionSpec:
+    """A rule's spec describes one layer; a Stacked leaf has ``stacked`` more leading (layer) axes, unsharded."""
+    if not stacked or spec == PartitionSpec():
+        return spec
+    return PartitionSpec(*((None,) * stacked), *spec)
 
 
 def param_shardings(tree: Any, rules: Rules, mesh: Mesh) -> Any:
@@ -265,7 +273,7 @@ def param_shardings(tree: Any, rules: Rules, mesh: Mesh) -> Any:
       ValueError: naming the parameter, its shape, the spec and the mesh axes.
     """
     specs = param_specs(tree, rules)
-    names = [name for name, _ in _named_leaves(tree)]
+    names = [name for name, _, _ in _named_leaves(tree)]
     leaves, treedef = jax.tree.flatten(tree)
     out = []
     for name, leaf, spec in zip(names, leaves, jax.tree.leaves(specs, is_leaf=lambda s: isinstance(s, PartitionSpec))):

@@ -82,7 +82,7 @@ def test_torch_transformer_encoder_loads_into_the_stacked_layers():
     module = torch.nn.TransformerEncoder(block, num_layers=3, enable_nested_tensor=False)
     x = torch.randn(2, 5, 8)
     train_torch(module, x, torch.randn(2, 5, 8), steps=2)
-    model = load_torch_state_dict(shaped(nn.TransformerEncoder(3, 8, 2, dim_feedforward=16, dropout=0.0)),
+    model = load_torch_state_dict(shaped(nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 3)),
                                   module.state_dict())
     assert model.params["layers"]["linear1"]["weight"].shape == (3, 16, 8)
     module.eval()
@@ -141,7 +141,7 @@ def test_missing_unexpected_and_misshaped_keys_are_listed_together():
 
 
 def test_stacked_layers_list_each_missing_layer():
-    model = shaped(nn.TransformerEncoder(2, 8, 2, dim_feedforward=16))
+    model = shaped(nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 2))
     state_dict = to_torch_state_dict(model)
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith("layers.1.")}
     state_dict["layers.2.norm1.weight"] = np.ones(8, np.float32)

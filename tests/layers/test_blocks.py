@@ -131,7 +131,7 @@ def test_sub_layers_are_initialised_from_one_seed_stream_in_the_documented_order
 
 def test_config_is_passed_to_the_sub_layers():
     block = L.BasicBlock(4, 4, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, axis_name="data")
-    assert block.parts["conv1"].dtype == jnp.bfloat16 and block.parts["bn2"].axis_name == "data"
+    assert block.conv1.dtype == jnp.bfloat16 and block.bn2.axis_name == "data"
     shapes = shapes_of(block)
     assert shapes.params["conv2"]["weight"].dtype == jnp.bfloat16 and shapes.state["bn1"]["running_mean"].dtype == jnp.float32
     params, state = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), (shapes.params, shapes.state))

@@ -104,8 +104,12 @@ def test_wrong_shapes_raise_shape_error_naming_the_layer_at_trace_time(case, sha
     from tlean import ShapeError
 
     layer, params, state = built(case)
-    # A Seq names the position of the child that refused the input, then the child.
-    pattern = r"^seq(\[\d+\]|\.\w+)+ \w+\(.*\): expected .*, got" if type(layer).__name__ == "Seq" else rf"^{type(layer).__name__}\(.*\): expected .*, got"
+    # A Seq or composite names the path of the child that refused the input, then the child
+    # (a composite may also check its input itself); any other layer names itself.
+    located = r"^seq(\[[\d*]+\]|\.\w+)+ \w+\(.*\): expected .*, got"
+    own = rf"^{type(layer).__name__}\(.*\): expected .*, got"
+    composite = bool(layer.children()) or layer.stacked() is not None
+    pattern = located if type(layer).__name__ == "Seq" else f"{located}|{own}" if composite else own
     x = jax.ShapeDtypeStruct(shape, jnp.int32 if case.integer_input is not None else case.dtype)
     with pytest.raises(ShapeError, match=pattern):
         jax.jit(lambda p, s, x: run(layer, p, s, x, case)).lower(params, state, x)  # trace only: nothing compiles

@@ -200,7 +200,7 @@ def test_attention_with_random_masks(shape, n, causal, seed):
     params = jax.tree.map(lambda a: a + 0.1 * normal(seed + 3, a.shape), params)  # non-zero biases
     x = normal(seed + 1, (2, n, embed))
     allowed = np.asarray(jax.random.bernoulli(jax.random.key(seed + 2), 0.6, (n, n)))  # rows may be empty
-    y = layer.apply(params, {}, x, mask=jnp.asarray(allowed))[0]
+    y = layer.apply(params, {}, x, allow=jnp.asarray(allowed))[0]
     effective = allowed & np.tril(np.ones((n, n), bool)) if causal else allowed
     np.testing.assert_allclose(y, spec.multihead_attention(params, np.asarray(x), heads, effective), rtol=1e-4, atol=1e-5)
 

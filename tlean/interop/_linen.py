@@ -9,15 +9,12 @@ import flax.linen as linen
 import jax
 import jax.numpy as jnp
 
-from tlean._core import Layer
+from tlean._core import Layer, path_name
 from tlean._model import _check_keywords
 
 
 def _part(entry: Any) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
+    return path_name((entry,))
 
 
 def _nest(tree: Any) -> dict:

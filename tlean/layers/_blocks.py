@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tlean._core import Layer, Seq, ShapeError, seq
+from tlean._core import Layer, Seq, seq, sublayer
 from tlean.layers import _util
 from tlean.layers._conv import Conv2d, check_image
 from tlean.layers._norm import BatchNorm2d
@@ -26,13 +25,12 @@ class BasicBlock(Layer):
     or, when ``stride != 1`` or ``in_planes != planes``, ``downsample``: a 1x1 convolution
     with ``stride`` (no bias) and a BatchNorm2d, as torchvision builds it for ResNet-18.
 
-    Params and state are dicts ``{"conv1", "bn1", "conv2", "bn2"}`` plus ``"downsample"``
-    (a pair, PyTorch's ``downsample.0.weight`` and ``downsample.1.running_mean``) when the
-    block projects. The sub-layers are those of :attr:`parts` and are initialised with
-    their default (PyTorch) initialisers from ``SeedStream(key)``, one key each in the
-    order conv1, bn1, conv2, bn2, downsample.0, downsample.1 (``parts.init(key)``).
-    torchvision's ResNet re-initialises convolutions with ``kaiming_normal_(fan_out)``
-    and can zero the last BN's weight; that is not replicated here.
+    A composite: its children ``conv1``, ``bn1``, ``conv2``, ``bn2`` and ``downsample`` (a
+    seq, PyTorch's ``downsample.0.weight`` and ``downsample.1.running_mean``, absent when
+    the block does not project) are fields, initialised with their default (PyTorch)
+    initialisers from ``SeedStream(key)``, one key each in that order (the seq threads
+    the stream). torchvision's ResNet re-initialises convolutions with
+    ``kaiming_normal_(fan_out)`` and can zero the last BN's weight; that is not replicated here.
 
     Args:
       in_planes: input channels.
@@ -55,28 +53,25 @@ class BasicBlock(Layer):
 
     expansion: ClassVar[int] = 1
 
-    in_planes: int
-    planes: int
-    stride: int = 1
+    in_planes: int = _util.size()
+    planes: int = _util.size()
+    stride: int = _util.size(1)
+    _: KW_ONLY
     axis_name: Any = None
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    dtype, param_dtype, precision = _util.numerics()
+
+    conv1: Conv2d = sublayer()
+    bn1: BatchNorm2d = sublayer()
+    conv2: Conv2d = sublayer()
+    bn2: BatchNorm2d = sublayer()
+    downsample: Seq | None = sublayer(default=None)
 
     def __post_init__(self):
-        _util.positive("BasicBlock", in_planes=self.in_planes, planes=self.planes, stride=self.stride)
         if isinstance(self.axis_name, list):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
-        _util.numeric_fields(self)
-
-    @property
-    def projects(self) -> bool:
-        """Whether the shortcut is the ``downsample`` projection rather than the identity."""
-        return self.stride != 1 or self.in_planes != self.planes
-
-    @property
-    def parts(self) -> Seq:
-        """The sub-layers as a named seq, in init order (``relu`` and the sum are not layers here)."""
 
         def conv(cin: int, cout: int, k: int, stride: int) -> Conv2d:
             return Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False,
@@ -85,27 +80,22 @@ class BasicBlock(Layer):
         def bn(c: int) -> BatchNorm2d:
             return BatchNorm2d(c, axis_name=self.axis_name, dtype=self.dtype, param_dtype=self.param_dtype)
 
-        children = dict(conv1=conv(self.in_planes, self.planes, 3, self.stride), bn1=bn(self.planes),
-                        conv2=conv(self.planes, self.planes, 3, 1), bn2=bn(self.planes))
+        _util.set_field(self, "conv1", conv(self.in_planes, self.planes, 3, self.stride))
+        _util.set_field(self, "bn1", bn(self.planes))
+        _util.set_field(self, "conv2", conv(self.planes, self.planes, 3, 1))
+        _util.set_field(self, "bn2", bn(self.planes))
         if self.projects:
-            children["downsample"] = seq(conv(self.in_planes, self.planes, 1, self.stride), bn(self.planes))
-        return seq(**children)
+            _util.set_field(self, "downsample", seq(conv(self.in_planes, self.planes, 1, self.stride), bn(self.planes)))
 
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return self.parts.init(key)
+    @property
+    def projects(self) -> bool:
+        """Whether the shortcut is the ``downsample`` projection rather than the identity."""
+        return self.stride != 1 or self.in_planes != self.planes
 
     def apply(self, params: dict, state: dict, x: Float[Array, "N C H W"], *, key=None, train=False):
         check_image(self, x, self.in_planes, ranks=(4,))
-        parts, new_state = self.parts, {}
-
-        def run(name: str, h: Any) -> Any:
-            try:
-                y, new_state[name] = parts[name].apply(params[name], state[name], h, train=train)
-            except ShapeError as err:
-                raise err._within(name)
-            return y
-
-        h = jax.nn.relu(run("bn1", run("conv1", x)))
-        h = run("bn2", run("conv2", h))
-        shortcut = run("downsample", x) if self.projects else x.astype(h.dtype)
-        return jax.nn.relu(h + shortcut), parts.pack(new_state[name] for name in parts.keys)
+        c = self.bind(params, state, train=train)
+        h = jax.nn.relu(c.bn1(c.conv1(x)))
+        h = c.bn2(c.conv2(h))
+        shortcut = c.downsample(x) if self.projects else x.astype(h.dtype)
+        return jax.nn.relu(h + shortcut), c.state

@@ -42,17 +42,13 @@ class Linear(Layer):
     (4, 2)
     """
 
-    in_features: int
-    out_features: int
-    bias: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
-
-    def __post_init__(self):
-        name = type(self).__name__
-        _util.positive(name, in_features=self.in_features, out_features=self.out_features)
-        _util.numeric_fields(self)
+    in_features: int = _util.size()
+    out_features: int = _util.size()
+    bias: bool = _util.flag(True)
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    dtype, param_dtype, precision = _util.numerics()
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         shape = (self.out_features, self.in_features)
@@ -60,10 +56,10 @@ class Linear(Layer):
 
     def apply(self, params: dict, state: dict, x: Float[Array, "*batch in_features"], *, key=None, train=False):
         self._check(x)
-        dtype = _util.compute_dtype(self.dtype, x, params["weight"])
-        y = jnp.matmul(x.astype(dtype), params["weight"].astype(dtype).T, precision=self.precision)
-        if self.bias:
-            y = _util.add_bias(y, params["bias"].astype(dtype))
+        x, weight, bias = _util.promote(self, x, params["weight"], params.get("bias"))
+        y = jnp.matmul(x, weight.T, precision=self.precision)
+        if bias is not None:
+            y = _util.add_bias(y, bias)
         return y, state
 
     def _check(self, x: Any) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from tlean._core import ShapeError
@@ -105,3 +107,105 @@ def add_bias(y: jax.Array, bias: jax.Array, axis: int = -1) -> jax.Array:
 def trailing(param: jax.Array, ndim: int) -> jax.Array:
     """``param`` reshaped to rank ``ndim`` by leading 1s, to broadcast over the trailing axes explicitly."""
     return param.reshape((1,) * (ndim - param.ndim) + param.shape)
+
+
+# -- configuration fields, declared once and checked by the base class ---------------------------
+# A field made here carries its check in ``metadata["check"]``: ``check(layer_name, field_name,
+# value) -> normalised value``. ``Layer`` runs every such check before the layer's own
+# ``__post_init__`` (tlean._core), so every layer treats the same value the same way.
+def checked(check: Callable[[str, str, Any], Any], default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A dataclass field whose value ``check`` validates and normalises at construction."""
+    metadata = dict(kwargs.pop("metadata", None) or {}, check=check)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_size(layer_name: str, name: str, value: Any) -> int:
+    """An integer >= 1 (NumPy ints count; bools do not), as a Python int."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{layer_name}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_flag(layer_name: str, name: str, value: Any) -> bool:
+    """A bool (Python or NumPy), as a Python bool; ``0``/``1`` and other values are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{layer_name}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_probability(layer_name: str, name: str, value: Any) -> float:
+    """A real number in ``[0, 1)`` (NumPy scalars count; bools do not), as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{layer_name}: {name} must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(layer_name: str, name: str, value: Any) -> float:
+    """A real number >= 0 (an epsilon), as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{layer_name}: {name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_dtype(layer_name: str, name: str, value: Any) -> jnp.dtype | None:
+    """A floating dtype or ``None`` (the computation dtype)."""
+    _refuse_torch_dtype(layer_name, name, value)
+    return float_dtype(layer_name, name, value, optional=True)
+
+
+def check_param_dtype(layer_name: str, name: str, value: Any) -> jnp.dtype:
+    """A floating dtype (the storage dtype)."""
+    _refuse_torch_dtype(layer_name, name, value)
+    return float_dtype(layer_name, name, value)
+
+
+def check_precision(layer_name: str, name: str, value: Any) -> Any:
+    try:
+        return canon_precision(value)
+    except ValueError as e:
+        raise ValueError(f"{layer_name}: {e}") from None
+
+
+def _refuse_torch_dtype(layer_name: str, name: str, value: Any) -> None:
+    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
+        raise TypeError(
+            f"{layer_name}: {name}={value} is a torch dtype. tlean's dtype is the computation dtype (flax's); "
+            f"torch's factory dtype is tlean's param_dtype: pass a JAX/NumPy dtype, e.g. param_dtype=jnp.float32"
+        )
+
+
+def size(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A positive-int field."""
+    return checked(check_size, default, **kwargs)
+
+
+def flag(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A bool field."""
+    return checked(check_flag, default, **kwargs)
+
+
+def probability(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A probability field in ``[0, 1)``."""
+    return checked(check_probability, default, **kwargs)
+
+
+def nonnegative(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A ``>= 0`` number field (epsilons)."""
+    return checked(check_nonnegative, default, **kwargs)
+
+
+def numerics() -> tuple[Any, Any, Any]:
+    """The three keyword-only numeric fields every layer with weights declares, as
+    ``dtype, param_dtype, precision = numerics()``: computation dtype (``None``: the
+    result type of input and params, as flax), storage dtype (float32) and matmul
+    precision."""
+    return (checked(check_dtype, None, kw_only=True),
+            checked(check_param_dtype, jnp.float32, kw_only=True),
+            checked(check_precision, None, kw_only=True))
+
+
+def promote(layer: Any, *arrays: Any) -> tuple:
+    """Every array cast to the layer's computation dtype (flax nnx's ``promote_dtype``):
+    ``layer.dtype`` if set, else the result type of the arrays; ``None`` (an absent bias) stays ``None``."""
+    dtype = compute_dtype(layer.dtype, *(a for a in arrays if a is not None))
+    return tuple(None if a is None else jnp.asarray(a).astype(dtype) for a in arrays)

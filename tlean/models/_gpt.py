@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Integer
 
-from tlean._core import Layer, ShapeError
+from tlean._core import Layer, ShapeError, sublayer
 from tlean._model import Model
 from tlean.layers import _util
 from tlean.layers._dropout import Dropout
@@ -23,7 +23,7 @@ from tlean.layers._embedding import Embedding
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
 from tlean.layers._position import LearnedPositionalEmbedding
-from tlean.layers._transformer import TransformerEncoder
+from tlean.layers._transformer import TransformerEncoder, TransformerEncoderBlock
 from tlean.nn._build import build
 from tlean.seed import Builder
 
@@ -32,16 +32,18 @@ from tlean.seed import Builder
 class GPT(Layer):
     """A decoder-only Transformer language model (GPT-2's layout, small).
 
-    ``logits = lm_head(ln_f(encoder(dropout(tok_emb(ids) + pos_emb))))`` where
-    ``encoder`` is a causal, pre-norm (``norm_first=True``) :class:`TransformerEncoder`.
+    ``logits = lm_head(ln_f(encoder(drop(tok_emb(ids) + pos_emb))))`` where ``encoder`` is
+    a :class:`~tlean.layers.TransformerEncoder` of causal, pre-norm (``norm_first=True``)
+    blocks, stacked and scanned.
 
-    Params (PyTorch-style names): ``tok_emb.weight [vocab_size, d_model]``,
-    ``pos_emb.weight [max_len, d_model]``, ``encoder.layers.*`` (stacked on a leading
-    ``num_layers`` axis), ``ln_f.{weight,bias}``, ``lm_head.weight [vocab_size, d_model]``
-    (no bias, not tied to ``tok_emb``). A PyTorch model with the same submodules
-    (``nn.Embedding``, ``nn.Embedding``, ``nn.TransformerEncoder`` of causal
-    ``TransformerEncoderLayer(norm_first=True, batch_first=True)``, ``nn.LayerNorm``,
-    ``nn.Linear(bias=False)``) computes the same logits once its ``layers.{i}`` are stacked.
+    A composite; params (PyTorch-style names): ``tok_emb.weight [vocab_size, d_model]``,
+    ``pos_emb.weight [max_len, d_model]``, ``encoder.layers.*.…`` (stacked on a leading
+    ``num_layers`` axis, torch's ``encoder.layers.{i}.…``), ``ln_f.{weight,bias}``,
+    ``lm_head.weight [vocab_size, d_model]`` (no bias, not tied to ``tok_emb``). The
+    children draw their keys in that order from ``SeedStream(key)``. A PyTorch model with
+    the same submodules (``nn.Embedding``, ``nn.Embedding``, ``nn.TransformerEncoder`` of
+    causal ``TransformerEncoderLayer(norm_first=True, batch_first=True)``, ``nn.LayerNorm``,
+    ``nn.Linear(bias=False)``) computes the same logits and loads by name.
 
     Args:
       vocab_size: number of tokens.
@@ -50,7 +52,7 @@ class GPT(Layer):
       dim_feedforward: FFN width; ``None`` means ``4 * d_model``.
       dropout: embedding, attention and residual dropout in training.
       activation: ``"gelu"`` (default), ``"relu"`` or a hashable callable.
-      layer_norm_eps, bias, scan, dtype, param_dtype, precision: as for TransformerEncoder.
+      layer_norm_eps, bias, scan, dtype, param_dtype, precision: as for the encoder.
 
     Shapes:
       ``ids [batch, seq]`` integers in ``[0, vocab_size)``, ``seq <= max_len`` ->
@@ -66,77 +68,53 @@ class GPT(Layer):
     (2, 7)
     """
 
-    vocab_size: int
-    max_len: int
-    d_model: int = 64
-    nhead: int = 4
-    num_layers: int = 2
+    vocab_size: int = _util.size()
+    max_len: int = _util.size()
+    d_model: int = _util.size(64)
+    nhead: int = _util.size(4)
+    num_layers: int = _util.size(2)
     dim_feedforward: int | None = None
-    dropout: float = 0.1
+    dropout: float = _util.probability(0.1)
     activation: str | Callable = "gelu"
-    layer_norm_eps: float = 1e-5
-    bias: bool = True
-    scan: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    layer_norm_eps: float = _util.nonnegative(1e-5)
+    bias: bool = _util.flag(True)
+    scan: bool = _util.flag(True)
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    dtype, param_dtype, precision = _util.numerics()
+
+    tok_emb: Embedding = sublayer()
+    pos_emb: LearnedPositionalEmbedding = sublayer()
+    drop: Dropout = sublayer()
+    encoder: TransformerEncoder = sublayer()
+    ln_f: LayerNorm = sublayer()
+    lm_head: Linear = sublayer()
 
     def __post_init__(self):
-        _util.positive("GPT", vocab_size=self.vocab_size, max_len=self.max_len)
         if self.dim_feedforward is None:
-            _util.set_field(self, "dim_feedforward", 4 * self.d_model if isinstance(self.d_model, int) else None)
+            _util.set_field(self, "dim_feedforward", 4 * self.d_model)
+        numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         try:
-            encoder = self.encoder
+            block = TransformerEncoderBlock(
+                self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation, self.layer_norm_eps,
+                norm_first=True, bias=self.bias, causal=True, precision=self.precision, **numerics)
         except ValueError as err:
-            raise ValueError(str(err).replace("TransformerEncoder:", "GPT:", 1)) from None
-        for name in ("dropout", "bias", "scan", "dtype", "param_dtype", "precision"):
-            _util.set_field(self, name, getattr(encoder, name))
-
-    # -- children ---------------------------------------------------------------------------
-    @property
-    def tok_emb(self) -> Embedding:
-        return Embedding(self.vocab_size, self.d_model, self.dtype, self.param_dtype, self.precision)
-
-    @property
-    def pos_emb(self) -> LearnedPositionalEmbedding:
-        return LearnedPositionalEmbedding(self.max_len, self.d_model, dtype=self.dtype, param_dtype=self.param_dtype)
-
-    @property
-    def encoder(self) -> TransformerEncoder:
-        return TransformerEncoder(
-            self.num_layers, self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation,
-            norm_first=True, scan=self.scan, layer_norm_eps=self.layer_norm_eps, bias=self.bias, causal=True,
-            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
-        )
-
-    @property
-    def ln_f(self) -> LayerNorm:
-        return LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, dtype=self.dtype,
-                         param_dtype=self.param_dtype)
-
-    @property
-    def lm_head(self) -> Linear:
-        return Linear(self.d_model, self.vocab_size, False, self.dtype, self.param_dtype, self.precision)
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        k_tok, k_pos, k_enc, k_head = jax.random.split(key, 4)
-        params = {
-            "tok_emb": self.tok_emb.init(k_tok)[0],
-            "pos_emb": self.pos_emb.init(k_pos)[0],
-            "encoder": self.encoder.init(k_enc)[0],
-            "ln_f": self.ln_f.init(None)[0],
-            "lm_head": self.lm_head.init(k_head)[0],
-        }
-        return params, {}
+            raise ValueError(str(err).replace("TransformerEncoderBlock:", "GPT:", 1)) from None
+        _util.set_field(self, "tok_emb", Embedding(self.vocab_size, self.d_model, precision=self.precision, **numerics))
+        _util.set_field(self, "pos_emb", LearnedPositionalEmbedding(self.max_len, self.d_model, **numerics))
+        _util.set_field(self, "drop", Dropout(self.dropout))
+        _util.set_field(self, "encoder", TransformerEncoder(block, self.num_layers, scan=self.scan))
+        _util.set_field(self, "ln_f", LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics))
+        _util.set_field(self, "lm_head", Linear(self.d_model, self.vocab_size, False, precision=self.precision,
+                                                **numerics))
 
     # -- the full forward -------------------------------------------------------------------
     def apply(self, params: dict, state: dict, x: Integer[Array, "batch seq"], *, key=None, train=False):
         self._check_ids(x, 0)
-        keys = (None, None) if key is None else (jax.random.fold_in(key, 0), jax.random.fold_in(key, 1))
-        h = self._embed(params, x, 0)
-        h = Dropout(self.dropout).apply({}, {}, h, key=keys[0], train=train)[0]
-        h = self.encoder.apply(params["encoder"], {}, h, key=keys[1], train=train)[0]
-        return self._head(params, h), state
+        c = self.bind(params, state, key=key, train=train)
+        h = c.drop(c.pos_emb(c.tok_emb(x)))
+        return c.lm_head(c.ln_f(c.encoder(h))), state
 
     def _check_ids(self, ids: Any, start_pos: Any) -> None:
         dtype = getattr(ids, "dtype", None)

@@ -23,7 +23,7 @@ def torch_and_tlean(bias=True, causal=False, seed=0):
         with torch.no_grad():
             tm.in_proj_bias.normal_()
             tm.out_proj.bias.normal_()
-    return tm, load(nn.pure.multihead_attention(E, H, bias=bias, causal=causal, key=jax.random.key(0)), tm)
+    return tm, load(nn.pure.multihead_attention(E, H, bias=bias, batch_first=True, causal=causal, key=jax.random.key(0)), tm)
 
 
 def inputs(seed=0, shape=(B, T, E)):
@@ -33,7 +33,8 @@ def inputs(seed=0, shape=(B, T, E)):
 def random_mask(seed=0, shape=(T, T)):
     """True = may attend, with every query row keeping at least one key."""
     m = np.random.default_rng(seed).random(shape) < 0.6
-    m[..., np.arange(shape[-2]), np.arange(shape[-2])] = True
+    rows = np.arange(shape[-2])
+    m[..., rows, rows % shape[-1]] = True
     return m
 
 
@@ -55,18 +56,20 @@ class MultiheadAttentionParityTest(chex.TestCase):
         cases = [  # (our layer is causal, our keywords, torch keywords)
             (False, {}, {}),
             (True, {}, {"attn_mask": causal, "is_causal": True}),
-            (False, {"mask": mask}, {"attn_mask": torch.from_numpy(~mask)}),
+            (False, {"allow": mask}, {"attn_mask": torch.from_numpy(~mask)}),
             (False, {"attn_mask": ~mask}, {"attn_mask": torch.from_numpy(~mask)}),
+            (False, {"attn_mask": ~mask, "is_causal": True},
+             {"attn_mask": torch.from_numpy(~(mask & np.tril(np.ones((T, T), bool))))}),
             (False, {"attn_mask": additive}, {"attn_mask": torch.from_numpy(additive)}),
             (False, {"attn_mask": ~per_head}, {"attn_mask": torch.from_numpy(~per_head)}),
             (False, {"key_padding_mask": padding}, {"key_padding_mask": torch.from_numpy(padding)}),
-            (True, {"mask": mask4, "key_padding_mask": padding},
+            (True, {"allow": mask4, "key_padding_mask": padding},
              {"attn_mask": torch.from_numpy(~(mask4 & np.tril(np.ones((T, T), bool))))[:, 0].repeat_interleave(H, 0),
               "key_padding_mask": torch.from_numpy(padding)}),
         ]
         for i, (causal_layer, ours, theirs) in enumerate(cases):
             tm, model = torch_and_tlean(causal=causal_layer, seed=i)
-            y = self.variant(lambda m, x, kw: m(x, **kw))(model, x, ours)
+            y = self.variant(lambda m, x, ours=ours: m(x, **ours))(model, x)  # is_causal is static
             assert_close(y, n(tm(t(x), t(x), t(x), need_weights=False, **theirs)[0]))
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -107,7 +110,7 @@ class FullyMaskedRowTest(chex.TestCase):
         mask[2] = False  # query 2 may attend nothing
         padding = np.zeros((B, T), bool)
         padding[1] = True  # every key of sequence 1 is padding
-        for kw in ({"mask": mask}, {"attn_mask": ~mask}, {"key_padding_mask": padding},
+        for kw in ({"allow": mask}, {"attn_mask": ~mask}, {"key_padding_mask": padding},
                    {"attn_mask": np.where(mask, 0.0, -np.inf).astype(np.float32)}):
             y = np.asarray(self.variant(lambda m, x, kw: m(x, **kw))(model, x, kw))
             empty = np.zeros((B, T), bool)
@@ -130,7 +133,7 @@ class FullyMaskedRowTest(chex.TestCase):
         params, _ = layer.init(jax.random.key(0))
         mask = random_mask(7)
         mask[0] = False
-        f = lambda p, x: layer.apply(p, {}, x, key=jax.random.key(1), train=True, mask=mask)[0]  # noqa: E731
+        f = lambda p, x: layer.apply(p, {}, x, key=jax.random.key(1), train=True, allow=mask)[0]  # noqa: E731
         x = jnp.asarray(inputs(4))
         y = jax.jit(f)(params, x)
         assert_close(y[:, 0], jnp.broadcast_to(params["out_proj"]["bias"], (B, E)))
@@ -229,6 +232,31 @@ class KVCacheTest(chex.TestCase):
             layer.decode(params, cache, jnp.ones((3, 1, E)), 0)
 
 
+def test_decoding_out_of_range_never_writes_the_cache():
+    """A traced start_pos past max_len or negative gives NaN and the cache back unchanged; a static negative
+    one is an error at trace time. (Before: the clamped write overwrote the last slot, or slot 0 for -1.)"""
+    layer = L.MultiheadAttention(E, H, causal=True)
+    params, _ = layer.init(jax.random.key(0))
+    x = jnp.asarray(inputs(4))
+    _, cache = layer.decode(params, layer.init_cache(B, 4), x[:, :3], 0)  # slots 0..2 filled, slot 3 empty
+    decode = jax.jit(layer.decode)
+    for start, seq in ((3, 2), (4, 1), (-1, 1), (-2, 2), (100, 1)):
+        y, new = decode(params, cache, x[:, :seq], start)
+        assert np.isnan(np.asarray(y)).all(), (start, seq)
+        for name in ("key", "value"):
+            np.testing.assert_array_equal(new[name], cache[name], err_msg=f"start_pos={start}, seq={seq}")
+    y, new = decode(params, cache, x[:, 3:4], 3)  # in range, traced: written and finite
+    assert np.isfinite(np.asarray(y)).all() and not np.array_equal(new["key"][:, 3], cache["key"][:, 3])
+    for bad in (-1, np.int64(-3), jnp.int32(-1)):
+        with pytest.raises(ValueError, match=r"MultiheadAttention\(.*\): start_pos must be >= 0, got -"):
+            layer.decode(params, cache, x[:, :1], bad)
+    with pytest.raises(TypeError, match=r"start_pos must be an integer scalar, got 1.0"):
+        layer.decode(params, cache, x[:, :1], 1.0)
+    with pytest.raises(ShapeError, match=r"expected at most 4 new positions \(cache max_len=4\), "
+                                         r"got shape \(2, 5, 8\)"):
+        decode(params, cache, jnp.ones((B, 5, E)), 0)
+
+
 def test_bad_input_and_config():
     layer = L.MultiheadAttention(E, H)
     params, _ = layer.init(jax.random.key(0))
@@ -242,14 +270,14 @@ def test_bad_input_and_config():
     with pytest.raises(ShapeError, match=r"MultiheadAttention\(embed_dim=8, num_heads=2\): expected input "
                                          r"\[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 7\)"):
         layer.apply(params, {}, jnp.ones((B, T, 7)))
-    with pytest.raises(ShapeError, match=r"expected mask \[5, 5\] or \[2\|1, 2\|1, 5, 5\], got shape \(5, 4\)"):
-        layer.apply(params, {}, x, mask=jnp.ones((T, 4), bool))
-    with pytest.raises(ShapeError, match=r"expected mask .*, got shape \(2, 5, 5\)"):  # 3-D would be ambiguous
-        layer.apply(params, {}, x, mask=jnp.ones((B, T, T), bool))
-    with pytest.raises(TypeError, match=r"mask must be boolean \(True = may attend\), got float32"):
-        layer.apply(params, {}, x, mask=jnp.ones((T, T)))
-    with pytest.raises(ValueError, match=r"pass either mask \(True = may attend\) or attn_mask"):
-        layer.apply(params, {}, x, mask=jnp.ones((T, T), bool), attn_mask=jnp.zeros((T, T), bool))
+    with pytest.raises(ShapeError, match=r"expected allow \[5, 5\] or \[2\|1, 2\|1, 5, 5\], got shape \(5, 4\)"):
+        layer.apply(params, {}, x, allow=jnp.ones((T, 4), bool))
+    with pytest.raises(ShapeError, match=r"expected allow .*, got shape \(2, 5, 5\)"):  # 3-D would be ambiguous
+        layer.apply(params, {}, x, allow=jnp.ones((B, T, T), bool))
+    with pytest.raises(TypeError, match=r"allow must be boolean \(True = may attend\), got float32"):
+        layer.apply(params, {}, x, allow=jnp.ones((T, T)))
+    with pytest.raises(ValueError, match=r"pass either allow \(True = may attend\) or attn_mask"):
+        layer.apply(params, {}, x, allow=jnp.ones((T, T), bool), attn_mask=jnp.zeros((T, T), bool))
     with pytest.raises(ShapeError, match=r"expected attn_mask \[5, 5\] or \[4, 5, 5\] \(PyTorch's layout"):
         layer.apply(params, {}, x, attn_mask=jnp.zeros((B, T, T), bool))
     with pytest.raises(TypeError, match=r"attn_mask must be boolean \(True = blocked, PyTorch's convention\) or a "
@@ -257,5 +285,182 @@ def test_bad_input_and_config():
         layer.apply(params, {}, x, attn_mask=jnp.zeros((T, T), jnp.int32))
     with pytest.raises(ShapeError, match=r"expected key_padding_mask \[2, 5\], got shape \(5,\)"):
         layer.apply(params, {}, x, key_padding_mask=jnp.zeros((T,), bool))
-    with pytest.raises(ShapeError, match=r"expected mask"):  # at trace time, before anything compiles
-        jax.jit(lambda x, m: layer.apply(params, {}, x, mask=m)).lower(x, jnp.ones((4, 4), bool))
+    with pytest.raises(ShapeError, match=r"expected allow"):  # at trace time, before anything compiles
+        jax.jit(lambda x, m: layer.apply(params, {}, x, allow=m)).lower(x, jnp.ones((4, 4), bool))
+
+
+def test_torch_positional_order_and_batch_first():
+    # torch's order: MultiheadAttention(embed_dim, num_heads, dropout, bias, ...): 0.1 is the dropout.
+    assert L.MultiheadAttention(8, 2, 0.1).dropout == 0.1 and L.MultiheadAttention(8, 2, 0.1, False).bias is False
+    with pytest.raises(TypeError, match=r"nn.MultiheadAttention: pass batch_first= explicitly: torch.nn.MultiheadAttention's "
+                                        r"default is batch_first=False, tlean.layers.MultiheadAttention's is batch_first=True"):
+        nn.MultiheadAttention(8, 2)
+    torch.manual_seed(0)
+    tm = torch.nn.MultiheadAttention(E, H).eval()  # torch's default: [seq, batch, E]
+    model = load(nn.pure.multihead_attention(E, H, batch_first=False, key=jax.random.key(0)), tm)
+    x = np.random.default_rng(0).normal(size=(T, B, E)).astype(np.float32)
+    assert_close(model(x), n(tm(t(x), t(x), t(x), need_weights=False)[0]))
+
+
+# -- cross-attention, kdim/vdim, add_bias_kv, add_zero_attn, need_weights (issue 13) ---------------
+S = 4  # key/value length, differs from the query length T
+
+
+def torch_cross(args, seed=0, batch_first=True):
+    """torch.nn.MultiheadAttention(*args) with random biases, and the tlean Model of the same arguments."""
+    torch.manual_seed(seed)
+    tm = torch.nn.MultiheadAttention(*args, batch_first=batch_first)
+    with torch.no_grad():
+        for name, p in tm.named_parameters():
+            if "bias" in name:
+                p.normal_()
+    return tm, load(nn.pure.multihead_attention(*args, batch_first=batch_first, key=jax.random.key(0)), tm)
+
+
+def dims(args):
+    """(kdim, vdim) of torch's positional arguments (None: embed_dim)."""
+    return tuple(args[i] if len(args) > i and args[i] is not None else E for i in (6, 7))
+
+
+CROSS_ARGS = [  # torch's positional order: embed_dim, num_heads, dropout, bias, add_bias_kv, add_zero_attn, kdim, vdim
+    (E, H),
+    (E, H, 0.0, True, False, False, 6, 3),
+    (E, 4, 0.0, True, True, False),
+    (E, H, 0.0, False, False, True, 5),
+    (E, H, 0.0, True, True, True, 6, 6),
+]
+
+
+class CrossAttentionParityTest(chex.TestCase):
+    @chex.variants(without_jit=True)  # jit == eager: the registry's cases; compiling 60 variants here costs 25 s
+    def test_outputs_and_weights_match_torch_with_masks(self):
+        rng = np.random.default_rng(0)
+        padding = np.zeros((B, S), bool)
+        padding[1, 2:] = True
+        mask = random_mask(8, (T, S))
+        for i, args in enumerate(CROSS_ARGS):
+            tm, model = torch_cross(args, seed=i)
+            kdim, vdim = dims(args)
+            x = inputs(i)
+            k, v = (rng.normal(size=(B, S, d)).astype(np.float32) for d in (kdim, vdim))
+            for ours, theirs in (({}, {}),
+                                 ({"allow": mask, "key_padding_mask": padding},
+                                  {"attn_mask": torch.from_numpy(~mask), "key_padding_mask": torch.from_numpy(padding)}),
+                                 ({"attn_mask": np.where(mask, 0.5, -np.inf).astype(np.float32)},
+                                  {"attn_mask": torch.from_numpy(np.where(mask, 0.5, -np.inf).astype(np.float32))})):
+                for average in (True, False):
+                    y, w = self.variant(lambda m, x, k, v, ours=ours, average=average: m(
+                        x, kv=(k, v), need_weights=True, average_attn_weights=average, **ours))(model, x, k, v)
+                    yt, wt = tm(t(x), t(k), t(v), need_weights=True, average_attn_weights=average, **theirs)
+                    assert_close(y, n(yt))
+                    assert_close(w, n(wt))
+                    assert_close(self.variant(lambda m, x, k, v, ours=ours: m(x, kv=(k, v), **ours))(model, x, k, v), y)
+
+    @chex.variants(with_jit=True)
+    def test_gradients_match_torch(self):
+        rng = np.random.default_rng(1)
+        for i, args in enumerate(CROSS_ARGS[1:]):
+            tm, model = torch_cross(args, seed=10 + i)
+            kdim, vdim = dims(args)
+            x, k, v = inputs(i), *(rng.normal(size=(B, S, d)).astype(np.float32) for d in (kdim, vdim))
+            xt, kt, vt = t(x), t(k), t(v)
+            # torch's is_causal hint would drop attn_mask (and the bias_k column's padding): pass the mask alone
+            (tm(xt, kt, vt, need_weights=False, attn_mask=torch.ones(T, S, dtype=torch.bool).triu(1))[0]
+             ** 2).sum().backward()
+            loss = lambda x, k, v, m: (m(x, kv=(k, v), is_causal=True) ** 2).sum()  # noqa: E731
+            gx, gk, gv, gm = self.variant(jax.grad(loss, argnums=(0, 1, 2, 3)))(x, k, v, model)
+            for ours, theirs in ((gx, xt), (gk, kt), (gv, vt)):
+                assert_close(ours, n(theirs.grad), tol=1e-4)
+            grads = gm.named_parameters()
+            for name, p in tm.named_parameters():
+                assert_close(grads[name], n(p.grad), tol=1e-4)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_unbatched_seq_first_and_one_tensor_kv_match_torch(self):
+        args = (E, H, 0.0, True, True, True, 6, 6)
+        rng = np.random.default_rng(2)
+        tm, model = torch_cross(args, seed=3, batch_first=False)
+        x, mem = inputs(3, (T, B, E)), rng.normal(size=(S, B, 6)).astype(np.float32)
+        y, w = self.variant(lambda m, x, mem: m(x, kv=mem, need_weights=True))(model, x, mem)
+        yt, wt = tm(t(x), t(mem), t(mem))
+        assert y.shape == (T, B, E) and w.shape == (B, T, S + 2)
+        assert_close(y, n(yt))
+        assert_close(w, n(wt))
+        padding = np.array([False, True, False, False])
+        y, w = self.variant(lambda m, x, mem: m(x, kv=(mem, mem), need_weights=True, key_padding_mask=padding))(
+            model, x[:, 0], mem[:, 0])
+        yt, wt = tm(t(x[:, 0]), t(mem[:, 0]), t(mem[:, 0]), key_padding_mask=torch.from_numpy(padding))
+        assert y.shape == (T, E) and w.shape == (T, S + 2)
+        assert_close(y, n(yt))
+        assert_close(w, n(wt))
+
+    def test_self_attention_weights_match_torch(self):
+        tm, model = torch_and_tlean(seed=4)
+        x = inputs(4)
+        for average in (True, False):
+            y, w = model(x, need_weights=True, average_attn_weights=average, is_causal=True)
+            yt, wt = tm(t(x), t(x), t(x), average_attn_weights=average, is_causal=True,
+                        attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1))
+            assert_close(y, n(yt))
+            assert_close(w, n(wt))
+            assert_close(y, model(x, is_causal=True))
+
+    def test_projected_memory_equals_passing_it(self):
+        for args in CROSS_ARGS[1:3]:
+            layer = L.MultiheadAttention(*args)
+            params, _ = layer.init(jax.random.key(1))
+            params = jax.tree.map(lambda a: a + 0.1, params)
+            x = jnp.asarray(inputs(5))
+            k = jax.random.normal(jax.random.key(2), (B, S, layer.key_dim))
+            v = jax.random.normal(jax.random.key(3), (B, S, layer.value_dim))
+            cache = jax.jit(layer.project_kv)(params, (k, v))
+            assert cache["key"].shape == (B, S + layer.add_bias_kv, layer.num_heads, layer.head_dim)
+            assert_close(layer.apply(params, {}, x, kv_cache=cache)[0], layer.apply(params, {}, x, kv=(k, v))[0])
+
+
+def test_torch_positional_order_and_init_of_the_separate_projections():
+    layer = L.MultiheadAttention(E, H, 0.1, False, True, True, 6, 3, False)
+    assert (layer.dropout, layer.bias, layer.add_bias_kv, layer.add_zero_attn, layer.kdim, layer.vdim,
+            layer.batch_first) == (0.1, False, True, True, 6, 3, False)
+    assert L.MultiheadAttention(E, H, kdim=E, vdim=E) == L.MultiheadAttention(E, H)  # the default, normalised
+    e = 64
+    params, _ = L.MultiheadAttention(e, 4, 0.0, True, True, False, 32, 48).init(jax.random.key(0))
+    torch.manual_seed(0)
+    tm = torch.nn.MultiheadAttention(e, 4, 0.0, True, True, False, 32, 48)
+    ours = {k: np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(params)[0] and
+            nn.pure.multihead_attention(e, 4, 0.0, True, True, False, 32, 48, batch_first=True,
+                                        key=jax.random.key(0)).named_parameters().items()}
+    assert {k: v.shape for k, v in ours.items()} == {k: tuple(v.shape) for k, v in tm.state_dict().items()}
+    for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+        bound = np.sqrt(6 / sum(ours[name].shape))
+        assert bound * 0.95 < np.abs(ours[name]).max() <= bound
+    for name in ("bias_k", "bias_v"):
+        np.testing.assert_allclose(ours[name].std(), 1 / np.sqrt(e), rtol=0.3)
+    assert not ours["in_proj_bias"].any()
+
+
+def test_cross_attention_bad_input():
+    layer = L.MultiheadAttention(E, H, kdim=6, vdim=3)
+    params, _ = layer.init(jax.random.key(0))
+    x = jnp.ones((B, T, E))
+    k, v = jnp.ones((B, S, 6)), jnp.ones((B, S, 3))
+    with pytest.raises(ValueError, match=r"MultiheadAttention\(.*kdim=6, vdim=3\): kdim/vdim differ from embed_dim.*"
+                                         r"pass kv=\(key, value\)"):
+        layer.apply(params, {}, x)
+    with pytest.raises(ShapeError, match=r"expected kv key \[2, seq, 6\] \(laid out as x \(2, 5, 8\)\), "
+                                         r"got shape \(2, 4, 5\)"):
+        layer.apply(params, {}, x, kv=(jnp.ones((B, S, 5)), v))
+    with pytest.raises(ShapeError, match=r"expected kv value \[2, seq, 3\].*got shape \(3, 4, 3\)"):
+        layer.apply(params, {}, x, kv=(k, jnp.ones((3, S, 3))))
+    with pytest.raises(ShapeError, match=r"expected kv key and value of the same length"):
+        layer.apply(params, {}, x, kv=(k, jnp.ones((B, S + 1, 3))))
+    with pytest.raises(ShapeError, match=r"expected allow \[5, 4\] or \[2\|1, 2\|1, 5, 4\], got shape \(5, 5\)"):
+        layer.apply(params, {}, x, kv=(k, v), allow=jnp.ones((T, T), bool))
+    with pytest.raises(ShapeError, match=r"expected key_padding_mask \[2, 4\], got shape \(2, 5\)"):
+        layer.apply(params, {}, x, kv=(k, v), key_padding_mask=jnp.zeros((B, T), bool))
+    with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
+        layer.apply(params, {}, x, kv=(k.astype(jnp.int32), v))
+    with pytest.raises(ValueError, match=r"KV-cache decoding is causal self-attention"):
+        L.MultiheadAttention(E, H, add_bias_kv=True, causal=True).decode(params, {}, x, 0)
+    with pytest.raises(ValueError, match=r"MultiheadAttention: kdim must be a positive int, got 0"):
+        L.MultiheadAttention(E, H, kdim=0)

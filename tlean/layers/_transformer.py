@@ -1,10 +1,10 @@
-"""Transformer encoder: torch.nn.TransformerEncoderLayer and a stack of them applied with ``lax.scan``."""
+"""Transformers: torch.nn.TransformerEncoderLayer / TransformerDecoderLayer, their stacks (Stacked) and Transformer."""
 
 from __future__ import annotations
 
-import functools
-import numbers
-from dataclasses import dataclass
+import dataclasses
+import types
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Callable
 
 import jax
@@ -12,9 +12,10 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-from tlean._core import Layer, ShapeError
+from tlean._core import Layer, ShapeError, child_config, init_shapes, sublayer
 from tlean.layers import _util
 from tlean.layers._attention import MultiheadAttention
+from tlean.layers._combinators import Stacked
 from tlean.layers._dropout import Dropout
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
@@ -22,23 +23,34 @@ from tlean.layers._norm import LayerNorm
 _ACTIVATIONS = {"relu": jax.nn.relu, "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
-def _check_activation(name: str, activation: Any) -> None:
+def check_activation(layer_name: str, name: str, activation: Any) -> Any:
+    """``"relu"``, ``"gelu"`` or a hashable callable (a layer config is static under jit)."""
     if isinstance(activation, str):
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"{name}: activation must be 'relu', 'gelu' or a hashable callable, got {activation!r}")
-        return
+            raise ValueError(f"{layer_name}: {name} must be 'relu', 'gelu' or a hashable callable, got {activation!r}")
+        return activation
     if not callable(activation):
-        raise ValueError(f"{name}: activation must be 'relu', 'gelu' or a hashable callable, got {activation!r}")
+        raise ValueError(f"{layer_name}: {name} must be 'relu', 'gelu' or a hashable callable, got {activation!r}")
     try:
         hash(activation)
     except TypeError as err:
-        raise ValueError(f"{name}: activation must be hashable (a layer config is static under jit): {err}") from None
+        raise ValueError(f"{layer_name}: {name} must be hashable (a layer config is static under jit): {err}") from None
+    return activation
 
 
-def _check_dropout(name: str, p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-        raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {p!r}")
-    return float(p)
+def _bool_mask_refused(layer: Layer, mask: Any) -> None:
+    raise TypeError(
+        f"{layer!r}: the meaning of mask= changed. tlean's mask= meant True = may attend; a keyword named as "
+        f"torch's now has torch's meaning (True = blocked). Pass allow= (True = may attend) or src_mask= "
+        f"(torch's: True or -inf = blocked)"
+    )
+
+
+def _one_of(layer: Layer, a: tuple[str, Any], b: tuple[str, Any]) -> Any:
+    """The value of whichever of two aliases was given (both: ValueError)."""
+    if a[1] is not None and b[1] is not None:
+        raise ValueError(f"{layer!r}: {a[0]} and {b[0]} are the same mask; pass one")
+    return a[1] if a[1] is not None else b[1]
 
 
 @dataclass(frozen=True)
@@ -55,11 +67,15 @@ class TransformerEncoderBlock(Layer):
     weights with probability ``dropout`` in training, as PyTorch's does.
 
     PyTorch analogue: ``torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward,
-    dropout, activation, layer_norm_eps, batch_first=True, norm_first, bias)``; the same
-    parameter names (``self_attn.in_proj_weight``, ``linear1.weight``, ``norm1.weight``,
-    ...), layouts and initialisers, so its state_dict loads by name. ``causal=True``
-    (PyTorch: pass a causal ``src_mask``) makes it a decoder-only (GPT) block, with
-    :meth:`init_cache` / :meth:`decode` for KV-cache decoding.
+    dropout, activation, layer_norm_eps, batch_first, norm_first, bias)`` in torch's
+    positional order, with the same child names (``self_attn.in_proj_weight``,
+    ``linear1.weight``, ``norm1.weight``, ...), layouts and initialisers, so its
+    state_dict loads by name. A composite: the children ``self_attn``, ``linear1``,
+    ``linear2``, ``norm1``, ``norm2`` draw their keys in that order from
+    ``SeedStream(key)``. Differences: ``batch_first`` defaults to True (torch: False;
+    ``nn.TransformerEncoderLayer`` requires the keyword); ``causal=True`` (torch: a causal
+    ``src_mask``) makes it a decoder-only (GPT) block, with :meth:`init_cache` /
+    :meth:`decode` for KV-cache decoding.
 
     Args:
       d_model: model width.
@@ -69,14 +85,17 @@ class TransformerEncoderBlock(Layer):
         inside the FFN after the activation, after the FFN).
       activation: ``"relu"``, ``"gelu"`` (exact, as PyTorch's) or a hashable callable.
       layer_norm_eps: LayerNorm epsilon.
+      batch_first: ``[batch, seq, d_model]`` (True) or ``[seq, batch, d_model]``.
       norm_first: pre-norm instead of post-norm.
       bias: biases in the projections, linears and LayerNorms.
-      causal: causal self-attention.
-      dtype, param_dtype, precision: as for :class:`Linear`.
+      causal: causal self-attention (keyword-only).
+      dtype, param_dtype, precision: as for :class:`Linear` (keyword-only).
 
-    Apply keywords ``mask``, ``attn_mask``, ``key_padding_mask``: passed to
-    :class:`MultiheadAttention` (``mask`` True = may attend; the other two PyTorch's,
-    True = blocked).
+    Apply keywords (torch's names keep torch's meaning, DESIGN 1.1): ``src_mask``
+    (alias ``attn_mask``; True or ``-inf`` = blocked, or additive float), ``src_key_padding_mask``
+    (alias ``key_padding_mask``; True = padded), ``is_causal`` (applies the causal mask,
+    combined with any other), and ``allow`` (boolean, True = may attend). ``mask=`` is
+    refused for one release: its meaning changed.
 
     Shapes:
       ``x [batch, seq, d_model]`` or ``[seq, d_model]`` -> ``y`` of the same shape.
@@ -91,62 +110,47 @@ class TransformerEncoderBlock(Layer):
     (2, 5, 16)
     """
 
-    d_model: int
-    nhead: int
-    dim_feedforward: int = 2048
-    dropout: float = 0.1
-    activation: str | Callable = "relu"
-    layer_norm_eps: float = 1e-5
-    norm_first: bool = False
-    bias: bool = True
-    causal: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    d_model: int = _util.size()
+    nhead: int = _util.size()
+    dim_feedforward: int = _util.size(2048)
+    dropout: float = _util.probability(0.1)
+    activation: str | Callable = _util.checked(check_activation, "relu")
+    layer_norm_eps: float = _util.nonnegative(1e-5)
+    batch_first: bool = _util.flag(True)
+    norm_first: bool = _util.flag(False)
+    bias: bool = _util.flag(True)
+    _: KW_ONLY
+    causal: bool = _util.flag(False)
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    dtype, param_dtype, precision = _util.numerics()
+
+    # the children, in torch's order (their keys are drawn in this order)
+    self_attn: MultiheadAttention = sublayer()
+    linear1: Linear = sublayer()
+    ff_dropout: Dropout = sublayer()
+    linear2: Linear = sublayer()
+    norm1: LayerNorm = sublayer()
+    norm2: LayerNorm = sublayer()
+    dropout1: Dropout = sublayer()
+    dropout2: Dropout = sublayer()
 
     def __post_init__(self):
         name = type(self).__name__
-        _util.positive(name, d_model=self.d_model, nhead=self.nhead, dim_feedforward=self.dim_feedforward)
         if self.d_model % self.nhead:
             raise ValueError(f"{name}: d_model={self.d_model} must be divisible by nhead={self.nhead}")
-        _util.set_field(self, "dropout", _check_dropout(name, self.dropout))
-        _check_activation(name, self.activation)
-        if not self.layer_norm_eps >= 0:
-            raise ValueError(f"{name}: layer_norm_eps must be >= 0, got {self.layer_norm_eps!r}")
-        for flag in ("norm_first", "bias", "causal"):
-            _util.set_field(self, flag, bool(getattr(self, flag)))
-        _util.numeric_fields(self)
-
-    # -- the sub-layers, by PyTorch's names -------------------------------------------------
-    @property
-    def self_attn(self) -> MultiheadAttention:
-        return MultiheadAttention(self.d_model, self.nhead, self.bias, self.causal, self.dropout,
-                                  dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-
-    @property
-    def linear1(self) -> Linear:
-        return Linear(self.d_model, self.dim_feedforward, self.bias, self.dtype, self.param_dtype, self.precision)
-
-    @property
-    def linear2(self) -> Linear:
-        return Linear(self.dim_feedforward, self.d_model, self.bias, self.dtype, self.param_dtype, self.precision)
-
-    @property
-    def norm(self) -> LayerNorm:
-        return LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, dtype=self.dtype,
-                         param_dtype=self.param_dtype)
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        k_attn, k_1, k_2 = jax.random.split(key, 3)
-        norm = self.norm.init(None)[0]
-        params = {
-            "self_attn": self.self_attn.init(k_attn)[0],
-            "linear1": self.linear1.init(k_1)[0],
-            "linear2": self.linear2.init(k_2)[0],
-            "norm1": norm,
-            "norm2": jax.tree.map(jnp.copy, norm),
-        }
-        return params, {}
+        numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        linear = dict(numerics, precision=self.precision)
+        norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
+        for field, layer in dict(
+            self_attn=MultiheadAttention(self.d_model, self.nhead, self.dropout, self.bias, causal=self.causal, **linear),
+            linear1=Linear(self.d_model, self.dim_feedforward, self.bias, **linear),
+            ff_dropout=Dropout(self.dropout),
+            linear2=Linear(self.dim_feedforward, self.d_model, self.bias, **linear),
+            norm1=norm, norm2=norm, dropout1=Dropout(self.dropout), dropout2=Dropout(self.dropout),
+        ).items():
+            _util.set_field(self, field, layer)
 
     # -- applying ---------------------------------------------------------------------------
     def apply(
@@ -157,53 +161,48 @@ class TransformerEncoderBlock(Layer):
         *,
         key: jax.Array | None = None,
         train: bool = False,
-        mask: Array | None = None,
+        allow: Array | None = None,
+        src_mask: Array | None = None,
+        src_key_padding_mask: Array | None = None,
+        is_causal: bool | None = False,
         attn_mask: Array | None = None,
         key_padding_mask: Array | None = None,
+        mask: Any = None,
     ):
-        self._check_input(x)
-        keys = [None] * 4 if key is None else [jax.random.fold_in(key, i) for i in range(4)]
+        if mask is not None:
+            _bool_mask_refused(self, mask)
+        src_mask = _one_of(self, ("src_mask", src_mask), ("attn_mask", attn_mask))
+        padding = _one_of(self, ("src_key_padding_mask", src_key_padding_mask), ("key_padding_mask", key_padding_mask))
+        x, seq_first = self._check_input(x)
+        c = self.bind(params, state, key=key, train=train)
+        attend = lambda h: c.self_attn(h, allow=allow, attn_mask=src_mask, key_padding_mask=padding,  # noqa: E731
+                                       is_causal=bool(is_causal))
+        y = self._forward(c, x, attend)
+        return (jnp.swapaxes(y, 0, 1) if seq_first else y), state
 
-        def attention(h):
-            y, _ = self.self_attn.apply(params["self_attn"], {}, h, key=keys[0], train=train, mask=mask,
-                                        attn_mask=attn_mask, key_padding_mask=key_padding_mask)
-            return y, None
-
-        y, _ = self._forward(params, x, attention, keys[1:], train)
-        return y, state
-
-    def _check_input(self, x: Any) -> None:
+    def _check_input(self, x: Any) -> tuple[Any, bool]:
+        """``x`` batch-first, and whether it came sequence-first."""
         _util.check_float(self, x)
         if jnp.ndim(x) not in (2, 3) or jnp.shape(x)[-1] != self.d_model:
             raise ShapeError(self, f"input [batch, seq, {self.d_model}] or [seq, {self.d_model}]", jnp.shape(x))
+        seq_first = not self.batch_first and jnp.ndim(x) == 3
+        return (jnp.swapaxes(x, 0, 1) if seq_first else x), seq_first
 
-    def _forward(self, params: dict, x: jax.Array, attention: Callable, keys: list, train: bool):
-        """The residual structure around ``attention(h) -> (y, aux)``; returns ``(x, aux)``."""
-        drop = Dropout(self.dropout)
-        norm = self.norm
+    def _forward(self, c: Any, x: jax.Array, attend: Callable) -> jax.Array:
+        """The residual structure around ``attend(h)``, with the children bound in ``c``."""
         act = _ACTIVATIONS[self.activation] if isinstance(self.activation, str) else self.activation
 
         def sa_block(h):
-            y, aux = attention(h)
-            return drop.apply({}, {}, y, key=keys[0], train=train)[0], aux
+            return c.dropout1(attend(h))
 
         def ff_block(h):
-            h = act(self.linear1.apply(params["linear1"], {}, h)[0])
-            h = drop.apply({}, {}, h, key=keys[1], train=train)[0]
-            h = self.linear2.apply(params["linear2"], {}, h)[0]
-            return drop.apply({}, {}, h, key=keys[2], train=train)[0]
+            return c.dropout2(c.linear2(c.ff_dropout(act(c.linear1(h)))))
 
-        norm1 = lambda h: norm.apply(params["norm1"], {}, h)[0]  # noqa: E731
-        norm2 = lambda h: norm.apply(params["norm2"], {}, h)[0]  # noqa: E731
         if self.norm_first:
-            y, aux = sa_block(norm1(x))
-            x = x + y
-            x = x + ff_block(norm2(x))
-        else:
-            y, aux = sa_block(x)
-            x = norm1(x + y)
-            x = norm2(x + ff_block(x))
-        return x, aux
+            x = x + sa_block(c.norm1(x))
+            return x + ff_block(c.norm2(x))
+        x = c.norm1(x + sa_block(x))
+        return c.norm2(x + ff_block(x))
 
     # -- KV-cache decoding ------------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
@@ -216,45 +215,48 @@ class TransformerEncoderBlock(Layer):
         See :meth:`MultiheadAttention.decode`; decoding in chunks equals :meth:`apply`
         on the whole sequence.
         """
-        self._check_input(x)
-        attention = lambda h: self.self_attn.decode(params["self_attn"], cache, h, start_pos)  # noqa: E731
-        return self._forward(params, x, attention, [None] * 3, False)
+        x, _ = self._check_input(x)
+        if not self.batch_first:
+            raise ValueError(f"{self!r}: decode takes batch-first input; build the block with batch_first=True")
+        out = {}
+
+        def attend(h):
+            y, out["cache"] = self.self_attn.decode(params["self_attn"], cache, h, start_pos)
+            return y
+
+        y = self._forward(self.bind(params, init_shapes(self)[1]), x, attend)
+        return y, out["cache"]
 
 
 @dataclass(frozen=True)
 class TransformerEncoder(Layer):
-    """``num_layers`` :class:`TransformerEncoderBlock`\\ s with stacked parameters, applied with ``lax.scan``.
+    """``num_layers`` copies of ``encoder_layer``, stacked and applied with ``lax.scan``, then an optional ``norm``.
 
-    The parameters of all layers are stacked on a leading axis: ``params = {"layers":
-    block params with a leading num_layers axis}``, so PyTorch's
-    ``layers.{i}.self_attn.in_proj_weight`` is ``params["layers"]["self_attn"]
-    ["in_proj_weight"][i]``. ``init`` uses one key and initialises layer ``i`` from
-    ``jax.random.split(key, num_layers)[i]`` (one vmapped init). ``apply`` runs the layers
-    with ``lax.scan`` (``scan=True``), so the block is traced and compiled once whatever
-    the depth, or unrolled in Python (``scan=False``) with the same outputs and gradients.
-    Layer ``i`` gets the dropout key ``jax.random.fold_in(key, i)`` either way.
+    A composite with the child ``layers = Stacked(encoder_layer, num_layers, scan)`` and
+    torch's optional final ``norm``: ``params = {"layers": block params with a leading
+    num_layers axis, "norm": ...}``, so PyTorch's ``layers.{i}.self_attn.in_proj_weight``
+    is ``params["layers"]["self_attn"]["in_proj_weight"][i]`` (named
+    ``layers.*.self_attn.in_proj_weight``; interop splits and stacks it). Layer ``i`` is
+    initialised from ``jax.random.split(k, num_layers)[i]``, ``k`` the first key of
+    ``SeedStream(key)``; ``norm`` draws the next. ``scan=True`` traces and compiles the
+    block once whatever the depth; ``scan=False`` unrolls with the same outputs and
+    gradients. Layer ``i`` gets the dropout key ``fold_in(fold_in(key, 0), i)``.
 
-    PyTorch analogue: ``torch.nn.TransformerEncoder(TransformerEncoderLayer(...,
-    batch_first=True), num_layers, enable_nested_tensor=False)`` without a final ``norm``
-    (add a LayerNorm after it). PyTorch deep-copies one layer, so its layers start
-    identical; here each layer has its own initial values. Loading a PyTorch state_dict
-    means stacking ``layers.{i}.*`` along a new first axis.
+    PyTorch analogue: ``torch.nn.TransformerEncoder(encoder_layer, num_layers, norm,
+    enable_nested_tensor, mask_check)`` (the last two are accepted and have no effect:
+    there are no nested tensors here). PyTorch deep-copies one layer, so its layers start
+    identical; here each layer has its own initial values. ``nn.TransformerEncoder``
+    takes builders as torch takes modules:
+    ``nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, batch_first=True), 6)``.
+    :meth:`of` builds one from the block's options.
 
-    Args:
-      num_layers: depth.
-      d_model, nhead, dim_feedforward, dropout, activation, norm_first: the options of
-        every block (see :class:`TransformerEncoderBlock`).
-      scan: apply with ``lax.scan`` (True) or a Python loop (False).
-      layer_norm_eps, bias, causal, dtype, param_dtype, precision: more block options.
-
-    Apply keywords ``mask``, ``attn_mask``, ``key_padding_mask`` go to every layer.
-
-    Shapes:
-      ``x [batch, seq, d_model]`` or ``[seq, d_model]`` -> ``y`` of the same shape.
+    Apply keywords: ``mask`` (torch's ``src_mask``: True or ``-inf`` = blocked; a boolean
+    ``mask`` is refused for one release, as its meaning changed), ``src_key_padding_mask``,
+    ``is_causal``, ``allow`` (True = may attend): all go to every layer.
 
     >>> import jax, jax.numpy as jnp
-    >>> from tlean.layers import TransformerEncoder
-    >>> enc = TransformerEncoder(3, 16, 4, dim_feedforward=32)
+    >>> from tlean.layers import TransformerEncoder, TransformerEncoderBlock
+    >>> enc = TransformerEncoder(TransformerEncoderBlock(16, 4, 32), 3)
     >>> params, state = enc.init(jax.random.key(0))
     >>> params["layers"]["linear1"]["weight"].shape
     (3, 32, 16)
@@ -262,45 +264,46 @@ class TransformerEncoder(Layer):
     (2, 5, 16)
     """
 
-    num_layers: int
-    d_model: int
-    nhead: int
-    dim_feedforward: int = 2048
-    dropout: float = 0.1
-    activation: str | Callable = "relu"
-    norm_first: bool = False
-    scan: bool = True
-    layer_norm_eps: float = 1e-5
-    bias: bool = True
-    causal: bool = False
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    encoder_layer: Layer = child_config()
+    num_layers: int = _util.size()
+    layers: Stacked = sublayer()
+    norm: Layer | None = None
+    enable_nested_tensor: bool = _util.flag(True)
+    mask_check: bool = _util.flag(True)
+    _: KW_ONLY
+    scan: bool = _util.flag(True)
 
     def __post_init__(self):
-        _util.positive("TransformerEncoder", num_layers=self.num_layers)
-        _util.set_field(self, "scan", bool(self.scan))
-        try:
-            block = self.block
-        except ValueError as err:
-            raise ValueError(str(err).replace("TransformerEncoderBlock:", "TransformerEncoder:", 1)) from None
-        for name in ("dropout", "norm_first", "bias", "causal", "dtype", "param_dtype", "precision"):
-            _util.set_field(self, name, getattr(block, name))
+        if not isinstance(self.encoder_layer, Layer):
+            raise TypeError(f"TransformerEncoder: encoder_layer must be a tlean Layer, got {type(self.encoder_layer).__name__}")
+        if self.norm is not None and not isinstance(self.norm, Layer):
+            raise TypeError(f"TransformerEncoder: norm must be a tlean Layer or None, got {type(self.norm).__name__}")
+        _util.set_field(self, "layers", Stacked(self.encoder_layer, self.num_layers, self.scan))
+
+    @classmethod
+    def of(cls, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+           activation: str | Callable = "relu", norm_first: bool = False, *, final_norm: bool = False,
+           scan: bool = True, **block_options: Any) -> "TransformerEncoder":
+        """The encoder of ``num_layers`` :class:`TransformerEncoderBlock`\\ s built from the block's options.
+
+        ``final_norm=True`` adds torch's final ``norm`` (a LayerNorm); ``block_options`` are
+        the block's other fields (``layer_norm_eps``, ``bias``, ``causal``, ``dtype``, ...).
+        """
+        block = TransformerEncoderBlock(d_model, nhead, dim_feedforward, dropout, activation,
+                                        norm_first=norm_first, **block_options)
+        norm = None
+        if final_norm:
+            norm = LayerNorm(d_model, block.layer_norm_eps, bias=block.bias, dtype=block.dtype,
+                             param_dtype=block.param_dtype)
+        return cls(block, num_layers, norm, scan=scan)
 
     @property
-    def block(self) -> TransformerEncoderBlock:
+    def block(self) -> Layer:
         """The layer every depth applies (with its own parameters)."""
-        return TransformerEncoderBlock(
-            self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation,
-            layer_norm_eps=self.layer_norm_eps, norm_first=self.norm_first, bias=self.bias, causal=self.causal,
-            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
-        )
-
-    def init(self, key: jax.Array) -> tuple[dict, dict]:
-        return {"layers": _init_layers(self, key)}, {}
+        return self.encoder_layer
 
     def layer_params(self, params: dict, i: int) -> dict:
-        """The params of layer ``i`` (a :class:`TransformerEncoderBlock`'s)."""
+        """The params of layer ``i``."""
         return jax.tree.map(lambda a: a[i], params["layers"])
 
     def apply(
@@ -312,58 +315,484 @@ class TransformerEncoder(Layer):
         key: jax.Array | None = None,
         train: bool = False,
         mask: Array | None = None,
-        attn_mask: Array | None = None,
-        key_padding_mask: Array | None = None,
+        src_key_padding_mask: Array | None = None,
+        is_causal: bool | None = None,
+        allow: Array | None = None,
     ):
-        block = self.block
-        try:
-            block._check_input(x)
-        except ShapeError as err:
-            raise ShapeError(self, err.expected, err.got) from None
-        except TypeError as err:
-            raise TypeError(str(err).replace(repr(block), repr(self), 1)) from None
-
-        # The layers compute in the result type of input and params: fix it up front (a scan carry keeps its type).
-        x = x.astype(_util.compute_dtype(self.dtype, x, params["layers"]["linear1"]["weight"]))
-
-        def layer(h, p, i):
-            k = None if key is None else jax.random.fold_in(key, i)
-            return block.apply(p, {}, h, key=k, train=train, mask=mask, attn_mask=attn_mask,
-                               key_padding_mask=key_padding_mask)[0]
-
-        if self.scan:
-            x, _ = lax.scan(lambda h, xs: (layer(h, *xs), None), x, (params["layers"], jnp.arange(self.num_layers)))
-        else:
-            for i in range(self.num_layers):
-                x = layer(x, self.layer_params(params, i), i)
-        return x, state
+        if mask is not None and getattr(mask, "dtype", None) == jnp.bool_:
+            _bool_mask_refused(self, mask)
+        context = dict(src_mask=mask, src_key_padding_mask=src_key_padding_mask, allow=allow, is_causal=is_causal)
+        context = {k: v for k, v in context.items() if v is not None and v is not False}  # the layers must take the rest
+        c = self.bind(params, state, key=key, train=train)
+        x = c.layers(x, **context)
+        if self.norm is not None:
+            x = c.norm(x)
+        return x, c.state
 
     # -- KV-cache decoding ------------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
         """Every layer's empty KV cache, stacked: ``{"key", "value": [layers, batch, max_len, heads, head_dim]}``."""
-        one = self.block.init_cache(batch, max_len, dtype)
+        one = self.encoder_layer.init_cache(batch, max_len, dtype)
         return jax.tree.map(lambda a: jnp.zeros((self.num_layers,) + a.shape, a.dtype), one)
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array):
-        """``(y, new cache)``: every layer's :meth:`TransformerEncoderBlock.decode`, scanned or unrolled."""
-        block = self.block
-        block._check_input(x)
-        x = x.astype(_util.compute_dtype(self.dtype, x, params["layers"]["linear1"]["weight"]))
+        """``(y, new cache)``: every layer's :meth:`TransformerEncoderBlock.decode`, scanned or unrolled, then ``norm``."""
+        block = self.encoder_layer
+        x = x.astype(_util.compute_dtype(block.dtype, x, params["layers"]["linear1"]["weight"]))
         if self.scan:
-            def step(h, xs):
-                p, c = xs
-                return block.decode(p, c, h, start_pos)
+            x, cache = lax.scan(lambda h, pc: block.decode(pc[0], pc[1], h, start_pos), x, (params["layers"], cache))
+        else:
+            caches = []
+            for i in range(self.num_layers):
+                x, c = block.decode(self.layer_params(params, i), jax.tree.map(lambda a: a[i], cache), x, start_pos)
+                caches.append(c)
+            cache = jax.tree.map(lambda *a: jnp.stack(a), *caches)
+        if self.norm is not None:
+            x = self.norm.apply(params["norm"], {}, x)[0]
+        return x, cache
 
-            return lax.scan(step, x, (params["layers"], cache))
-        caches = []
-        for i in range(self.num_layers):
-            x, c = block.decode(self.layer_params(params, i), jax.tree.map(lambda a: a[i], cache), x, start_pos)
-            caches.append(c)
-        return x, jax.tree.map(lambda *a: jnp.stack(a), *caches)
+
+def _bool_as_float(mask: Any) -> Any:
+    """torch's boolean mask (True = blocked) as its float equivalent (-inf = blocked); other values pass."""
+    if mask is not None and getattr(mask, "dtype", None) == jnp.bool_:
+        return jnp.where(mask, -jnp.inf, 0.0).astype(jnp.float32)
+    return mask
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _init_layers(encoder: TransformerEncoder, key: jax.Array) -> dict:
-    """Layer ``i`` from ``split(key, num_layers)[i]``, vmapped; jitted, as op-by-op it takes seconds."""
-    keys = jax.random.split(key, encoder.num_layers)
-    return jax.vmap(lambda k: encoder.block.init(k)[0])(keys)
+@dataclass(frozen=True)
+class TransformerDecoderLayer(Layer):
+    """One Transformer decoder layer: self-attention, cross-attention to ``memory``, then a feed-forward network.
+
+    ``norm_first=False`` (post-norm, PyTorch's default)::
+
+        x = norm1(x + dropout1(self_attn(x)))
+        x = norm2(x + dropout2(multihead_attn(x, kv=memory)))
+        x = norm3(x + dropout3(linear2(dropout(activation(linear1(x))))))
+
+    ``norm_first=True`` (pre-norm) applies ``norm1``..``norm3`` to the branch inputs and
+    adds the branches to ``x`` unnormalised. Both attentions also drop their attention
+    weights with probability ``dropout`` in training, as PyTorch's do.
+
+    PyTorch analogue: ``torch.nn.TransformerDecoderLayer(d_model, nhead, dim_feedforward,
+    dropout, activation, layer_norm_eps, batch_first, norm_first, bias)`` in torch's
+    positional order, called as ``layer(tgt, memory)`` (``Model.__call__`` maps the second
+    input onto the ``memory`` keyword), with torch's child names (``self_attn``,
+    ``multihead_attn``, ``linear1``, ``linear2``, ``norm1``..``norm3``), layouts and
+    initialisers, so its state_dict loads by name. A composite: the children draw their
+    keys in that order from ``SeedStream(key)``. Differences: ``batch_first`` defaults to
+    True (torch: False; ``nn.TransformerDecoderLayer`` requires the keyword);
+    ``tgt_is_causal``/``memory_is_causal`` apply the causal mask (torch: unchecked hints
+    that need the mask as well).
+
+    Args:
+      d_model: model width (of ``x`` and ``memory``).
+      nhead: number of heads of both attentions (divides ``d_model``).
+      dim_feedforward: hidden width of the feed-forward network.
+      dropout: drop probability of every dropout (both attentions' weights, after each
+        branch, inside the FFN).
+      activation: ``"relu"``, ``"gelu"`` (exact) or a hashable callable.
+      layer_norm_eps: LayerNorm epsilon.
+      batch_first: ``[batch, seq, d_model]`` (True) or ``[seq, batch, d_model]``.
+      norm_first: pre-norm instead of post-norm.
+      bias: biases in the projections, linears and LayerNorms.
+      dtype, param_dtype, precision: as for :class:`Linear` (keyword-only).
+
+    Apply keywords (torch's names keep torch's meaning, DESIGN 1.1): ``memory`` (required),
+    ``tgt_mask`` / ``memory_mask`` (True or ``-inf`` = blocked, or additive float; ``[T, T]``
+    / ``[T, S]`` or per head ``[batch * nhead, ...]``), ``tgt_key_padding_mask`` /
+    ``memory_key_padding_mask`` (True = padded), ``tgt_is_causal`` / ``memory_is_causal``
+    (apply the causal mask), and ``allow`` / ``memory_allow`` (boolean, True = may attend).
+
+    Shapes:
+      ``x [batch, T, d_model]``, ``memory [batch, S, d_model]`` (or unbatched ``[T, d_model]``,
+      ``[S, d_model]``) -> ``y`` of ``x``'s shape.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from tlean.layers import TransformerDecoderLayer
+    >>> layer = TransformerDecoderLayer(16, 4, dim_feedforward=32)
+    >>> params, state = layer.init(jax.random.key(0))
+    >>> sorted(params)
+    ['linear1', 'linear2', 'multihead_attn', 'norm1', 'norm2', 'norm3', 'self_attn']
+    >>> tgt, memory = jnp.ones((2, 5, 16)), jnp.ones((2, 7, 16))
+    >>> layer.apply(params, state, tgt, memory=memory, tgt_is_causal=True)[0].shape
+    (2, 5, 16)
+    """
+
+    d_model: int = _util.size()
+    nhead: int = _util.size()
+    dim_feedforward: int = _util.size(2048)
+    dropout: float = _util.probability(0.1)
+    activation: str | Callable = _util.checked(check_activation, "relu")
+    layer_norm_eps: float = _util.nonnegative(1e-5)
+    batch_first: bool = _util.flag(True)
+    norm_first: bool = _util.flag(False)
+    bias: bool = _util.flag(True)
+    _: KW_ONLY
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    dtype, param_dtype, precision = _util.numerics()
+
+    # the children, in torch's order (their keys are drawn in this order)
+    self_attn: MultiheadAttention = sublayer()
+    multihead_attn: MultiheadAttention = sublayer()
+    linear1: Linear = sublayer()
+    ff_dropout: Dropout = sublayer()
+    linear2: Linear = sublayer()
+    norm1: LayerNorm = sublayer()
+    norm2: LayerNorm = sublayer()
+    norm3: LayerNorm = sublayer()
+    dropout1: Dropout = sublayer()
+    dropout2: Dropout = sublayer()
+    dropout3: Dropout = sublayer()
+
+    inputs = ("memory",)  # decoder(tgt, memory) as in torch (Model.__call__)
+
+    def __post_init__(self):
+        name = type(self).__name__
+        if self.d_model % self.nhead:
+            raise ValueError(f"{name}: d_model={self.d_model} must be divisible by nhead={self.nhead}")
+        numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        linear = dict(numerics, precision=self.precision)
+        attention = MultiheadAttention(self.d_model, self.nhead, self.dropout, self.bias, **linear)
+        norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
+        drop = Dropout(self.dropout)
+        for field, layer in dict(
+            self_attn=attention, multihead_attn=attention,
+            linear1=Linear(self.d_model, self.dim_feedforward, self.bias, **linear), ff_dropout=drop,
+            linear2=Linear(self.dim_feedforward, self.d_model, self.bias, **linear),
+            norm1=norm, norm2=norm, norm3=norm, dropout1=drop, dropout2=drop, dropout3=drop,
+        ).items():
+            _util.set_field(self, field, layer)
+
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch tgt d_model"],
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+        memory: Float[Array, "*batch src d_model"] | None = None,
+        tgt_mask: Array | None = None,
+        memory_mask: Array | None = None,
+        tgt_key_padding_mask: Array | None = None,
+        memory_key_padding_mask: Array | None = None,
+        tgt_is_causal: bool | None = False,
+        memory_is_causal: bool | None = False,
+        allow: Array | None = None,
+        memory_allow: Array | None = None,
+    ):
+        x, memory, seq_first = _check_decoder_inputs(self, x, memory)
+        c = self.bind(params, state, key=key, train=train)
+        y = self._forward(
+            c, x,
+            lambda h: c.self_attn(h, allow=allow, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask,
+                                  is_causal=bool(tgt_is_causal)),
+            lambda h: c.multihead_attn(h, kv=memory, allow=memory_allow, attn_mask=memory_mask,
+                                       key_padding_mask=memory_key_padding_mask, is_causal=bool(memory_is_causal)))
+        return (jnp.swapaxes(y, 0, 1) if seq_first else y), state
+
+    def _forward(self, c: Any, x: jax.Array, self_attend: Callable, cross_attend: Callable) -> jax.Array:
+        """The residual structure around the two attentions, with the children bound in ``c``."""
+        act = _ACTIVATIONS[self.activation] if isinstance(self.activation, str) else self.activation
+
+        def ff_block(h):
+            return c.dropout3(c.linear2(c.ff_dropout(act(c.linear1(h)))))
+
+        if self.norm_first:
+            x = x + c.dropout1(self_attend(c.norm1(x)))
+            x = x + c.dropout2(cross_attend(c.norm2(x)))
+            return x + ff_block(c.norm3(x))
+        x = c.norm1(x + c.dropout1(self_attend(x)))
+        x = c.norm2(x + c.dropout2(cross_attend(x)))
+        return c.norm3(x + ff_block(x))
+
+    # -- KV-cache decoding ------------------------------------------------------------------
+    def init_cache(self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int,
+                   dtype: Any = jnp.float32) -> dict:
+        """The cache for :meth:`decode`: an empty causal self-attention cache and ``memory``'s projected keys/values.
+
+        ``{"self_attn": {"key", "value": [batch, max_len, nhead, head_dim]}, "memory": {"key",
+        "value": [batch, S, nhead, head_dim]}}``; the memory is projected once here
+        (:meth:`MultiheadAttention.project_kv`), not at every decoding step.
+        """
+        if jnp.ndim(memory) != 3 or jnp.shape(memory)[-1] != self.d_model:
+            raise ShapeError(self, f"memory [batch, seq, {self.d_model}] (batch-first) for init_cache", jnp.shape(memory))
+        if not self.batch_first:
+            raise ValueError(f"{self!r}: decoding takes batch-first input; build the layer with batch_first=True")
+        causal = dataclasses.replace(self.self_attn, causal=True)
+        return {"self_attn": causal.init_cache(memory.shape[0], max_len, dtype),
+                "memory": self.multihead_attn.project_kv(params["multihead_attn"], memory)}
+
+    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array, *,
+               memory_key_padding_mask: Array | None = None) -> tuple[jax.Array, dict]:
+        """``(y, new cache)`` for positions ``start_pos ..`` of the target ``x`` (eval mode).
+
+        Self-attention is causal over the cached positions; cross-attention reads the
+        projected memory of :meth:`init_cache`. Decoding in chunks equals :meth:`apply` with
+        ``tgt_is_causal=True`` on the whole target.
+        """
+        if not self.batch_first:
+            raise ValueError(f"{self!r}: decoding takes batch-first input; build the layer with batch_first=True")
+        _util.check_float(self, x)
+        if jnp.ndim(x) != 3 or jnp.shape(x)[-1] != self.d_model:
+            raise ShapeError(self, f"input [batch, seq, {self.d_model}] to decode", jnp.shape(x))
+        causal = dataclasses.replace(self.self_attn, causal=True)
+        out = {}
+
+        def self_attend(h):
+            y, out["self_attn"] = causal.decode(params["self_attn"], cache["self_attn"], h, start_pos)
+            return y
+
+        def cross_attend(h):
+            return self.multihead_attn.apply(params["multihead_attn"], {}, h, kv_cache=cache["memory"],
+                                             key_padding_mask=memory_key_padding_mask)[0]
+
+        y = self._forward(self.bind(params, {}), x, self_attend, cross_attend)
+        return y, {"self_attn": out["self_attn"], "memory": cache["memory"]}
+
+
+def _check_decoder_inputs(layer: Any, x: Any, memory: Any) -> tuple[Any, Any, bool]:
+    """``x`` and ``memory`` batch-first (checked), and whether they came sequence-first."""
+    if memory is None:
+        raise TypeError(f"{layer!r} needs memory=... (the encoder's output): call it as decoder(tgt, memory)")
+    d = layer.d_model
+    _util.check_float(layer, x)
+    _util.check_float(layer, memory)
+    if jnp.ndim(x) not in (2, 3) or jnp.shape(x)[-1] != d:
+        raise ShapeError(layer, f"input [batch, seq, {d}] or [seq, {d}]", jnp.shape(x))
+    batch_axis = 0 if layer.batch_first else 1
+    if jnp.ndim(memory) != jnp.ndim(x) or jnp.shape(memory)[-1] != d or (
+            jnp.ndim(x) == 3 and jnp.shape(memory)[batch_axis] != jnp.shape(x)[batch_axis]):
+        want = f"[seq, {d}]" if jnp.ndim(x) == 2 else (
+            f"[{x.shape[0]}, seq, {d}]" if layer.batch_first else f"[seq, {x.shape[1]}, {d}]")
+        raise ShapeError(layer, f"memory {want} (laid out as the input {tuple(jnp.shape(x))})", jnp.shape(memory))
+    seq_first = not layer.batch_first and jnp.ndim(x) == 3
+    if seq_first:
+        x, memory = jnp.swapaxes(x, 0, 1), jnp.swapaxes(memory, 0, 1)
+    return x, memory, seq_first
+
+
+@dataclass(frozen=True)
+class TransformerDecoder(Layer):
+    """``num_layers`` copies of ``decoder_layer``, stacked and applied with ``lax.scan``, then an optional ``norm``.
+
+    The decoder counterpart of :class:`TransformerEncoder`, with the same structure and
+    keying: ``params = {"layers": layer params with a leading num_layers axis, "norm": ...}``,
+    so torch's ``layers.{i}.multihead_attn.in_proj_weight`` is index ``i`` of
+    ``layers.*.multihead_attn.in_proj_weight``; layer ``i`` is initialised from
+    ``jax.random.split(k, num_layers)[i]`` and dropped with ``fold_in(fold_in(key, 0), i)``;
+    ``scan=False`` unrolls with the same outputs and gradients. Every layer attends to the
+    same ``memory``.
+
+    PyTorch analogue: ``torch.nn.TransformerDecoder(decoder_layer, num_layers, norm)``,
+    called as ``decoder(tgt, memory, ...)``. PyTorch deep-copies one layer, so its layers
+    start identical; here each has its own initial values. ``nn.TransformerDecoder`` takes
+    builders as torch takes modules.
+
+    Apply keywords: ``memory`` (required) and the masks of :class:`TransformerDecoderLayer`
+    (``tgt_mask``, ``memory_mask``, ``tgt_key_padding_mask``, ``memory_key_padding_mask``,
+    ``tgt_is_causal``, ``memory_is_causal``, ``allow``, ``memory_allow``): all go to every layer.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from tlean.layers import TransformerDecoder, TransformerDecoderLayer
+    >>> dec = TransformerDecoder(TransformerDecoderLayer(16, 4, 32), 2)
+    >>> params, state = dec.init(jax.random.key(0))
+    >>> params["layers"]["multihead_attn"]["in_proj_weight"].shape
+    (2, 48, 16)
+    >>> dec.apply(params, state, jnp.ones((2, 5, 16)), memory=jnp.ones((2, 7, 16)))[0].shape
+    (2, 5, 16)
+    """
+
+    decoder_layer: Layer = child_config()
+    num_layers: int = _util.size()
+    layers: Stacked = sublayer()
+    norm: Layer | None = None
+    _: KW_ONLY
+    scan: bool = _util.flag(True)
+
+    inputs = ("memory",)
+
+    def __post_init__(self):
+        if not isinstance(self.decoder_layer, Layer):
+            raise TypeError(f"TransformerDecoder: decoder_layer must be a tlean Layer, got {type(self.decoder_layer).__name__}")
+        if self.norm is not None and not isinstance(self.norm, Layer):
+            raise TypeError(f"TransformerDecoder: norm must be a tlean Layer or None, got {type(self.norm).__name__}")
+        _util.set_field(self, "layers", Stacked(self.decoder_layer, self.num_layers, self.scan))
+
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch tgt d_model"],
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+        memory: Array | None = None,
+        tgt_mask: Array | None = None,
+        memory_mask: Array | None = None,
+        tgt_key_padding_mask: Array | None = None,
+        memory_key_padding_mask: Array | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool | None = False,
+        allow: Array | None = None,
+        memory_allow: Array | None = None,
+    ):
+        if memory is None:
+            raise TypeError(f"{self!r} needs memory=... (the encoder's output): call it as decoder(tgt, memory)")
+        context = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
+                       memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                       memory_is_causal=memory_is_causal, allow=allow, memory_allow=memory_allow)
+        context = {k: v for k, v in context.items() if v is not None and v is not False}  # the layers must take the rest
+        c = self.bind(params, state, key=key, train=train)
+        x = c.layers(x, memory=memory, **context)
+        if self.norm is not None:
+            x = c.norm(x)
+        return x, c.state
+
+    # -- KV-cache decoding ------------------------------------------------------------------
+    def init_cache(self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int,
+                   dtype: Any = jnp.float32) -> dict:
+        """Every layer's :meth:`TransformerDecoderLayer.init_cache`, stacked on a leading ``num_layers`` axis."""
+        layer = self.decoder_layer
+        return jax.vmap(lambda p: layer.init_cache(p, memory, max_len, dtype))(params["layers"])
+
+    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array, *,
+               memory_key_padding_mask: Array | None = None) -> tuple[jax.Array, dict]:
+        """``(y, new cache)``: every layer's :meth:`TransformerDecoderLayer.decode` in turn (scanned), then ``norm``."""
+        layer = self.decoder_layer
+        x = x.astype(_util.compute_dtype(layer.dtype, x, params["layers"]["linear1"]["weight"]))
+
+        def step(h, pc):
+            return layer.decode(pc[0], pc[1], h, start_pos, memory_key_padding_mask=memory_key_padding_mask)
+
+        x, cache = lax.scan(step, x, (params["layers"], cache))
+        if self.norm is not None:
+            x = self.norm.apply(params["norm"], {}, x)[0]
+        return x, cache
+
+
+def _xavier(key: jax.Array, shape: tuple, dtype: Any) -> jax.Array:
+    """``nn.init.xavier_uniform_`` on the last two axes (a leading axis stacks layers)."""
+    bound = (6.0 / (shape[-1] + shape[-2])) ** 0.5
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
+
+
+_MATRICES = r"(encoder|decoder)\.layers\.((self_attn|multihead_attn)\.(in_proj_weight|out_proj\.weight)|linear[12]\.weight)"
+
+
+@dataclass(frozen=True)
+class Transformer(Layer):
+    """The encoder-decoder Transformer: ``decoder(tgt, memory=encoder(src))``, torch.nn.Transformer.
+
+    ``encoder`` is a :class:`TransformerEncoder` of ``num_encoder_layers``
+    :class:`TransformerEncoderBlock`\\ s with a final LayerNorm, ``decoder`` a
+    :class:`TransformerDecoder` of ``num_decoder_layers`` :class:`TransformerDecoderLayer`\\ s
+    with a final LayerNorm (or ``custom_encoder`` / ``custom_decoder``). As in torch, every
+    matrix of the default encoder and decoder is re-initialised xavier-uniform (per layer).
+
+    PyTorch analogue: ``torch.nn.Transformer(d_model, nhead, num_encoder_layers,
+    num_decoder_layers, dim_feedforward, dropout, activation, custom_encoder,
+    custom_decoder, layer_norm_eps, batch_first, norm_first, bias)`` in torch's order,
+    called as ``model(src, tgt)`` (``Model.__call__`` maps ``tgt`` onto the keyword), with
+    torch's names (``encoder.layers.{i}.self_attn.in_proj_weight``, ``encoder.norm.weight``,
+    ``decoder.layers.{i}.multihead_attn...``, ``decoder.norm``), so its state_dict loads
+    by name. Differences: ``batch_first`` defaults to True (``nn.Transformer`` requires the
+    keyword); ``*_is_causal`` apply the causal mask; torch also re-initialises the
+    matrices of a custom encoder/decoder, here they keep their own init.
+
+    Apply keywords (torch's meanings): ``tgt`` (required), ``src_mask``, ``tgt_mask``,
+    ``memory_mask``, ``src_key_padding_mask``, ``tgt_key_padding_mask``,
+    ``memory_key_padding_mask``, ``src_is_causal``, ``tgt_is_causal``, ``memory_is_causal``.
+
+    Shapes:
+      ``src [batch, S, d_model]``, ``tgt [batch, T, d_model]`` (or unbatched, or
+      sequence-first with ``batch_first=False``) -> ``y`` of ``tgt``'s shape.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from tlean.layers import Transformer
+    >>> model = Transformer(16, 4, 2, 2, 32)
+    >>> params, state = model.init(jax.random.key(0))
+    >>> sorted(params), sorted(params["encoder"])
+    (['decoder', 'encoder'], ['layers', 'norm'])
+    >>> src, tgt = jnp.ones((2, 7, 16)), jnp.ones((2, 5, 16))
+    >>> model.apply(params, state, src, tgt=tgt, tgt_is_causal=True)[0].shape
+    (2, 5, 16)
+    """
+
+    d_model: int = _util.size(512)
+    nhead: int = _util.size(8)
+    num_encoder_layers: int = _util.size(6)
+    num_decoder_layers: int = _util.size(6)
+    dim_feedforward: int = _util.size(2048)
+    dropout: float = _util.probability(0.1)
+    activation: str | Callable = _util.checked(check_activation, "relu")
+    custom_encoder: Layer | None = child_config(default=None)
+    custom_decoder: Layer | None = child_config(default=None)
+    layer_norm_eps: float = _util.nonnegative(1e-5)
+    batch_first: bool = _util.flag(True)
+    norm_first: bool = _util.flag(False)
+    bias: bool = _util.flag(True)
+    _: KW_ONLY
+    scan: bool = _util.flag(True)
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    dtype, param_dtype, precision = _util.numerics()
+
+    encoder: Layer = sublayer()
+    decoder: Layer = sublayer()
+
+    inputs = ("tgt",)  # model(src, tgt) as in torch (Model.__call__)
+    init_overrides = types.MappingProxyType({_MATRICES: _xavier})
+
+    def __post_init__(self):
+        for name in ("custom_encoder", "custom_decoder"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Layer):
+                raise TypeError(f"Transformer: {name} must be a tlean Layer or None, got {type(value).__name__}")
+        numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        options = (self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation, self.layer_norm_eps,
+                   True, self.norm_first, self.bias)  # the stacks run batch-first: apply swaps once
+        norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
+        encoder = self.custom_encoder if self.custom_encoder is not None else TransformerEncoder(
+            TransformerEncoderBlock(*options, precision=self.precision, **numerics), self.num_encoder_layers, norm,
+            scan=self.scan)
+        decoder = self.custom_decoder if self.custom_decoder is not None else TransformerDecoder(
+            TransformerDecoderLayer(*options, precision=self.precision, **numerics), self.num_decoder_layers, norm,
+            scan=self.scan)
+        _util.set_field(self, "encoder", encoder)
+        _util.set_field(self, "decoder", decoder)
+
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch src d_model"],
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+        tgt: Array | None = None,
+        src_mask: Array | None = None,
+        tgt_mask: Array | None = None,
+        memory_mask: Array | None = None,
+        src_key_padding_mask: Array | None = None,
+        tgt_key_padding_mask: Array | None = None,
+        memory_key_padding_mask: Array | None = None,
+        src_is_causal: bool | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool | None = False,
+    ):
+        if tgt is None:
+            raise TypeError(f"{self!r} needs tgt=...: call it as transformer(src, tgt)")
+        tgt, x, seq_first = _check_decoder_inputs(self, tgt, x)
+        c = self.bind(params, state, key=key, train=train)
+        encoder_kw = dict(mask=_bool_as_float(src_mask), src_key_padding_mask=src_key_padding_mask,
+                          is_causal=src_is_causal)
+        memory = c.encoder(x, **{k: v for k, v in encoder_kw.items() if v is not None and v is not False})
+        decoder_kw = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
+                          memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                          memory_is_causal=memory_is_causal)
+        y = c.decoder(tgt, memory=memory, **{k: v for k, v in decoder_kw.items() if v is not None and v is not False})
+        return (jnp.swapaxes(y, 0, 1) if seq_first else y), c.state

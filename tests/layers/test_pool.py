@@ -1,4 +1,6 @@
-"""MaxPool2d, AvgPool2d and GlobalAvgPool against torch.nn, CHW and NCHW."""
+"""MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvg/MaxPool1d/2d/3d and GlobalAvgPool against torch.nn:
+outputs and input gradients over strides, paddings, dilation, ceil_mode, count_include_pad, divisor_override,
+batched and unbatched inputs."""
 
 import chex
 import jax
@@ -113,3 +115,128 @@ def test_bad_input_is_a_shape_error_naming_the_layer_and_shapes():
             layer.apply({}, {}, jnp.ones((1, 4, 4), jnp.int32))
     with pytest.raises(ShapeError, match=r"GlobalAvgPool\(\): expected a non-empty spatial size H, W >= 1, got shape \(2, 3, 0, 4\)"):
         L.GlobalAvgPool().apply({}, {}, jnp.ones((2, 3, 0, 4)))
+
+
+# --- the N-d family (issue 13) -------------------------------------------------------------------------------
+
+def pool_parity(layer, module, shape, negative=False):
+    """Output and input gradient of a parameter-free ``layer`` equal torch's ``module``; returns the largest difference."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=shape).astype(np.float32)
+    if negative:  # all below zero: zero padding instead of -inf would show up in a max
+        x = -np.abs(x) - 1
+    xt = t(x)
+    yt = module(xt)
+    y, vjp = jax.vjp(jax.jit(lambda x: layer.apply({}, {}, x)[0]), jnp.asarray(x))
+    assert y.shape == tuple(yt.shape), (y.shape, tuple(yt.shape))
+    np.testing.assert_allclose(y, n(yt), atol=1e-6, rtol=1e-6)
+    g = rng.normal(size=y.shape).astype(np.float32)
+    (yt * torch.from_numpy(g)).sum().backward()
+    (gx,) = vjp(jnp.asarray(g))
+    np.testing.assert_allclose(gx, n(xt.grad), atol=1e-6, rtol=1e-6)
+    return max(float(np.abs(np.asarray(y) - n(yt)).max()), float(np.abs(np.asarray(gx) - n(xt.grad)).max()))
+
+
+# (name, dims, positional args in torch's order, keywords, input shape)
+MAX_ND = [
+    ("1d", 1, (3, 2, 1), {}, (2, 3, 8)),
+    ("1d-unbatched-dilated-ceil", 1, (2, 2, 1, 2), dict(ceil_mode=True), (2, 8)),
+    ("1d-ceil-last-window-in-right-padding-dropped", 1, (2, 3, 1), dict(ceil_mode=True), (1, 2, 4)),
+    ("1d-ceil-window-larger-than-input", 1, (3, 3), dict(ceil_mode=True), (1, 2, 2)),
+    ("2d-ceil", 2, (3, 2), dict(ceil_mode=True), (2, 2, 6, 7)),
+    ("2d-ceil-padded-dilated-rect", 2, ((2, 3), (2, 1), (1, 1), (2, 1)), dict(ceil_mode=True), (1, 2, 6, 5)),
+    ("3d", 3, (2,), {}, (2, 2, 4, 4, 5)),
+    ("3d-unbatched-padded-ceil", 3, ((3, 2, 2), (2, 1, 2), (1, 0, 1)), dict(ceil_mode=True), (2, 5, 3, 4)),
+    ("3d-dilated", 3, (2, 1, 0, (1, 2, 1)), {}, (1, 1, 3, 5, 3)),
+]
+AVG_ND = [
+    ("1d", 1, (3, 2, 1), {}, (2, 3, 8)),
+    ("1d-unbatched-exclude-pad-ceil", 1, (3, 2, 1, True, False), {}, (2, 8)),
+    ("1d-ceil-include-pad", 1, (2, 3, 1, True, True), {}, (1, 2, 6)),
+    ("2d-ceil-include-pad-hangs-over", 2, (3, 2, 1, True), {}, (2, 2, 6, 5)),
+    ("2d-divisor-override", 2, ((2, 3), (1, 2), (1, 1), False, True, 3), {}, (1, 2, 5, 6)),
+    ("2d-ceil-exclude-pad-rect", 2, ((3, 2), 2, (1, 0), True, False), {}, (2, 3, 7, 4)),
+    ("3d", 3, (2,), {}, (2, 2, 4, 4, 4)),
+    ("3d-unbatched-ceil-divisor", 3, ((2, 3, 2), 2, (1, 1, 0), True, False, 5), {}, (2, 3, 5, 4)),
+    ("3d-ceil-include-pad", 3, (3, (2, 3, 2), 1, True, True), {}, (1, 1, 5, 4, 6)),
+]
+TORCH_POOL = {("max", d): getattr(torch.nn, f"MaxPool{d}d") for d in (1, 2, 3)} | {("avg", d): getattr(torch.nn, f"AvgPool{d}d") for d in (1, 2, 3)}
+
+
+@pytest.mark.parametrize("name,dims,args,kwargs,shape", MAX_ND, ids=[c[0] for c in MAX_ND])
+def test_max_pool_nd_matches_torch(name, dims, args, kwargs, shape):
+    pool_parity(getattr(L, f"MaxPool{dims}d")(*args, **kwargs), TORCH_POOL["max", dims](*args, **kwargs), shape, negative=True)
+
+
+@pytest.mark.parametrize("name,dims,args,kwargs,shape", AVG_ND, ids=[c[0] for c in AVG_ND])
+def test_avg_pool_nd_matches_torch(name, dims, args, kwargs, shape):
+    pool_parity(getattr(L, f"AvgPool{dims}d")(*args, **kwargs), TORCH_POOL["avg", dims](*args, **kwargs), shape)
+
+
+def test_ceil_mode_drops_a_last_window_that_would_start_in_the_right_padding():
+    """torch's rule: with ceil_mode the last window must start inside the input or the left padding."""
+    pool = L.MaxPool1d(2, 3, 1, ceil_mode=True)
+    assert pool.output_size((1, 4)) == (2,) and pool.output_size((1, 5)) == (2,) and pool.output_size((1, 6)) == (3,)
+    for size in (4, 5, 6):
+        assert torch.nn.MaxPool1d(2, 3, 1, ceil_mode=True)(torch.zeros(1, size)).shape[-1] == pool.output_size((1, size))[0]
+    assert L.AvgPool2d(2, ceil_mode=True).apply({}, {}, jnp.ones((1, 5, 5)))[0].shape == (1, 3, 3)
+
+
+# (name, dims, output_size, input shape)
+ADAPTIVE = [
+    ("1d-overlapping", 1, 3, (2, 3, 7)),
+    ("1d-unbatched-upsampling", 1, 5, (2, 3)),
+    ("2d-none-entry", 2, (None, 3), (2, 2, 5, 7)),
+    ("2d-unbatched-rect", 2, (2, 4), (3, 5, 6)),
+    ("2d-to-one", 2, 1, (2, 3, 4, 5)),
+    ("3d", 3, (2, None, 3), (1, 2, 5, 3, 4)),
+    ("3d-unbatched", 3, 2, (2, 3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("reduction", ["Avg", "Max"])
+@pytest.mark.parametrize("name,dims,output_size,shape", ADAPTIVE, ids=[c[0] for c in ADAPTIVE])
+def test_adaptive_pool_matches_torch(reduction, name, dims, output_size, shape):
+    module = getattr(torch.nn, f"Adaptive{reduction}Pool{dims}d")(output_size)
+    pool_parity(getattr(L, f"Adaptive{reduction}Pool{dims}d")(output_size), module, shape, negative=reduction == "Max")
+
+
+def test_nd_pool_configs_normalise_and_keep_torchs_positional_order():
+    assert L.MaxPool1d(3) == L.MaxPool1d((3,), (3,), 0, 1, False, False) and repr(L.MaxPool1d(3)) == "MaxPool1d(kernel_size=(3,), stride=(3,))"
+    a = L.AvgPool3d(2, 1, 0, True, False, 2)
+    assert (a.kernel_size, a.stride, a.ceil_mode, a.count_include_pad, a.divisor_override) == ((2, 2, 2), (1, 1, 1), True, False, 2)
+    assert L.AdaptiveAvgPool2d(3).output_size == (3, 3) and L.AdaptiveMaxPool3d((None, 2, 1)).output_size == (None, 2, 1)
+    assert L.AdaptiveAvgPool2d(3) == L.AdaptiveAvgPool2d((3, 3)) and not L.AdaptiveMaxPool1d(2).has_params
+    assert nn.pure.adaptive_avg_pool2d(1).layer == L.AdaptiveAvgPool2d((1, 1)) and nn.pure.max_pool3d(2).params == {}
+    assert nn.run(0, nn.AvgPool1d(2)).layer == L.AvgPool1d(2)
+
+
+def test_bad_nd_pool_configuration_is_a_value_error_naming_the_layer():
+    cases = [
+        (lambda: L.MaxPool2d(2, return_indices=True), r"MaxPool2d: return_indices=True is not supported"),
+        (lambda: L.AdaptiveMaxPool2d(2, True), r"AdaptiveMaxPool2d: return_indices=True is not supported"),
+        (lambda: L.MaxPool1d(3, padding=2), r"MaxPool1d: padding must be at most half of the kernel size"),
+        (lambda: L.AvgPool3d((2, 2)), r"AvgPool3d: kernel_size must be an int or a triple of ints >= 1, got \(2, 2\)"),
+        (lambda: L.AvgPool2d(2, divisor_override=0), r"AvgPool2d: divisor_override must be a non-zero int or None, got 0"),
+        (lambda: L.MaxPool2d(2, ceil_mode=1), r"MaxPool2d: ceil_mode must be a bool, got 1"),
+        (lambda: L.AdaptiveAvgPool2d((2, 0)), r"AdaptiveAvgPool2d: output_size must be an int >= 1, None or a tuple of 2"),
+        (lambda: L.AdaptiveAvgPool1d((2, 2)), r"AdaptiveAvgPool1d: output_size must be"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+def test_bad_nd_pool_input_is_a_shape_error_naming_the_layer():
+    with pytest.raises(ShapeError, match=r"MaxPool3d\(.*\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\], got shape \(4, 4\)"):
+        L.MaxPool3d(2).apply({}, {}, jnp.ones((4, 4)))
+    with pytest.raises(ShapeError, match=r"AvgPool1d\(.*\): expected an input whose padded size \(L\) is at least the pooling window size \(3,\)"):
+        L.AvgPool1d(3).apply({}, {}, jnp.ones((2, 2)))
+    with pytest.raises(ShapeError, match=r"MaxPool1d\(.*ceil_mode=True\): expected an input giving at least one pooling window"):
+        L.MaxPool1d(4, 2, ceil_mode=True).apply({}, {}, jnp.ones((2, 1)))
+    with pytest.raises(RuntimeError, match="output size"):  # torch refuses the same input
+        torch.nn.MaxPool1d(4, 2, ceil_mode=True)(torch.ones(2, 1))
+    with pytest.raises(ShapeError, match=r"AdaptiveAvgPool2d\(.*\): expected a non-empty spatial size \(H, W\) >= 1, got shape \(1, 0, 3\)"):
+        L.AdaptiveAvgPool2d(2).apply({}, {}, jnp.ones((1, 0, 3)))
+    with pytest.raises(TypeError, match=r"AdaptiveMaxPool1d\(.*\): expected a floating-point input, got int32"):
+        L.AdaptiveMaxPool1d(2).apply({}, {}, jnp.ones((1, 3), jnp.int32))

@@ -1,4 +1,5 @@
-"""Embedding against torch.nn.Embedding: ids by gather, one-hot and soft distributions by matmul."""
+"""Embedding and EmbeddingBag against torch.nn: ids by gather, one-hot and soft distributions by matmul,
+padding_idx, max_norm, scale_grad_by_freq, bags by offsets."""
 
 import chex
 import jax
@@ -103,3 +104,135 @@ def test_bad_input_and_config():
         L.Embedding(3, 2.5)
     with pytest.raises(ValueError, match=r"Embedding: param_dtype must be a floating dtype"):
         L.Embedding(3, 2, param_dtype=jnp.int32)
+
+
+# --- padding_idx, max_norm, scale_grad_by_freq; EmbeddingBag (issue 13) -------------------------
+
+def _compare(module, model, ids, **forward):
+    """Outputs and weight gradients of a torch embedding module and a tlean Model on the same ids."""
+    cot = np.random.default_rng(3).normal(size=(*module(torch.from_numpy(ids), **forward).shape,)).astype(np.float32)
+    module.zero_grad()
+    yt = module(torch.from_numpy(ids), **forward)
+    (yt * torch.from_numpy(cot)).sum().backward()
+    tlean_forward = {k: (np.asarray(v.detach()) if isinstance(v, torch.Tensor) else v) for k, v in forward.items()}
+    y, g = jax.jit(lambda m: (m(ids, **tlean_forward), jax.grad(lambda m: (m(ids, **tlean_forward) * cot).sum())(m)))(model)
+    np.testing.assert_allclose(y, n(yt), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(g.params["weight"], n(module.weight.grad), atol=1e-5, rtol=1e-5)
+    return y
+
+
+EMBEDDING_CASES = [
+    ((10, 4), {"padding_idx": 0}),
+    ((10, 4, -1), {}),
+    ((10, 4, 3, 1.5), {}),
+    ((10, 4), {"max_norm": 1.0, "norm_type": 1.0}),
+    ((10, 4), {"scale_grad_by_freq": True}),
+    ((10, 4, 2, 2.0, 3.0, True), {}),
+]
+
+
+@pytest.mark.parametrize("args,kwargs", EMBEDDING_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_embedding_options_match_torch(args, kwargs):
+    torch.manual_seed(0)
+    module = torch.nn.Embedding(*args, **kwargs)
+    with torch.no_grad():
+        module.weight.mul_(2)  # rows of norm ~4: max_norm bites
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx] = 0.5  # a loaded non-zero padding row is returned as stored
+    model = load(nn.pure.embedding(*args, **kwargs, key=jax.random.key(0)), module)  # before torch renormalises in place
+    stored = np.asarray(model.params["weight"]).copy()
+    ids = np.array([[1, 2, 9, 0, 2], [3, 3, 7, 5, 1]])
+    _compare(module, model, ids)
+    np.testing.assert_array_equal(model.params["weight"], stored)  # functional: the table is never modified
+
+
+def test_padding_row_is_zero_at_init_and_gets_no_gradient():
+    layer = L.Embedding(6, 3, padding_idx=-2)
+    assert layer.padding_idx == 4  # torch's rule for a negative index
+    params, state = layer.init(jax.random.key(0))
+    np.testing.assert_array_equal(params["weight"][4], 0)
+    assert (np.asarray(params["weight"])[[0, 1, 2, 3, 5]] != 0).all()
+    ids = jnp.array([4, 4, 1])
+    g = jax.grad(lambda p: layer.apply(p, state, ids)[0].sum())(params)["weight"]
+    np.testing.assert_array_equal(g[4], 0)
+    g = jax.grad(lambda p: layer.apply(p, state, jax.nn.one_hot(ids, 6))[0].sum())(params)["weight"]  # distributions too
+    np.testing.assert_array_equal(g[4], 0)
+    np.testing.assert_array_equal(g[1], 1)
+
+
+def test_max_norm_rows_are_renormalised_in_the_output():
+    layer = L.Embedding(4, 3, max_norm=1.0)
+    params = {"weight": jnp.array([[3.0, 4.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])}
+    y = np.asarray(layer.apply(params, {}, jnp.array([0, 1, 2]))[0])
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), [1.0, 0.1, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(y[0], [0.6, 0.8, 0.0], rtol=1e-6)
+
+
+BAG_CASES = [
+    ({"mode": "sum"}, (np.array([[1, 2, 4], [4, 3, 2]]),), {}),
+    ({"mode": "mean"}, (np.array([[1, 2, 4], [4, 3, 2]]),), {}),
+    ({"mode": "max"}, (np.array([[1, 2, 4], [4, 3, 2]]),), {}),
+    ({"mode": "sum"}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 3, 3, 5])}),
+    ({"mode": "mean"}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 3, 3, 5])}),
+    ({"mode": "max"}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 2, 6])}),
+    ({"mode": "mean", "include_last_offset": True}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 3, 5, 8])}),
+    ({"mode": "sum"}, (np.array([1, 2, 4, 5, 4, 3]),),
+     {"offsets": np.array([0, 2]), "per_sample_weights": np.linspace(-1, 2, 6, dtype=np.float32)}),
+    ({"mode": "mean", "padding_idx": 2}, (np.array([[1, 2, 4], [2, 2, 2], [4, 3, 2]]),), {}),
+    ({"mode": "max", "padding_idx": 4, "max_norm": 1.0}, (np.array([1, 2, 4, 5, 4, 3]),), {"offsets": np.array([0, 2])}),
+]
+
+
+@pytest.mark.parametrize("kwargs,inputs,forward", BAG_CASES, ids=[f"{k}-{f.keys()}".replace(" ", "") for k, _, f in BAG_CASES])
+def test_embedding_bag_matches_torch(kwargs, inputs, forward):
+    torch.manual_seed(0)
+    module = torch.nn.EmbeddingBag(10, 3, **kwargs)
+    model = load(nn.pure.embedding_bag(10, 3, **kwargs, key=jax.random.key(0)), module)
+    torch_forward = {k: torch.from_numpy(v) for k, v in forward.items()}
+    if "per_sample_weights" in torch_forward:
+        torch_forward["per_sample_weights"].requires_grad_(False)
+    y = _compare(module, model, *inputs, **torch_forward)
+    if "offsets" in forward:  # Model(x, *others) takes torch's forward order
+        np.testing.assert_array_equal(jax.jit(lambda m, *a: m(*a))(model, *inputs, *forward.values()), y)
+
+
+def test_embedding_bag_per_sample_weights_gradient_and_empty_bags():
+    torch.manual_seed(1)
+    module = torch.nn.EmbeddingBag(6, 2, mode="sum")
+    model = load(nn.pure.embedding_bag(6, 2, mode="sum", key=jax.random.key(0)), module)
+    ids, offsets = np.array([1, 2, 3, 5]), np.array([0, 0, 3])
+    w = np.array([0.5, -1.0, 2.0, 1.5], np.float32)
+    wt = t(w)
+    yt = module(torch.from_numpy(ids), torch.from_numpy(offsets), per_sample_weights=wt)
+    yt.sum().backward()
+    g = jax.jit(jax.grad(lambda w: model(ids, offsets=offsets, per_sample_weights=w).sum()))(w)
+    np.testing.assert_allclose(g, n(wt.grad), rtol=1e-6)
+    np.testing.assert_array_equal(model(ids, offsets=offsets, per_sample_weights=w)[0], 0)  # an empty bag is zeros
+
+
+def test_embedding_options_and_bag_inputs_are_checked():
+    with pytest.raises(ValueError, match=r"Embedding: sparse=True is not supported: JAX gradients are dense arrays"):
+        L.Embedding(3, 2, sparse=True)
+    with pytest.raises(ValueError, match=r"Embedding: padding_idx must be an int in \[-3, 3\), got 3"):
+        L.Embedding(3, 2, padding_idx=3)
+    with pytest.raises(ValueError, match=r"Embedding: max_norm must be a number > 0 or None, got -1"):
+        L.Embedding(3, 2, max_norm=-1)
+    with pytest.raises(ValueError, match=r"EmbeddingBag: mode must be 'sum', 'mean' or 'max', got 'min'"):
+        L.EmbeddingBag(3, 2, mode="min")
+    with pytest.raises(TypeError, match=r"Embedding\(.*scale_grad_by_freq=True\): scale_grad_by_freq needs integer ids"):
+        L.Embedding(3, 2, scale_grad_by_freq=True).apply({"weight": jnp.ones((3, 2))}, {}, jnp.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"EmbeddingBag: scale_grad_by_freq=True is not supported"):
+        L.EmbeddingBag(3, 2, scale_grad_by_freq=True)
+    bag = L.EmbeddingBag(5, 2)
+    params, state = bag.init(jax.random.key(0))
+    with pytest.raises(ShapeError, match=r"EmbeddingBag\(num_embeddings=5, embedding_dim=2\): expected offsets \[B\] \(integers\) with a 1-D input, got offsets None"):
+        bag.apply(params, state, jnp.array([1, 2]))
+    with pytest.raises(ShapeError, match=r"expected offsets=None with a 2-D input \[B, L\] \(each row a bag\), got offsets of shape \(2,\)"):
+        bag.apply(params, state, jnp.ones((2, 2), jnp.int32), offsets=jnp.array([0, 1]))
+    with pytest.raises(ShapeError, match=r"expected input \[B, L\] or \[n\] with offsets, got shape \(1, 2, 2\)"):
+        bag.apply(params, state, jnp.ones((1, 2, 2), jnp.int32))
+    with pytest.raises(ValueError, match=r"per_sample_weights needs mode='sum', got mode='mean'"):
+        bag.apply(params, state, jnp.ones((2, 2), jnp.int32), per_sample_weights=jnp.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"EmbeddingBag\(.*\): expected integer ids, got float32"):
+        bag.apply(params, state, jnp.ones((2, 2)))
+    assert L.EmbeddingBag.inputs == ("offsets", "per_sample_weights")

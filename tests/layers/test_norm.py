@@ -1,4 +1,7 @@
-"""LayerNorm, RMSNorm, BatchNorm2d and InstanceNorm2d against torch.nn (PyTorch is the oracle)."""
+"""LayerNorm, RMSNorm, BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, GroupNorm and LocalResponseNorm against torch.nn
+(PyTorch is the oracle)."""
+
+import copy
 
 import chex
 import flax.linen
@@ -249,3 +252,156 @@ def test_bad_input_is_a_shape_error_naming_the_layer_and_shapes():
         inorm.apply(inorm.init(None)[0], {}, jnp.ones((2, 3, 1, 1)))
     with pytest.raises(TypeError, match=r"BatchNorm2d\(num_features=3\): expected a floating-point input, got int32"):
         bn.apply(params, state, jnp.ones((2, 3, 2, 2), jnp.int32))
+
+
+# --- BatchNorm1d/3d, InstanceNorm1d/3d with running statistics, GroupNorm, LocalResponseNorm (issue 13) ---
+
+def _jit(f):
+    return jax.jit(f)
+
+
+BATCH_NORM_CASES = [
+    ("BatchNorm1d", (3,), {}, (4, 3)),
+    ("BatchNorm1d", (3, 1e-3, 0.3), {}, (4, 3, 5)),
+    ("BatchNorm1d", (3,), {"affine": False}, (2, 3, 4)),
+    ("BatchNorm1d", (3, 1e-5, None), {"bias": False}, (5, 3)),
+    ("BatchNorm2d", (3,), {"bias": False}, (2, 3, 3, 4)),
+    ("BatchNorm3d", (2,), {}, (2, 2, 3, 2, 3)),
+    ("BatchNorm3d", (2, 1e-5, 0.5, True, False), {}, (2, 2, 2, 2, 3)),
+]
+
+
+@pytest.mark.parametrize("name,args,kwargs,shape", BATCH_NORM_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_batch_norm_nd_matches_torch_over_train_steps_then_eval(name, args, kwargs, shape):
+    tm = randomise(getattr(torch.nn, name)(*args, **kwargs))
+    model = from_torch(getattr(L, name)(*args, **kwargs), tm)
+    assert set(model.params) == {k for k, _ in tm.named_parameters()}
+    check_grads(copy.deepcopy(tm).train(), model, normal(shape, scale=2, shift=1), True, _jit)  # a copy: torch's forward moves its buffers
+    step = jax.jit(lambda m, x: m.forward(x, train=True))
+    for i in range(2):
+        x = normal(shape, seed=i + 1, scale=1 + i, shift=i)
+        tm.train()
+        yt = tm(torch.from_numpy(x))
+        y, model = step(model, x)
+        np.testing.assert_allclose(y, n(yt), atol=1e-5, rtol=1e-5)
+        for k, buffer in tm.named_buffers():
+            np.testing.assert_allclose(model.state[k], n(buffer), atol=1e-6, rtol=1e-5, err_msg=f"step {i}: {k}")
+    check_grads(tm.eval(), model, normal(shape, seed=9), False, _jit)
+
+
+INSTANCE_NORM_CASES = [
+    ("InstanceNorm1d", (3,), {"affine": True}, (2, 3, 5)),
+    ("InstanceNorm1d", (3,), {"affine": False}, (3, 6)),
+    ("InstanceNorm1d", (3, 1e-3, 0.3, True, True), {}, (2, 3, 5)),
+    ("InstanceNorm2d", (3, 1e-5, 0.1, True, True), {"bias": False}, (3, 4, 5)),
+    ("InstanceNorm3d", (2,), {"affine": True}, (2, 2, 3, 2, 3)),
+    ("InstanceNorm3d", (2, 1e-5, 0.2, False, True), {}, (2, 3, 2, 3)),
+]
+
+
+@pytest.mark.parametrize("name,args,kwargs,shape", INSTANCE_NORM_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_instance_norm_nd_matches_torch_with_and_without_running_stats(name, args, kwargs, shape):
+    tm = randomise(getattr(torch.nn, name)(*args, **kwargs))
+    model = from_torch(getattr(nn.pure, name.replace("InstanceNorm", "instance_norm"))(*args, **kwargs, key=jax.random.key(0)).layer, tm)
+    assert set(model.params) == {k for k, _ in tm.named_parameters()} and set(model.state) == {k for k, _ in tm.named_buffers()}
+    check_grads(copy.deepcopy(tm).train(), model, normal(shape, scale=3, shift=2), True, _jit)
+    step = jax.jit(lambda m, x: m.forward(x, train=True))
+    for i in range(2):
+        x = normal(shape, seed=i + 1, scale=1 + i, shift=i)
+        yt = tm.train()(torch.from_numpy(x))
+        y, model = step(model, x)
+        np.testing.assert_allclose(y, n(yt), atol=1e-5, rtol=1e-5)
+        for k, buffer in tm.named_buffers():
+            np.testing.assert_allclose(model.state[k], n(buffer), atol=1e-6, rtol=1e-5, err_msg=f"step {i}: {k}")
+    check_grads(tm.eval(), model, normal(shape, seed=9, scale=2), False, _jit)
+
+
+def test_instance_norm_momentum_none_leaves_running_stats_as_torch_does():
+    tm = torch.nn.InstanceNorm1d(3, momentum=None, affine=True, track_running_stats=True)
+    model = from_torch(L.InstanceNorm1d(3, momentum=None, track_running_stats=True), tm)
+    x = normal((2, 3, 4), shift=3)
+    tm(torch.from_numpy(x))
+    _, model = model.forward(x, train=True)
+    for k, buffer in tm.named_buffers():
+        np.testing.assert_array_equal(model.state[k], n(buffer))
+
+
+def test_nn_instance_norm_requires_affine_because_the_defaults_differ():
+    for name in ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d"):
+        with pytest.raises(TypeError, match=rf"nn.{name}: pass affine= explicitly: torch.nn.{name}'s default is affine=False, "
+                                            rf"tlean.layers.{name}'s is affine=True"):
+            getattr(nn, name)(4)
+        pure = name.replace("InstanceNorm", "instance_norm")
+        with pytest.raises(TypeError, match=rf"nn.pure.{pure}: pass affine= explicitly"):
+            getattr(nn.pure, pure)(4, key=jax.random.key(0))
+        assert nn.run(0, getattr(nn, name)(4, 1e-5, 0.1, False)).params == {}  # positionally counts
+        assert set(nn.run(0, getattr(nn, name)(4, affine=True)).params) == {"weight", "bias"}
+        assert getattr(L, name)(4).affine  # tlean.layers keeps tlean's default
+
+
+GROUP_NORM_CASES = [
+    ((2, 4), {}, (3, 4)),
+    ((2, 4), {"eps": 1e-3}, (2, 4, 5)),
+    ((1, 3), {}, (2, 3, 2, 3)),
+    ((3, 3), {"affine": False}, (2, 3, 4)),
+    ((2, 6, 1e-5, True), {"bias": False}, (2, 6, 2, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("args,kwargs,shape", GROUP_NORM_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_group_norm_matches_torch(args, kwargs, shape):
+    tm = randomise(torch.nn.GroupNorm(*args, **kwargs))
+    model = from_torch(L.GroupNorm(*args, **kwargs), tm)
+    check_grads(tm, model, normal(shape, scale=3, shift=1), False, _jit)
+    np.testing.assert_array_equal(model(normal(shape)), model(normal(shape), train=True))
+
+
+@pytest.mark.parametrize("args,shape", [((1,), (2, 3, 4)), ((2,), (2, 5, 4)), ((3, 1e-2, 0.5, 2.0), (2, 6, 3, 3)),
+                                        ((5, 0.1), (1, 4, 2, 2, 2)), ((4,), (2, 3, 5))])
+def test_local_response_norm_matches_torch(args, shape):
+    tm = torch.nn.LocalResponseNorm(*args)
+    model = nn.pure.local_response_norm(*args)
+    check_grads(tm, model, normal(shape, scale=3), False, _jit)
+
+
+def test_new_norm_errors_name_the_layer_expected_and_got():
+    with pytest.raises(ValueError, match=r"GroupNorm: num_channels must be divisible by num_groups, got num_channels=5, num_groups=2"):
+        L.GroupNorm(2, 5)
+    norm = L.GroupNorm(2, 4)
+    with pytest.raises(ShapeError, match=r"GroupNorm\(num_groups=2, num_channels=4\): expected input \[N, 4, \*\] \(2 groups\), got shape \(2, 6, 3\)"):
+        norm.apply(*norm.init(None), jnp.ones((2, 6, 3)))
+    with pytest.raises(ShapeError, match=r"got shape \(4,\)"):
+        norm.apply(*norm.init(None), jnp.ones(4))
+    bn = L.BatchNorm1d(3)
+    with pytest.raises(ShapeError, match=r"BatchNorm1d\(num_features=3\): expected input \[N, 3\] or \[N, 3, L\], got shape \(3,\)"):
+        bn.apply(*bn.init(None), jnp.ones(3))
+    with pytest.raises(ShapeError, match=r"BatchNorm1d\(num_features=3\): expected more than one value per channel in training \(N > 1\)"):
+        bn.apply(*bn.init(None), jnp.ones((1, 3)), train=True)
+    bn3 = L.BatchNorm3d(2)
+    with pytest.raises(ShapeError, match=r"BatchNorm3d\(num_features=2\): expected input \[N, 2, D, H, W\], got shape \(2, 2, 3, 3\)"):
+        bn3.apply(*bn3.init(None), jnp.ones((2, 2, 3, 3)))
+    inorm = L.InstanceNorm1d(3)
+    with pytest.raises(ShapeError, match=r"InstanceNorm1d\(num_features=3\): expected input \[N, 3, L\] or unbatched \[3, L\], got shape \(2, 4, 5\)"):
+        inorm.apply(*inorm.init(None), jnp.ones((2, 4, 5)))
+    with pytest.raises(ShapeError, match=r"InstanceNorm1d\(num_features=3\): expected more than one spatial element \(L > 1\), got shape \(2, 3, 1\)"):
+        inorm.apply(*inorm.init(None), jnp.ones((2, 3, 1)))
+    tracked = L.InstanceNorm1d(3, track_running_stats=True)
+    assert tracked.apply(*tracked.init(None), jnp.ones((2, 3, 1)))[0].shape == (2, 3, 1)  # eval with running stats: fine, as torch
+    lrn = L.LocalResponseNorm(2)
+    with pytest.raises(ShapeError, match=r"LocalResponseNorm\(size=2\): expected input \[N, C, \*\] of rank >= 3, got shape \(2, 3\)"):
+        lrn.apply({}, {}, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"LocalResponseNorm: size must be a positive int, got 0"):
+        L.LocalResponseNorm(0)
+    with pytest.raises(ValueError, match=r"InstanceNorm3d: momentum must be in \[0, 1\]"):
+        L.InstanceNorm3d(2, momentum=2.0)
+    with pytest.raises(ValueError, match=r"GroupNorm: affine must be a bool"):
+        L.GroupNorm(1, 2, affine=1)
+
+
+def test_tlean_only_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        L.LayerNorm(4, 1e-5, True, True, None)  # torch's 5th argument is device: never taken as tlean's dtype
+    with pytest.raises(TypeError):
+        L.BatchNorm2d(3, 1e-5, 0.1, True, True, None)
+    assert L.BatchNorm2d(3, axis_name="d", dtype=jnp.float32, param_dtype=jnp.float32).axis_name == "d"  # BasicBlock's call
+    assert L.LayerNorm(4, 1e-6, bias=False, dtype=jnp.bfloat16, param_dtype=jnp.float32).eps == 1e-6  # the Transformer's call

@@ -1,4 +1,4 @@
-"""Reshaping and reducing layers, and ``Lambda`` for glue: all parameter-free."""
+"""Reshaping (Flatten, Unflatten) and reducing layers, and ``Lambda`` for glue: all parameter-free."""
 
 from __future__ import annotations
 
@@ -43,6 +43,47 @@ class Flatten(Layer):
         shape = jnp.shape(x) or (1,)
         merged = math.prod(shape[start:end + 1])  # explicit, so an empty batch stays well defined
         return x.reshape(shape[:start] + (merged,) + shape[end + 1:]), state
+
+
+@dataclass(frozen=True)
+class Unflatten(Layer):
+    """Split axis ``dim`` into ``unflattened_size``, as ``torch.Tensor.unflatten``.
+
+    PyTorch analogue: ``torch.nn.Unflatten(dim, unflattened_size)``; one entry of
+    ``unflattened_size`` may be -1 (inferred). The sizes must multiply to the axis' length
+    (a :class:`~tlean.ShapeError` otherwise).
+
+    >>> import jax.numpy as jnp
+    >>> from tlean.layers import Unflatten
+    >>> Unflatten(1, (2, -1)).apply({}, {}, jnp.zeros((4, 6)))[0].shape
+    (4, 2, 3)
+    """
+
+    dim: int
+    unflattened_size: tuple[int, ...]
+
+    def __post_init__(self):
+        _util.integers("Unflatten", dim=self.dim)
+        size = self.unflattened_size
+        if not isinstance(size, (tuple, list)) or not size:
+            raise ValueError(f"Unflatten: unflattened_size must be a non-empty tuple or list of ints, got {size!r}")
+        size = tuple(size)
+        if not all(_util.is_int(d) and (d >= 0 or d == -1) for d in size) or size.count(-1) > 1:
+            raise ValueError(f"Unflatten: unflattened_size must hold sizes >= 0 and at most one -1, got {size!r}")
+        _util.set_field(self, "unflattened_size", tuple(int(d) for d in size))
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        x = jnp.asarray(x)
+        axis = _axis(self, self.dim, x.ndim)
+        n, size = x.shape[axis], self.unflattened_size
+        known = math.prod(d for d in size if d != -1)
+        if -1 in size:
+            if known == 0 or n % known:
+                raise ShapeError(self, f"axis {axis} of a length divisible by {known}", x.shape)
+            size = tuple(n // known if d == -1 else d for d in size)
+        elif known != n:
+            raise ShapeError(self, f"axis {axis} of length {known} (the product of {size})", x.shape)
+        return x.reshape(x.shape[:axis] + size + x.shape[axis + 1:]), state
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,15 @@ def data_file(path: Path) -> Path:
     return max(files, key=lambda p: p.stat().st_size)
 
 
+def edit_meta(path: Path, change) -> None:
+    """Change tlean.json as a newer tlean or another JAX would have written it (its checksum recomputed)."""
+    meta_file = path / "tlean.json"
+    meta = json.loads(meta_file.read_text())
+    change(meta)
+    meta["checksum"] = checkpoint._meta_checksum(meta)
+    meta_file.write_text(json.dumps(meta))
+
+
 def test_model_round_trip_is_bit_exact_and_written_exactly_at_path(tmp_path):
     model = make_model()
     path = tmp_path / "model"
@@ -101,6 +110,58 @@ def test_any_pytree_round_trips(tmp_path):
     np.testing.assert_array_equal(flat["int8"], tree["int8"])
 
 
+def test_numpy_64_bit_leaves_round_trip_exactly(tmp_path):
+    """float64/int64 NumPy leaves (which JAX without x64 cannot hold) come back as NumPy arrays of their
+    dtype, with like or without. (Before: saved fine, then every restore failed "checksums do not match".)"""
+    tree = {"f64": np.linspace(0, 1, 7), "i64": np.arange(3, dtype=np.int64) * 2**40, "u64": np.uint64(2**63 + 1),
+            "scalar": np.float64(1 / 3), "empty": np.zeros((0, 2), np.int64)}
+    checkpoint.save(tmp_path / "t", tree)
+    restored = checkpoint.restore(tmp_path / "t", like=tree)
+    assert type(restored["u64"]) is np.uint64 and type(restored["scalar"]) is np.float64
+    assert_bit_equal(restored, tree)
+    flat = checkpoint.restore(tmp_path / "t")  # like=None: what JAX cannot hold stays NumPy
+    assert flat["f64"].dtype == np.float64 and flat["i64"].dtype == np.int64
+    assert flat["i64"].tolist() == tree["i64"].tolist() and flat["f64"].tobytes() == tree["f64"].tobytes()
+    with pytest.raises(TypeError, match=r"checkpoint.save: names: cannot checkpoint an array of dtype <U1"):
+        checkpoint.save(tmp_path / "s", {"names": np.array(["a", "b"])})
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+
+
+def test_metadata_that_json_would_change_is_refused(tmp_path):
+    with pytest.raises(TypeError, match=r"metadata has the key 1; JSON would read it back as the string"):
+        checkpoint.save(tmp_path / "m", {}, metadata={1: "one"})
+    with pytest.raises(TypeError, match=r"metadata\['shape'\] is a tuple; JSON would read it back as a list"):
+        checkpoint.save(tmp_path / "m", {}, metadata={"shape": (2, 3)})
+    assert not (tmp_path / "m").exists()
+    checkpoint.save(tmp_path / "m", {}, metadata={"loss": [float("nan"), 1.5], "ok": None})
+    got = checkpoint.read_metadata(tmp_path / "m")
+    assert np.isnan(got["loss"][0]) and got["loss"][1] == 1.5 and got["ok"] is None
+
+
+def test_delete_is_atomic_and_debris_is_cleaned(tmp_path, monkeypatch):
+    """A deletion cut short leaves a hidden .<name>.tlean-deleting-* directory, never a half-deleted
+    checkpoint under its own name; clean_debris removes it (and a save's leftover temporary)."""
+    checkpoint.save(tmp_path / "m", make_model())
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", lambda *a, **k: None)  # "crash" before the files go
+    checkpoint.delete(tmp_path / "m")
+    monkeypatch.undo()
+    assert not (tmp_path / "m").exists()
+    (tmp_path / ".n.tlean-tmp-0").mkdir()
+    removed = checkpoint.clean_debris(tmp_path)
+    assert sorted(p.name[:18] for p in removed) == [".m.tlean-deleting-", ".n.tlean-tmp-0"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_a_donated_state_is_a_clear_error(tmp_path):
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(make_model(), optimizer)
+    train.make_train_step(train.classification_loss, optimizer)(state, (jnp.ones((4, 4)), jnp.zeros((4,), jnp.int32)))
+    with pytest.raises(RuntimeError, match=r"checkpoint.save: model.params.0.bias has been deleted \(donated to a "
+                                           r"jitted step\?\): save the state the step returned"):
+        checkpoint.save(tmp_path / "s", state)
+    assert not (tmp_path / "s").exists()
+
+
 def test_empty_tree_and_metadata(tmp_path):
     checkpoint.save(tmp_path / "empty", {}, metadata={"note": "nothing", "steps": [1, 2]})
     assert checkpoint.restore(tmp_path / "empty", like={}) == {}
@@ -147,10 +208,7 @@ def test_layer_config_is_checked_even_when_shapes_agree(tmp_path):
 def test_jax_version_is_checked(tmp_path):
     model = make_model()
     checkpoint.save(tmp_path / "m", model)
-    meta_file = tmp_path / "m" / "tlean.json"
-    meta = json.loads(meta_file.read_text())
-    meta["jax_version"] = "0.0.1"
-    meta_file.write_text(json.dumps(meta))
+    edit_meta(tmp_path / "m", lambda meta: meta.update(jax_version="0.0.1"))
     with pytest.warns(UserWarning, match=f"written with JAX 0.0.1, this is JAX {jax.__version__}"):
         assert_bit_equal(checkpoint.restore(tmp_path / "m", like=model), model)
     with pytest.raises(CheckpointError, match="written with JAX 0.0.1"):
@@ -206,10 +264,8 @@ def test_checksum_catches_a_flip_that_decodes(tmp_path):
     """Corruption that the storage layer cannot see (a changed value) is still refused."""
     model = make_model()
     checkpoint.save(tmp_path / "m", model)
-    meta_file = tmp_path / "m" / "tlean.json"
-    meta = json.loads(meta_file.read_text())
-    meta["leaves"][1]["checksum"] = "0" * 32  # as if the stored bytes of this leaf had changed
-    meta_file.write_text(json.dumps(meta))
+    # as if the stored bytes of this leaf had changed (and tlean.json's own checksum had not noticed)
+    edit_meta(tmp_path / "m", lambda meta: meta["leaves"][1].update(checksum="0" * 32))
     with pytest.raises(CheckpointError, match=r"corrupted: the checksums of \['params.0.weight'\] do not match"):
         checkpoint.restore(tmp_path / "m", like=model)
 

@@ -4,6 +4,7 @@ threads state and dropout keys; evaluate, Minibatches, fit (history, eval, check
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 
 import jax
@@ -125,6 +126,43 @@ def test_train_step_donates_the_state():
     weight = new_state.model.params[0]["weight"]
     kept(new_state, data(8))
     assert not weight.is_deleted()
+
+
+def test_the_users_model_and_state_stay_usable_after_create_step_and_fit():
+    """The train step donates the state it trains, but never arrays the caller holds: create copies the model
+    (and key), fit copies the state. (Before: "Array has been deleted" on the user's model and state.)"""
+    model, key = make_model(), jax.random.key(5)
+    x, y = data(8)
+    before = np.asarray(model(x))
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(model, optimizer, key=key)
+    step = train.make_train_step(classification_loss, optimizer)
+    state, _ = step(state, (x, y))
+    np.testing.assert_array_equal(model(x), before)  # the user's model, untouched
+    assert jax.random.key_data(key).shape == (2,)
+    fresh = train.TrainState.create(model, optimizer, key=1)
+    trained, _ = train.fit(fresh, classification_loss, optimizer, lambda i: (x, y), steps=2, progress=False)
+    assert int(trained.step) == 2 and int(fresh.step) == 0
+    np.testing.assert_array_equal(fresh.model(x), before)  # the state given to fit, still usable
+    again, _ = step(fresh, (x, y))  # and trainable
+    assert int(again.step) == 1
+
+
+def test_an_opt_state_from_another_optimizer_or_model_is_named():
+    model = make_model()
+    batch = data(8)
+    sgd_state = train.TrainState.create(model, optax.sgd(0.1))
+    with pytest.raises(TypeError, match=r"opt_state does not come from this optimizer and model: optimizer.init\("
+                                        r"model.params\) gives \(ScaleByAdamState, EmptyState\) with 9 arrays, the "
+                                        r"state holds \(EmptyState, EmptyState\) with 0 arrays"):
+        train.make_train_step(classification_loss, optax.adam(1e-2), donate=False)(sgd_state, batch)
+    other = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 3))),
+                                    optax.adam(1e-2))
+    mixed = train.TrainState.create(model, optax.adam(1e-2)).replace(opt_state=other.opt_state)
+    with pytest.raises(ValueError, match=r"opt_state does not match the model's params \(was it made for another "
+                                         r"model\?\): opt_state\[0\]\.mu\[0\]\['bias'\]: expected float32\[16\], "
+                                         r"got float32\[9\]"):
+        train.make_train_step(classification_loss, optax.adam(1e-2), donate=False)(mixed, batch)
 
 
 def test_state_is_threaded_and_only_params_are_differentiated():
@@ -303,6 +341,46 @@ def test_fit_resumes_bit_identically(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _tiny_fit(directory, steps, **kwargs):
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optimizer, key=1)
+    return train.fit(state, classification_loss, optimizer, train.Minibatches(data(8), 4), steps=steps,
+                     checkpoint_dir=directory, progress=False, **kwargs)[0]
+
+
+def test_fit_without_resume_refuses_a_directory_that_holds_a_run(tmp_path):
+    """(Before: resume=False, keep_checkpoints=1 saved its step_2 and then deleted it as "the oldest".)"""
+    _tiny_fit(tmp_path, 6)
+    with pytest.raises(FileExistsError, match=r"holds checkpoints of an earlier run \(the newest is step_00000006\); "
+                                              r"with resume=False fit does not mix two runs"):
+        _tiny_fit(tmp_path, 2, resume=False, keep_checkpoints=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000006"]
+
+
+def test_fit_rotates_only_its_own_runs_checkpoints(tmp_path):
+    _tiny_fit(tmp_path, 4, checkpoint_every=2, keep_checkpoints=5)  # run A: step 2 and 4
+    checkpoint.save(tmp_path / "step_00000003", {"x": jnp.ones(2)}, metadata={"run": "someone else"})
+    _tiny_fit(tmp_path, 8, checkpoint_every=2, keep_checkpoints=2)  # resumes run A from step 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000003", "step_00000006", "step_00000008"]
+    runs = {checkpoint.read_metadata(tmp_path / n).get("run") for n in ("step_00000006", "step_00000008")}
+    assert len(runs) == 1 and None not in runs  # one run id, carried over by the resume
+
+
+def test_a_half_deleted_checkpoint_is_skipped_and_cleaned(tmp_path):
+    """A step_N left without tlean.json by a crash mid-deletion (an older tlean deleted in place) is not the
+    latest checkpoint and is removed by the next fit. (Before: every later save refused "not a tlean checkpoint".)"""
+    _tiny_fit(tmp_path, 2, checkpoint_every=1)
+    (tmp_path / "step_00000001" / "tlean.json").unlink()
+    shutil.copytree(tmp_path / "step_00000001", tmp_path / "step_00000009")
+    assert train.latest_checkpoint(tmp_path).name == "step_00000002"
+    (tmp_path / "step_00000007").mkdir()
+    (tmp_path / "step_00000007" / "notes.txt").write_text("mine")
+    with pytest.warns(UserWarning, match=r"step_00000007 is not a tlean checkpoint .* left as it is"):
+        state = _tiny_fit(tmp_path, 4, checkpoint_every=1)
+    assert int(state.step) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000003", "step_00000004", "step_00000007"]
+
+
 def test_fit_argument_errors():
     optimizer = optax.sgd(0.1)
     state = train.TrainState.create(make_model(), optimizer)
@@ -317,6 +395,13 @@ def test_fit_argument_errors():
         train.fit(state, train.classification_loss, optimizer, batches, steps=1, keep_checkpoints=0)
     with pytest.raises(TypeError, match="function of the step"):
         train.fit(state, train.classification_loss, optimizer, [data(4)], steps=1)
+    # what failed with AttributeError ("'Model' object has no attribute 'step'") or range()'s message
+    with pytest.raises(TypeError, match=r"fit takes a TrainState \(TrainState.create\(model, optimizer\)\), got Model"):
+        train.fit(state.model, train.classification_loss, optimizer, batches, steps=1)
+    with pytest.raises(TypeError, match=r"the train step takes a TrainState .*, got Model"):
+        train.make_train_step(train.classification_loss, optimizer)(state.model, data(4))
+    with pytest.raises(ValueError, match=r"eval_batches: batch_size must be a positive int, got 0"):
+        train.eval_batches(data(4), 0)
 
 
 def test_seq_of_layers_trains_through_the_pure_tier():

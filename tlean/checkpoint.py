@@ -2,8 +2,12 @@
 
 ``save(path, tree)`` writes a directory exactly at ``path``: orbax's array files
 plus ``tlean.json``, which records every leaf (its PyTorch-style name, shape, dtype
-and a checksum), the ``repr`` of every Model's layer, the JAX version and any
-metadata the caller adds. ``restore(path, like=tree)`` reads it back into the
+and a checksum), the configuration of every Model's layer (in a canonical form
+that names functions by their qualified name, never by a memory address, so a
+fresh process reads the same), the JAX version and any metadata the caller adds.
+``tlean.json`` carries a checksum of its own content, so a changed byte anywhere
+in a checkpoint, metadata included, is a :class:`CheckpointError`, never a
+silently different value. ``restore(path, like=tree)`` reads it back into the
 structure of ``like`` (concrete arrays, or abstract ``jax.ShapeDtypeStruct`` with
 shardings, e.g. from ``jax.eval_shape``) after checking structure, shapes, dtypes
 and layer configs; everything that differs is listed in one error.
@@ -15,7 +19,9 @@ that ``restore`` finds) and never a half-written one. A truncated or corrupted
 checkpoint raises :class:`CheckpointError`; nothing is returned half-loaded.
 
 PRNG key arrays (such as ``TrainState.key``) are saved as their key data and
-re-wrapped with the saved implementation.
+re-wrapped with the saved implementation. NumPy leaves come back as NumPy arrays of
+the same dtype, 64-bit ones included (JAX without ``jax_enable_x64`` cannot hold
+them); arrays of strings or objects are refused by ``save``.
 
 >>> import tempfile, jax, jax.numpy as jnp
 >>> from tlean import nn, checkpoint
@@ -29,28 +35,32 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tlean._core import Layer, layer_repr
 from tlean._model import Model
 
-__all__ = ["CheckpointError", "delete", "read_metadata", "restore", "save"]
+__all__ = ["CheckpointError", "clean_debris", "delete", "read_metadata", "restore", "save"]
 
-FORMAT = 1
+FORMAT = 2  # 2: tlean.json carries its own checksum and canonical layer configs; 1 is still read
 _META = "tlean.json"
 _TMP = ".tlean-tmp-"
 _OLD = ".tlean-old-"
+_DELETING = ".tlean-deleting-"
 
 
 class CheckpointError(ValueError):
@@ -84,6 +94,8 @@ def _leaf_kind(leaf: Any) -> str:
         except TypeError:  # an abstract key (ShapeDtypeStruct): no public accessor for its implementation
             impl = jax.random.key_impl(jax.random.key(0, impl=leaf.dtype._impl))
         return f"key:{impl}"
+    if isinstance(leaf, np.generic):  # np.float64 is a float subclass: keep it a NumPy scalar
+        return "array"
     if isinstance(leaf, bool):
         return "python:bool"
     if isinstance(leaf, int):
@@ -100,13 +112,51 @@ def _describe(leaf: Any) -> dict:
         return {"kind": kind, "shape": [], "dtype": kind[len("python:"):]}
     if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
         raise TypeError(f"cannot checkpoint a leaf of type {type(leaf).__name__}: leaves must be arrays or Python scalars")
+    if kind == "array" and not _numeric(leaf.dtype):
+        raise TypeError(f"cannot checkpoint an array of dtype {leaf.dtype}: only numbers and booleans are stored")
     return {"kind": kind, "shape": list(leaf.shape), "dtype": str(leaf.dtype)}
 
 
-def _layers(tree: Any) -> dict[str, str]:
-    """``{path of each Model in tree: repr of its layer}``."""
+def _numeric(dtype: Any) -> bool:
+    try:
+        return dtype == np.bool_ or bool(jnp.issubdtype(dtype, np.number))
+    except TypeError:
+        return False
+
+
+def _layers(tree: Any, render: Callable[[Any], str] | None = None) -> dict[str, str]:
+    """``{path of each Model in tree: its layer's configuration}`` (canonical, or as ``render`` writes it)."""
     found = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, Model))[0]
-    return {_name(p): repr(m.layer) for p, m in found if isinstance(m, Model)}
+    return {_name(p): (render or _config)(m.layer) for p, m in found if isinstance(m, Model)}
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _config(value: Any) -> str:
+    """A layer configuration as text that is the same in every process: the layer's ``repr``
+    (the fields that differ from their defaults), with functions written as
+    ``module.qualname``, ``functools.partial`` as its function and arguments, and no
+    memory address anywhere."""
+    if isinstance(value, Layer):
+        return layer_repr(value, _config)
+    if isinstance(value, functools.partial):
+        parts = [_config(value.func)] + [_config(a) for a in value.args]
+        parts += [f"{k}={_config(v)}" for k, v in sorted(value.keywords.items())]
+        return f"partial({', '.join(parts)})"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_config(v) for v in value)
+        return f"({inner}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_config(k)}: {_config(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, np.dtype):
+        return value.name
+    if not isinstance(value, Layer) and (isinstance(value, type) or callable(value)):
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        if isinstance(name, str):
+            module = getattr(value, "__module__", None)
+            return f"{module}.{name}" if isinstance(module, str) else name
+    return _ADDRESS.sub("", repr(value))
 
 
 def _checksum(array: np.ndarray) -> str:
@@ -117,7 +167,7 @@ def _checksum(array: np.ndarray) -> str:
 def _storable(leaf: Any) -> Any:
     if _is_key(leaf):
         return jax.random.key_data(leaf)
-    if isinstance(leaf, (bool, int, float)):
+    if isinstance(leaf, (bool, int, float)) and not isinstance(leaf, np.generic):
         return None  # stored in tlean.json
     return leaf
 
@@ -132,18 +182,93 @@ def _host(array: Any) -> np.ndarray | None:
 # -- the directory --------------------------------------------------------------------
 
 
+def _meta_checksum(meta: dict) -> str:
+    """The checksum of ``tlean.json``'s content (everything but the checksum itself), in a canonical JSON form."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_KINDS = ("array", "python:bool", "python:int", "python:float")
+_PYTHON_TYPES = {"python:bool": (bool,), "python:int": (int,), "python:float": (float, int)}
+
+
+def _schema_error(meta: dict) -> str | None:
+    """What is wrong with the structure of ``tlean.json``'s content, or ``None``."""
+    if not isinstance(meta, dict):
+        return "it is not a JSON object"
+    if not isinstance(meta.get("format"), int) or isinstance(meta.get("format"), bool):
+        return "it has no integer 'format'"
+    if meta["format"] > FORMAT:
+        return None  # a newer format: refused by the caller with its own message
+    if not isinstance(meta.get("leaves"), list):
+        return "it has no list of 'leaves'"
+    for field, kind in (("layers", dict), ("metadata", dict)):
+        if not isinstance(meta.get(field, {}), kind):
+            return f"its {field!r} is not a {kind.__name__}"
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.get("layers", {}).items()):
+        return "its 'layers' are not text"
+    if not isinstance(meta.get("jax_version", ""), str):
+        return "its 'jax_version' is not text"
+    for i, entry in enumerate(meta["leaves"]):
+        where = f"leaf {i}"
+        if not isinstance(entry, dict):
+            return f"{where} is not a JSON object"
+        for field in ("name", "kind", "shape", "dtype"):
+            if field not in entry:
+                return f"{where} has no {field!r} field (fields: {sorted(entry)})"
+        name, kind, shape = entry["name"], entry["kind"], entry["shape"]
+        if not isinstance(name, str):
+            return f"{where}'s name is not text"
+        where = f"leaf {name!r}"
+        if not isinstance(kind, str) or not (kind in _KINDS or kind.startswith("key:")):
+            return f"{where} has an unknown kind {kind!r}"
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                 for d in shape)):
+            return f"{where} has a shape that is not a list of sizes: {shape!r}"
+        if not (entry.get("checksum") is None or isinstance(entry.get("checksum"), str)):
+            return f"{where}'s checksum is not text"
+        if kind.startswith("python:"):
+            value = entry.get("value", None)
+            if "value" not in entry or isinstance(value, bool) != (kind == "python:bool") \
+                    or not isinstance(value, _PYTHON_TYPES[kind]):
+                return f"{where} of kind {kind} has no value of that type (got {value!r})"
+            continue
+        if kind.startswith("key:"):
+            try:
+                if str(_key_dtype(kind)) != entry["dtype"]:
+                    return f"{where} has dtype {entry['dtype']!r}, not that of its kind {kind!r}"
+            except Exception:
+                return f"{where} names an unknown PRNG implementation {kind[len('key:'):]!r}"
+            continue
+        try:
+            dtype = np.dtype(jnp.dtype(entry["dtype"]))
+        except Exception:
+            return f"{where} has an unknown dtype {entry['dtype']!r}"
+        if kind == "array" and not _numeric(dtype):
+            return f"{where} has a non-numeric dtype {dtype}"
+    return None
+
+
 def _read_meta(path: Path) -> dict:
     file = path / _META
     if not file.is_file():
         raise CheckpointError(f"{path} is not a tlean checkpoint: it has no {_META}")
     try:
         meta = json.loads(file.read_text())
-        if not (isinstance(meta, dict) and isinstance(meta.get("leaves"), list) and isinstance(meta.get("format"), int)):
-            raise ValueError("it lacks the format or the list of leaves")
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CheckpointError(f"the checkpoint at {path} is corrupted or truncated: cannot read {_META} ({err})") from None
+    problem = _schema_error(meta)
+    if problem is not None:
+        raise CheckpointError(f"the checkpoint at {path} is corrupted: {file} is not valid: {problem}")
     if meta["format"] > FORMAT:
         raise CheckpointError(f"the checkpoint at {path} has format {meta['format']}; this tlean reads up to {FORMAT}")
+    if meta["format"] >= 2:
+        if not isinstance(meta.get("checksum"), str):
+            raise CheckpointError(f"the checkpoint at {path} is corrupted: {file} has no checksum of its own")
+        if meta["checksum"] != _meta_checksum(meta):
+            raise CheckpointError(f"the checkpoint at {path} is corrupted: the checksum of {file} does not match its "
+                                  "content (a changed name, value, shape, dtype, layer config or metadata)")
     return meta
 
 
@@ -220,16 +345,25 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
         if array is None:
             entry["value"] = leaf
         else:
+            if isinstance(array, jax.Array) and array.is_deleted():
+                raise RuntimeError(f"checkpoint.save: {entry['name']} has been deleted (donated to a jitted step?): "
+                                   "save the state the step returned, not the one it was given")
             host = _host(array)
             entry["checksum"] = None if host is None else _checksum(host)
+    metadata = metadata if metadata is not None else {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"checkpoint.save: metadata must be a dict, got {type(metadata).__name__}")
+    json.dumps(metadata)  # fails before anything is written if metadata is not JSON
+    _check_json_exact(metadata, "metadata")
     meta = {
         "format": FORMAT,
         "jax_version": jax.__version__,
         "layers": _layers(tree),
         "leaves": entries,
-        "metadata": metadata if metadata is not None else {},
+        "metadata": metadata,
     }
-    text = json.dumps(meta, indent=1)  # fails before anything is written if metadata is not JSON
+    meta["checksum"] = _meta_checksum(meta)
+    text = json.dumps(meta, indent=1)
 
     if path.exists():
         if not overwrite:
@@ -237,8 +371,9 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
         if not (path.is_dir() and (path / _META).is_file()):
             raise FileExistsError(f"checkpoint.save: {path} exists and is not a tlean checkpoint; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}{_TMP}*"):  # left by an earlier interrupted save
-        shutil.rmtree(stale, ignore_errors=True)
+    for pattern in (_TMP, _DELETING):  # left by an earlier interrupted save or deletion
+        for stale in path.parent.glob(f".{path.name}{pattern}*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     tmp = path.parent / f".{path.name}{_TMP}{uuid.uuid4().hex}"
     old = None
@@ -267,17 +402,65 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _check_json_exact(value: Any, where: str) -> None:
+    """Refuse what JSON would silently change (tuples into lists, int keys into strings)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"checkpoint.save: {where} has the key {k!r}; JSON would read it back as the string "
+                                f"{json.dumps(k) if not isinstance(k, str) else k!r}: use string keys")
+            _check_json_exact(v, f"{where}[{k!r}]")
+    elif isinstance(value, tuple):
+        raise TypeError(f"checkpoint.save: {where} is a tuple; JSON would read it back as a list: pass a list")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_json_exact(v, f"{where}[{i}]")
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The ``metadata`` dict given to :func:`save` (empty if none)."""
     return _read_meta(_resolve(_path(path)))["metadata"]
 
 
 def delete(path: str | os.PathLike) -> None:
-    """Delete the checkpoint at ``path``; refuses anything that is not a tlean checkpoint."""
+    """Delete the checkpoint at ``path``; refuses anything that is not a tlean checkpoint.
+
+    The directory is first renamed to a hidden ``.<name>.tlean-deleting-*`` sibling and
+    then removed, so a crash mid-deletion never leaves a half-deleted checkpoint under
+    its own name (:func:`clean_debris` removes what is left).
+    """
     path = _path(path)
     if not (path / _META).is_file():
         raise CheckpointError(f"{path} is not a tlean checkpoint: refusing to delete it")
-    shutil.rmtree(path)
+    doomed = path.parent / f".{path.name}{_DELETING}{uuid.uuid4().hex}"
+    _rename(path, doomed)  # atomic: a crash from here on leaves hidden debris, never a half-deleted checkpoint
+    _fsync_dir(path.parent)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def clean_debris(directory: str | os.PathLike) -> list[Path]:
+    """Remove what interrupted saves and deletions left in ``directory``; return what was removed.
+
+    Hidden ``.<name>.tlean-tmp-*`` (a save that never finished) and
+    ``.<name>.tlean-deleting-*`` (a deletion that never finished) are removed; an
+    ``.<name>.tlean-old-*`` is removed only when ``<name>`` holds a complete
+    checkpoint again (otherwise it is the one :func:`restore` falls back to).
+    """
+    directory = _path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for p in directory.iterdir():
+        name = p.name
+        if not (name.startswith(".") and p.is_dir()):
+            continue
+        debris = _TMP in name or _DELETING in name
+        if not debris and _OLD in name:
+            debris = (directory / name[1:name.index(_OLD)] / _META).is_file()
+        if debris:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def _differences(meta: dict, names: list[str], like_leaves: list, like: Any, check_config: bool) -> list[str]:
@@ -303,7 +486,8 @@ def _differences(meta: dict, names: list[str], like_leaves: list, like: Any, che
     if not missing and not unexpected and [e["name"] for e in meta["leaves"]] != names:
         diffs.append("the leaves are in a different order than in `like`")
     if check_config:
-        layers, saved_layers = _layers(like), meta.get("layers", {})
+        layers = _layers(like, None if meta["format"] >= 2 else repr)  # format 1 recorded repr
+        saved_layers = meta.get("layers", {})
         for where in sorted(set(layers) | set(saved_layers)):
             a, b = layers.get(where), saved_layers.get(where)
             if a != b:
@@ -316,9 +500,22 @@ def _key_dtype(kind: str) -> Any:
     return jax.eval_shape(lambda: jax.random.key(0, impl=kind[len("key:"):])).dtype
 
 
-def _target(entry: dict, leaf: Any) -> jax.ShapeDtypeStruct:
-    """The abstract array orbax restores a leaf into, with ``like``'s sharding when it has one."""
-    sharding = None if leaf is None or isinstance(leaf, np.ndarray) else getattr(leaf, "sharding", None)
+def _on_host(entry: dict, leaf: Any) -> bool:
+    """Whether a leaf comes back as a NumPy array: ``like`` has one there, or (``like=None``) JAX
+    cannot hold its dtype (64-bit without ``jax_enable_x64``)."""
+    if isinstance(leaf, (np.ndarray, np.generic)):
+        return True
+    if entry["kind"] != "array":
+        return False
+    dtype = np.dtype(jnp.dtype(entry["dtype"]))
+    return leaf is None and jax.dtypes.canonicalize_dtype(dtype) != dtype
+
+
+def _target(entry: dict, leaf: Any) -> Any:
+    """What orbax restores a leaf into: a NumPy array, or an abstract array with ``like``'s sharding."""
+    if _on_host(entry, leaf):
+        return np.empty(tuple(entry["shape"]), np.dtype(jnp.dtype(entry["dtype"])))
+    sharding = None if leaf is None else getattr(leaf, "sharding", None)
     if sharding is None:
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     if entry["kind"].startswith("key:"):
@@ -334,6 +531,8 @@ def _finish(entry: dict, array: Any, like_leaf: Any) -> Any:
         return jax.random.wrap_key_data(array, impl=kind[len("key:"):])
     if kind.startswith("python:"):
         return {"python:bool": bool, "python:int": int, "python:float": float}[kind](array)
+    if isinstance(like_leaf, np.generic):
+        return like_leaf.dtype.type(np.asarray(array)[()])
     if isinstance(like_leaf, np.ndarray):
         return np.asarray(array)
     return array
@@ -419,11 +618,15 @@ def _read_arrays(path: Path, entries: list[dict], like_leaves: list) -> list:
             arrays.append(entry["value"])
             continue
         if i not in loaded:  # a zero-size array
-            arrays.append(jax.device_put(jnp.zeros(targets[i].shape, targets[i].dtype), targets[i].sharding))
+            target = targets[i]
+            arrays.append(target if isinstance(target, np.ndarray)
+                          else jax.device_put(jnp.zeros(target.shape, target.dtype), target.sharding))
             continue
         array = loaded[i]
         host = _host(array)
-        if entry.get("checksum") and host is not None and _checksum(host) != entry["checksum"]:
+        if host is not None and (host.dtype != targets[i].dtype or host.shape != targets[i].shape):
+            bad.append(entry["name"])  # orbax cast it: the bytes cannot be the saved ones
+        elif entry.get("checksum") and host is not None and _checksum(host) != entry["checksum"]:
             bad.append(entry["name"])
         arrays.append(array)
     if bad:

@@ -31,7 +31,10 @@ import dataclasses
 import functools
 import os
 import re
+import shutil
 import time
+import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -40,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tlean._model import Model
+from tlean._model import Model, combine
 from tlean.seed import as_key
 
 __all__ = [
@@ -70,8 +73,14 @@ class TrainState:
       key: the PRNG key the train step splits a fresh dropout key from at every step.
 
     It is a pytree (key paths ``model.params.0.weight``, ``opt_state...``, ``step``,
-    ``key``), so it passes through ``jax.jit`` (the train step donates it) and
-    :mod:`tlean.checkpoint` saves and restores it whole.
+    ``key``), so it passes through ``jax.jit`` and :mod:`tlean.checkpoint` saves and
+    restores it whole.
+
+    Donation: the train step of :func:`make_train_step` donates the state it is given
+    (its buffers are reused for the new state, so a state passed to ``step`` must not
+    be used again). :meth:`create` copies the model's arrays, so the model you passed
+    in stays usable after any number of steps; :func:`fit` copies the state it is
+    given, so that state stays usable too.
     """
 
     model: Model
@@ -83,20 +92,86 @@ class TrainState:
     def create(cls, model: Model, optimizer: optax.GradientTransformation, *, key: Any = 0) -> "TrainState":
         """A fresh state at step 0.
 
+        The state holds copies of ``model``'s arrays (and of ``key``), so the train
+        step, which donates the state's buffers, never deletes arrays the caller still
+        holds: ``model`` stays usable. (The copy costs one model's memory until the
+        caller drops ``model``.)
+
         Args:
           model: the model to train.
-          optimizer: the optax transformation; its state is ``optimizer.init(model.params)``
-            (only the params are optimised, never the model's state).
+          optimizer: the optax transformation; its state is ``optimizer.init`` of the
+            trainable params (never the model's state, nor the params its ``frozen``
+            filter names: they have no optimiser state).
           key: seed of the dropout keys (an int or a JAX key). Use a key of its own, not
             the one the model was initialised from.
         """
         if not isinstance(model, Model):
             raise TypeError(f"TrainState.create takes a tlean Model, got {type(model).__name__}")
-        return cls(model, optimizer.init(model.params), jnp.zeros((), jnp.int32), as_key(key))
+        model = _copy(model)
+        opt_state = _copy_aliases(optimizer.init(model.partition()[0]), jax.tree.leaves(model))
+        return cls(model, opt_state, jnp.zeros((), jnp.int32), _copy(as_key(key)))
 
     def replace(self, **fields: Any) -> "TrainState":
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **fields)
+
+
+def _copy(tree: Any) -> Any:
+    """``tree`` with every JAX array copied (each occurrence its own buffer), so donating it
+    deletes nothing the caller holds; NumPy arrays and Python values are left as they are
+    (jit copies them to the device anyway)."""
+    return jax.tree.map(lambda x: jnp.copy(x) if isinstance(x, jax.Array) else x, tree)
+
+
+def _copy_aliases(tree: Any, taken: list) -> Any:
+    """``tree`` with a copy of every JAX array that is also in ``taken`` or earlier in ``tree``: a
+    donated pytree must not hold one buffer twice (an optimiser state may hold the params themselves)."""
+    seen = {id(x) for x in taken}
+
+    def own(x):
+        if isinstance(x, jax.Array) and id(x) in seen:
+            return jnp.copy(x)
+        seen.add(id(x))
+        return x
+
+    return jax.tree.map(own, tree)
+
+
+def _optimizer_structure(tree: Any) -> str:
+    """The optimiser-state types in ``tree``, e.g. ``(ScaleByAdamState, EmptyState)``."""
+    if hasattr(tree, "_fields"):  # optax states are NamedTuples
+        return type(tree).__name__
+    if isinstance(tree, (tuple, list)):
+        return "(" + ", ".join(_optimizer_structure(t) for t in tree) + ("," if len(tree) == 1 else "") + ")"
+    if isinstance(tree, dict):
+        return "{" + ", ".join(f"{k!r}: {_optimizer_structure(v)}" for k, v in tree.items()) + "}"
+    return type(tree).__name__
+
+
+def _check_state(state: Any, where: str) -> None:
+    if not isinstance(state, TrainState):
+        raise TypeError(f"{where} takes a TrainState (TrainState.create(model, optimizer)), got {type(state).__name__}")
+
+
+def _check_opt_state(optimizer: optax.GradientTransformation, params: Any, opt_state: Any) -> None:
+    """Raise, naming ``opt_state``, unless it has the structure, shapes and dtypes of ``optimizer.init(params)``."""
+    want = jax.eval_shape(optimizer.init, params)
+    if jax.tree.structure(want) != jax.tree.structure(opt_state):
+        raise TypeError(
+            f"opt_state does not come from this optimizer and model: optimizer.init(model.params) gives "
+            f"{_optimizer_structure(want)} with {len(jax.tree.leaves(want))} arrays, the state holds "
+            f"{_optimizer_structure(opt_state)} with {len(jax.tree.leaves(opt_state))} arrays. Build the state "
+            "with TrainState.create(model, optimizer) using the optimizer given here"
+        )
+    wrong = []
+    for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0], jax.tree.leaves(opt_state)):
+        if (tuple(w.shape), jnp.dtype(w.dtype)) != (tuple(jnp.shape(g)), jnp.result_type(g)):
+            wrong.append(f"opt_state{jax.tree_util.keystr(path)}: expected {jnp.dtype(w.dtype).name}{list(w.shape)}, "
+                         f"got {jnp.result_type(g).name}{list(jnp.shape(g))}")
+    if wrong:
+        more = f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""
+        raise ValueError("opt_state does not match the model's params (was it made for another model?): "
+                         + "; ".join(wrong[:5]) + more)
 
 
 def classification_loss(model: Model, batch: tuple, *, key: jax.Array | None, train: bool):
@@ -153,14 +228,18 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
     The step splits ``state.key`` into the next state's key and this step's dropout
     key, calls ``loss_fn(model, batch, key=dropout_key, train=True)``, differentiates
-    the loss with respect to ``model.params`` only (the model's state, which may hold
+    the loss with respect to ``model.params`` only (its trainable partition: the leaves
+    its ``frozen`` filter names pass through unchanged; the model's state, which may hold
     integers such as ``num_batches_tracked``, is carried through as ``loss_fn``
     returned it), applies the optax update and increments ``state.step``.
 
     The state's buffers are donated (``donate=True``): the input state must not be
-    used after the call. The returned state has exactly the structure, shapes and
-    dtypes of the input, so the step compiles once and never again for batches of
-    the same shape (a test counts traces). ``loss_fn`` must not change the model's
+    used after the call (the model given to :meth:`TrainState.create` is a separate
+    copy and stays usable). ``state.opt_state`` must come from ``optimizer`` and this
+    model: anything else is an error naming ``opt_state`` at trace time. The
+    returned state has exactly the structure, shapes and dtypes of the input, so the
+    step compiles once and never again for batches of the same shape (a test counts
+    traces). ``loss_fn`` must not change the model's
     layer or the structure of its state: that is a ``TypeError`` at trace time.
 
     Args:
@@ -174,16 +253,20 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     """
 
     def step(state: TrainState, batch: Any):
+        _check_state(state, "the train step")
         next_key, dropout_key = jax.random.split(state.key)
         model = state.model
+        trainable, frozen = model.partition()  # only the trainable partition is differentiated and optimised
+        _check_opt_state(optimizer, trainable, state.opt_state)
 
-        def objective(params):
+        def objective(trainable):
+            params = combine(trainable, frozen)
             loss, new_model, metrics = _call_loss(loss_fn, model.replace(params=params), batch, dropout_key, True)
             return loss, (new_model.state, metrics)
 
-        (loss, (new_model_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(model.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, model.params)
-        params = optax.apply_updates(model.params, updates)
+        (loss, (new_model_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
+        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+        params = combine(optax.apply_updates(trainable, updates), frozen)
         metrics = {"loss": loss, **metrics}
         new_state = TrainState(model.replace(params=params, state=new_model_state), opt_state, state.step + 1, next_key)
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
@@ -286,7 +369,12 @@ def eval_batches(arrays: Any, batch_size: int) -> list:
     >>> [x.shape for x, _ in eval_batches((np.zeros((5, 2)), np.zeros(5)), 2)]
     [(2, 2), (2, 2), (1, 2)]
     """
-    n = len(jax.tree.leaves(arrays)[0])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"eval_batches: batch_size must be a positive int, got {batch_size!r}")
+    leaves = jax.tree.leaves(arrays)
+    if not leaves:
+        raise ValueError("eval_batches: arrays holds no array")
+    n = len(leaves[0])
     return [jax.tree.map(lambda a: np.asarray(a)[i:i + batch_size], arrays) for i in range(0, n, batch_size)]
 
 
@@ -321,17 +409,95 @@ class History:
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+_ORBAX_FILES = {"_CHECKPOINT_METADATA", "_METADATA", "_sharding", "array_metadatas", "commit_success.txt", "d",
+                "descriptor", "manifest.ocdbt"}
+
+
+def _steps(directory: Path) -> list[tuple[int, Path]]:
+    """Every ``step_<n>`` directory, complete or not, by step."""
     if not directory.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
     return sorted(found)
 
 
+def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """The complete ``step_<n>`` checkpoints (with their ``tlean.json``), by step."""
+    return [(n, p) for n, p in _steps(directory) if (p / "tlean.json").is_file()]
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The newest ``step_<n>`` checkpoint :func:`fit` wrote in ``directory``, or ``None``."""
+    """The newest complete ``step_<n>`` checkpoint :func:`fit` wrote in ``directory``, or ``None``.
+
+    A ``step_<n>`` directory without ``tlean.json`` (what a crash in the middle of
+    deleting one left) is not a checkpoint and is skipped.
+    """
     found = _checkpoints(Path(directory))
     return found[-1][1] if found else None
+
+
+def _clean_debris(directory: Path) -> None:
+    """Remove what interrupted saves and deletions left in ``directory``: tlean's hidden temporary
+    directories, and ``step_<n>`` directories without ``tlean.json`` that hold nothing but orbax's
+    files. Anything else stays (with a warning if it is a ``step_<n>`` directory)."""
+    from tlean import checkpoint
+
+    checkpoint.clean_debris(directory)
+    for _, path in _steps(directory):
+        if (path / "tlean.json").is_file():
+            continue
+        names = {p.name for p in path.iterdir()}
+        if all(n in _ORBAX_FILES or n.startswith("ocdbt.process_") for n in names):
+            shutil.rmtree(path, ignore_errors=True)  # a checkpoint half deleted by a crash
+        else:
+            warnings.warn(f"fit: {path} is not a tlean checkpoint (no tlean.json) and holds files that are not "
+                          "orbax's: left as it is, and ignored", stacklevel=3)
+
+
+def _run_of(path: Path) -> str | None:
+    """The run id :func:`fit` recorded in a checkpoint (``None``: none, or unreadable)."""
+    from tlean import checkpoint
+
+    try:
+        run = checkpoint.read_metadata(path).get("run")
+    except (checkpoint.CheckpointError, OSError):
+        return None
+    return run if isinstance(run, str) else None
+
+
+def _start_run(state: TrainState, directory: Path | None, resume: bool) -> tuple[TrainState, History, str, list]:
+    """``(state, history, run id, this run's checkpoints)``: resumed from the newest checkpoint in ``directory``
+    (``resume=True``), or a new run on a copy of ``state`` (the caller keeps theirs: the step donates)."""
+    from tlean import checkpoint
+
+    last = None
+    if directory is not None:
+        _clean_debris(directory)
+        last = latest_checkpoint(directory)
+        if last is not None and not resume:
+            raise FileExistsError(
+                f"fit: {directory} holds checkpoints of an earlier run (the newest is {last.name}); with resume=False "
+                "fit does not mix two runs in one directory: pass resume=True to continue that run, or give an "
+                "empty checkpoint_dir (or delete those checkpoints with tlean.checkpoint.delete)"
+            )
+    if last is None:
+        return _copy(state), History(), uuid.uuid4().hex, []
+    state = checkpoint.restore(last, like=state)
+    history = History.from_dict(checkpoint.read_metadata(last).get("history", {}))
+    run = _run_of(last) or uuid.uuid4().hex  # a checkpoint of an older tlean has no run id: its run is new
+    return state, history, run, [p for _, p in _checkpoints(directory) if _run_of(p) == run]
+
+
+def _rotate(ours: list[Path], path: Path, keep: int) -> None:
+    """Record ``path`` (just written) among this run's checkpoints ``ours`` and delete all but the newest
+    ``keep`` of them; ``path`` itself is never deleted, nor anything not in ``ours``."""
+    from tlean import checkpoint
+
+    ours[:] = sorted({*ours, path}, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+    for old in [p for p in ours[:-keep] if p != path]:
+        if old.exists():
+            checkpoint.delete(old)
+        ours.remove(old)
 
 
 def fit(
@@ -358,13 +524,19 @@ def fit(
     and the throughput (examples per second) go into the history and onto the
     tqdm progress bar. Every ``eval_every`` steps and at the end, :func:`evaluate`
     runs on ``eval_data``. Every ``checkpoint_every`` steps and at the end, the state
-    and the history are saved to ``checkpoint_dir/step_<n>`` (the newest
-    ``keep_checkpoints`` are kept).
+    and the history are saved to ``checkpoint_dir/step_<n>``; of this run's
+    checkpoints the newest ``keep_checkpoints`` are kept (the one just written always
+    is). Checkpoints of other runs are never deleted. What a crash left behind in
+    ``checkpoint_dir`` (a save or a deletion cut short) is cleaned up at the start.
 
     With ``resume=True`` and a checkpoint in ``checkpoint_dir``, training continues
-    from the newest one. Because ``train_data`` is a function of the step (see
-    :class:`Minibatches`) and the dropout keys come from the state, the resumed run
-    is bit for bit the run that never stopped. ``steps`` counts all steps, so a run
+    from the newest one, as the same run. With ``resume=False``, ``checkpoint_dir``
+    must hold no checkpoint: fit refuses (``FileExistsError``) rather than mix two
+    runs in one directory. ``state`` is copied before training, so the caller's state
+    stays usable (the train step donates the buffers of the state it trains).
+    Because ``train_data`` is a function of the step (see :class:`Minibatches`) and
+    the dropout keys come from the state, the resumed run is bit for bit the run
+    that never stopped. ``steps`` counts all steps, so a run
     that already reached it returns at once.
 
     Args:
@@ -394,13 +566,11 @@ def fit(
                                   ("checkpoint_every", checkpoint_every, True), ("keep_checkpoints", keep_checkpoints, False)):
         if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"fit: {name} must be a positive int{' or None' if optional else ''}, got {value!r}")
+    _check_state(state, "fit")
     if not callable(train_data):
         raise TypeError("fit: train_data must be a function of the step, e.g. Minibatches(arrays, batch_size)")
-    history = History()
     directory = None if checkpoint_dir is None else Path(checkpoint_dir)
-    if directory is not None and resume and (last := latest_checkpoint(directory)) is not None:
-        state = checkpoint.restore(last, like=state)
-        history = History.from_dict(checkpoint.read_metadata(last).get("history", {}))
+    state, history, run, ours = _start_run(state, directory, resume)
 
     step_fn = make_train_step(loss_fn, optimizer)
     start = int(state.step)
@@ -415,9 +585,9 @@ def fit(
         history.eval.append({"step": step, **evaluate(loss_fn, state.model, batches)})
 
     def save(step: int):
-        checkpoint.save(directory / f"step_{step:08d}", state, metadata={"history": history.to_dict()})
-        for _, old in _checkpoints(directory)[:-keep_checkpoints]:
-            checkpoint.delete(old)
+        path = directory / f"step_{step:08d}"
+        checkpoint.save(path, state, metadata={"history": history.to_dict(), "run": run})
+        _rotate(ours, path, keep_checkpoints)
 
     pending, examples, tick = [], 0, time.perf_counter()
 

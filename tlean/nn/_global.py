@@ -3,10 +3,16 @@
 Inside ``jax.jit`` a global stream would be read once, at trace time, and every later
 call would reuse the same keys; so these functions refuse to run while JAX is tracing.
 Pure code threads keys explicitly (``nn.run``, ``nn.pure``).
+
+The stream is one for the whole process and safe across threads, like PyTorch's default
+generator: a lock makes every draw one atomic step, so threads drawing at the same time
+get distinct keys, together exactly the keys one thread would have drawn (in an order
+that depends on the scheduling).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, TypeVar
 
 import jax
@@ -19,6 +25,7 @@ U = TypeVar("U")
 
 _DEFAULT_SEED = 0
 _stream: SeedStream | None = None
+_lock = threading.RLock()  # reentrant: a builder run by run_global may itself call next_seed
 
 
 def _tracing() -> bool:
@@ -55,14 +62,17 @@ def manual_seed(seed: Any) -> None:
     """
     global _stream
     _refuse_tracing("manual_seed", seed)
-    _stream = SeedStream(seed)
+    stream = SeedStream(seed)
+    with _lock:
+        _stream = stream
 
 
 def next_seed() -> jax.Array:
-    """Draw a fresh key from the global stream (one split). Eager only."""
+    """Draw a fresh key from the global stream (one split). Eager only; thread-safe."""
     global _stream
     _refuse_tracing("next_seed")
-    key, _stream = _global().fresh()
+    with _lock:
+        key, _stream = _global().fresh()
     return key
 
 
@@ -70,12 +80,14 @@ fresh_seed = next_seed
 
 
 def run_global(builder: Builder[T]) -> T:
-    """Run ``builder`` on the global stream, advancing it by the keys it draws. Eager only."""
+    """Run ``builder`` on the global stream, advancing it by the keys it draws. Eager only; thread-safe
+    (the build holds the stream, so the keys it draws are consecutive)."""
     global _stream
     _refuse_tracing("run_global")
     if not isinstance(builder, Builder):
         raise TypeError(f"nn.run_global takes a Builder (e.g. nn.Linear(4, 2)), got {type(builder).__name__}")
-    value, _stream = builder.fn(_global())
+    with _lock:  # the whole build is one draw: no other thread's key lands in the middle
+        value, _stream = builder.fn(_global())
     return value
 
 

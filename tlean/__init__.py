@@ -8,7 +8,8 @@ Three tiers:
 - :mod:`tlean.nn`: the PyTorch-style shim (``nn.Sequential(nn.Linear(...), ...)``).
 
 Beyond the layers, imported on first use: :mod:`tlean.models`, :mod:`tlean.train`,
-:mod:`tlean.checkpoint`, :mod:`tlean.interop`, :mod:`tlean.parallel`, :mod:`tlean.spec`.
+:mod:`tlean.checkpoint`, :mod:`tlean.interop`, :mod:`tlean.parallel`, :mod:`tlean.spec`,
+:mod:`tlean.losses`, :mod:`tlean.verify`.
 """
 
 import importlib as _importlib
@@ -19,9 +20,12 @@ from tlean import seed as seed
 from tlean._core import Layer as Layer
 from tlean._core import Seq as Seq
 from tlean._core import ShapeError as ShapeError
+from tlean._core import child_config as child_config
 from tlean._core import seq as seq
+from tlean._core import sublayer as sublayer
 from tlean._debug import check_finite as check_finite
 from tlean._model import Model as Model
+from tlean._model import combine as combine
 from tlean._model import torch_name as torch_name
 from tlean.seed import Builder as Builder
 from tlean.seed import SeedStream as SeedStream
@@ -29,7 +33,7 @@ from tlean.seed import run as run
 
 __version__ = "0.1.0"
 
-_LAZY = ("checkpoint", "interop", "models", "parallel", "spec", "train")
+_LAZY = ("checkpoint", "interop", "losses", "models", "parallel", "spec", "train", "verify")
 
 
 def __getattr__(name: str):

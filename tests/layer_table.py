@@ -46,7 +46,7 @@ DIFFERS = {
     "Dropout2d": "3-D input is unbatched `[C, H, W]` (torch 2.13 still warns and treats it as `[N, C, L]`)",
     "RReLU": "training draws its slopes from the dropout key",
     "LayerNorm": "statistics in float32",
-    "RMSNorm": "takes `dim` (torch: `normalized_shape`)",
+    "RMSNorm": "statistics in float32",
     "Conv2d": "",
     "BatchNorm1d": "`num_batches_tracked` int32; `axis_name` for per-shard statistics",
     "BatchNorm2d": "`num_batches_tracked` int32; `axis_name` for per-shard statistics",

@@ -76,9 +76,19 @@ class LayerNormParityTest(chex.TestCase):
         ("eps-1e-2-no-affine", 5, {"eps": 1e-2, "elementwise_affine": False}, (2, 5)),
     )
     def test_rms_norm_matches_torch_with_explicit_eps(self, dim, kwargs, input_shape):
-        tm = randomise(torch.nn.RMSNorm(dim, **kwargs))  # torch's default eps=None is the dtype's epsilon
+        tm = randomise(torch.nn.RMSNorm(dim, **kwargs))
         model = from_torch(L.RMSNorm(dim, **kwargs), tm)
         check_grads(tm, model, normal(input_shape, scale=2), False, self.variant)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        ("default-eps-is-the-dtype-epsilon", 6, {}, (2, 3, 6)),
+        ("two-trailing-axes", (3, 4), {"eps": 1e-3}, (2, 3, 4)),
+    )
+    def test_rms_norm_matches_torch_with_torchs_defaults(self, shape, kwargs, input_shape):
+        tm = randomise(torch.nn.RMSNorm(shape, **kwargs))  # torch's eps=None: torch.finfo(x.dtype).eps
+        model = from_torch(L.RMSNorm(shape, **kwargs), tm)
+        check_grads(tm, model, normal(input_shape, scale=1e-3), False, self.variant)
 
 
 class BatchNorm2dParityTest(chex.TestCase):

@@ -84,36 +84,52 @@ class LayerNorm(Layer):
 
 @dataclass(frozen=True)
 class RMSNorm(Layer):
-    """``y = x / sqrt(mean(x**2) + eps) * weight`` over the last axis.
+    """``y = x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` axes.
 
-    PyTorch analogue: ``torch.nn.RMSNorm(dim, eps)`` with ``weight`` initialised to ones.
-    PyTorch's default ``eps=None`` means the input dtype's machine epsilon; here the
-    default is 1e-6 (TorchLean, Llama). The mean square is computed in float32.
+    PyTorch analogue: ``torch.nn.RMSNorm(normalized_shape, eps=None, elementwise_affine=True)``
+    with torch's names and meaning: ``weight`` (of ``normalized_shape``) initialised to ones,
+    and ``eps=None`` meaning the input dtype's machine epsilon (``torch.finfo(x.dtype).eps``);
+    Llama-style models pass ``eps=1e-6`` (or 1e-5). The mean square is computed in float32.
+    (Until 0.2 tlean's first argument was ``dim`` and ``eps`` defaulted to 1e-6.)
 
-    Shapes: ``x [..., dim] -> y`` of the same shape.
+    Shapes: ``x [..., *normalized_shape] -> y`` of the same shape.
+
+    >>> import jax.numpy as jnp
+    >>> from tlean.layers import RMSNorm
+    >>> norm = RMSNorm(4, eps=1e-6)
+    >>> params, state = norm.init(None)
+    >>> norm.apply(params, state, jnp.full((2, 4), 3.0))[0]
+    Array([[1., 1., 1., 1.],
+           [1., 1., 1., 1.]], dtype=float32)
     """
 
-    dim: int
-    eps: float = 1e-6
-    elementwise_affine: bool = True
+    normalized_shape: Any
+    eps: float | None = None
+    elementwise_affine: bool = _util.flag(True)
     _: KW_ONLY
     dtype: Any = _util.checked(_util.check_dtype, None)
     param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
 
     def __post_init__(self):
-        _util.positive("RMSNorm", dim=self.dim)
-        if not self.eps >= 0:
-            raise ValueError(f"RMSNorm: eps must be >= 0, got {self.eps!r}")
-        _util.numeric_fields(self)
+        raw = self.normalized_shape
+        shape = (raw,) if _util.is_int(raw) else tuple(raw) if isinstance(raw, (tuple, list)) else (raw,)
+        if not shape:
+            raise ValueError("RMSNorm: normalized_shape must not be empty")
+        _util.positive("RMSNorm", **{f"normalized_shape[{i}]": d for i, d in enumerate(shape)})
+        _util.set_field(self, "normalized_shape", tuple(int(d) for d in shape))
+        if self.eps is not None:
+            _util.set_field(self, "eps", _util.check_nonnegative("RMSNorm", "eps", self.eps))
 
     def init(self, key):
-        return ({"weight": jnp.ones((self.dim,), self.param_dtype)} if self.elementwise_affine else {}), {}
+        return ({"weight": jnp.ones(self.normalized_shape, self.param_dtype)} if self.elementwise_affine else {}), {}
 
     def apply(self, params, state, x, *, key=None, train=False):
-        _check_trailing(self, x, (self.dim,))
+        _check_trailing(self, x, self.normalized_shape)
         out_dtype = _util.compute_dtype(self.dtype, x, *params.values())
+        eps = jnp.finfo(x.dtype).eps if self.eps is None else self.eps
+        axes = tuple(range(-len(self.normalized_shape), 0))
         h = x.astype(_stats_dtype(x))
-        y = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + self.eps)
+        y = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=axes, keepdims=True) + eps)
         if self.elementwise_affine:
             y = y * _util.trailing(params["weight"].astype(y.dtype), y.ndim)
         return y.astype(out_dtype), state

@@ -11,6 +11,7 @@ import torch
 from tlean.seed import SeedStream
 from tlean import ShapeError, nn
 from tlean import layers as L
+from tlean.layers import _combinators
 from tests.torch_utils import load, n, t
 
 D, NH, FF, B, T = 8, 2, 16, 2, 5
@@ -175,6 +176,7 @@ def test_the_scanned_stack_traces_its_block_once_whatever_the_depth(monkeypatch)
         for scan, expected in ((True, 1), (False, depth)):
             encoder = L.TransformerEncoder.of(depth, D, NH, FF, scan=scan)
             params, state = jax.eval_shape(encoder.init, jax.random.key(0))
+            _combinators._cached_output_shape.cache_clear()  # Stacked's shape check, cached per abstract input
             calls.clear()
             jax.jit(lambda p, x: encoder.apply(p, state, x)[0]).lower(params, jax.ShapeDtypeStruct((B, T, D), jnp.float32))
             assert len(calls) == expected + 1  # and one shape check of the block by Stacked (jax.eval_shape)

@@ -13,7 +13,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float
 
 from tlean._core import Layer, ShapeError
-from tlean.layers import _init, _util
+from tlean.layers import _init, _kvcache, _util
 
 _IMPLEMENTATIONS = (None, "xla", "cudnn")
 
@@ -426,8 +426,7 @@ class MultiheadAttention(Layer):
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
         """An empty cache ``{"key", "value": [batch, max_len, heads, head_dim]}`` of zeros."""
         _util.positive("MultiheadAttention.init_cache", batch=batch, max_len=max_len)
-        shape = (batch, max_len, self.num_heads, self.head_dim)
-        return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
+        return _kvcache.empty(batch, max_len, self.num_heads, self.head_dim, dtype)
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq embed"], start_pos: int | jax.Array):
         """Attend ``x``'s positions ``start_pos .. start_pos + seq - 1`` to the cache and to themselves.
@@ -459,46 +458,15 @@ class MultiheadAttention(Layer):
         _util.check_float(self, x)
         if jnp.ndim(x) != 3 or jnp.shape(x)[-1] != self.embed_dim:
             raise ShapeError(self, f"input [batch, seq, {self.embed_dim}] to decode", jnp.shape(x))
-        batch, seq = x.shape[:2]
-        cache_shape = (batch, None, self.num_heads, self.head_dim)
-        for name in ("key", "value"):
-            got = jnp.shape(cache.get(name)) if isinstance(cache, dict) else None
-            if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != cache_shape:
-                raise ShapeError(self, f"cache[{name!r}] [{batch}, max_len, {self.num_heads}, {self.head_dim}]", got)
-        max_len = cache["key"].shape[1]
-        if seq > max_len:
-            raise ShapeError(self, f"at most {max_len} new positions (cache max_len={max_len})", x.shape)
-        try:
-            integer = jnp.ndim(start_pos) == 0 and jnp.issubdtype(jnp.result_type(start_pos), jnp.integer)
-        except TypeError:
-            integer = False
-        if not integer or isinstance(start_pos, bool):
-            got = jax.typeof(start_pos) if isinstance(start_pos, jax.Array) else repr(start_pos)
-            raise TypeError(f"{self!r}: start_pos must be an integer scalar, got {got}")
-        if not isinstance(start_pos, jax.core.Tracer):  # static: checked here, at trace time
-            start_pos = int(start_pos)
-            if start_pos < 0:
-                raise ValueError(f"{self!r}: start_pos must be >= 0, got {start_pos}")
-            if start_pos + seq > max_len:
-                raise ShapeError(self, f"at most {max_len - start_pos} new positions at start_pos={start_pos} "
-                                       f"(cache max_len={max_len})", x.shape)
-        start = jnp.asarray(start_pos, jnp.int32)
-        in_range = (start >= 0) & (start + seq <= max_len)
+        start, in_range, max_len = _kvcache.position(self, cache, x, self.num_heads, self.head_dim, start_pos)
         dtype = _util.compute_dtype(self.dtype, x, params["in_proj_weight"])
         q, k, v = self._project_in(params, x, dtype)
-        index = (0, start, 0, 0)
-        # Out of range, both slice ops clamp the index alike: write back what is there, so nothing changes.
-        def write(old: jax.Array, new: jax.Array) -> jax.Array:
-            there = lax.dynamic_slice(old, index, new.shape)
-            return lax.dynamic_update_slice(old, jnp.where(in_range, new.astype(old.dtype), there), index)
-
-        keys, values = write(cache["key"], k), write(cache["value"], v)
-        allowed = jnp.arange(max_len)[None, :] <= (start + jnp.arange(seq))[:, None]
-        o = jax.nn.dot_product_attention(q, keys.astype(dtype), values.astype(dtype), mask=allowed[None, None],
+        cache = _kvcache.write(cache, k, v, start, in_range)
+        o = jax.nn.dot_product_attention(q, cache["key"].astype(dtype), cache["value"].astype(dtype),
+                                         mask=_kvcache.causal_window(start, x.shape[1], max_len),
                                          implementation=self.implementation)
         y = self._project_out(params, o, dtype)
-        y = jnp.where(in_range, y, jnp.nan)
-        return y, {"key": keys, "value": values}
+        return jnp.where(in_range, y, jnp.nan), cache
 
 
 def _torch_mask(layer: Layer, name: str, m: jax.Array, bias: jax.Array | None):

@@ -8,11 +8,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jaxtyping import Array, Bool, Float
 
 from tlean._core import Layer, ShapeError, child_config, sublayer
-from tlean.layers import _util
+from tlean.layers import _kvcache, _util
 from tlean.layers._linear import Linear
 from tlean.layers._position import RoPE
 
@@ -183,8 +182,7 @@ class Attention(Layer):
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
         """An empty cache ``{"key", "value": [batch, max_len, num_kv_heads, head_dim]}`` of zeros."""
         _util.positive("Attention.init_cache", batch=batch, max_len=max_len)
-        shape = (batch, max_len, self.num_kv_heads, self.head_dim)
-        return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
+        return _kvcache.empty(batch, max_len, self.num_kv_heads, self.head_dim, dtype)
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq hidden"], start_pos: int | jax.Array):
         """``(y, new cache)``: attend positions ``start_pos ..`` of ``x`` to the cache and to themselves (causal).
@@ -197,37 +195,13 @@ class Attention(Layer):
         if not self.causal:
             raise ValueError(f"{self!r}: KV-cache decoding needs a causal layer (causal=True)")
         self._check_input(x)
-        batch, seq = x.shape[:2]
-        want = (batch, None, self.num_kv_heads, self.head_dim)
-        for name in ("key", "value"):
-            got = jnp.shape(cache.get(name)) if isinstance(cache, dict) else None
-            if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != want:
-                raise ShapeError(self, f"cache[{name!r}] [{batch}, max_len, {self.num_kv_heads}, {self.head_dim}]", got)
-        max_len = cache["key"].shape[1]
-        if isinstance(start_pos, bool) or jnp.ndim(start_pos) != 0 or not jnp.issubdtype(
-                jnp.result_type(start_pos), jnp.integer):
-            raise TypeError(f"{self!r}: start_pos must be an integer scalar, got {start_pos!r}")
-        if not isinstance(start_pos, jax.core.Tracer):
-            start_pos = int(start_pos)
-            if start_pos < 0:
-                raise ValueError(f"{self!r}: start_pos must be >= 0, got {start_pos}")
-            if start_pos + seq > max_len:
-                raise ShapeError(self, f"at most {max_len - start_pos} new positions at start_pos={start_pos} "
-                                       f"(cache max_len={max_len})", x.shape)
-        start = jnp.asarray(start_pos, jnp.int32)
-        in_range = (start >= 0) & (start + seq <= max_len)
+        start, in_range, max_len = _kvcache.position(self, cache, x, self.num_kv_heads, self.head_dim, start_pos)
         q, k, v = self._heads(self.bind(params, {}), x, start)
-        index = (0, start, 0, 0)
-
-        def write(old: jax.Array, new: jax.Array) -> jax.Array:
-            there = lax.dynamic_slice(old, index, new.shape)
-            return lax.dynamic_update_slice(old, jnp.where(in_range, new.astype(old.dtype), there), index)
-
-        keys, values = write(cache["key"], k), write(cache["value"], v)
-        allowed = jnp.arange(max_len)[None, :] <= (start + jnp.arange(seq))[:, None]
-        o = jax.nn.dot_product_attention(q, keys.astype(q.dtype), values.astype(q.dtype), mask=allowed[None, None])
+        cache = _kvcache.write(cache, k, v, start, in_range)
+        o = jax.nn.dot_product_attention(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype),
+                                         mask=_kvcache.causal_window(start, x.shape[1], max_len))
         y = self.o_proj.apply(params["o_proj"], {}, o.reshape(o.shape[:2] + (self.num_heads * self.head_dim,)))[0]
-        return jnp.where(in_range, y, jnp.nan), {"key": keys, "value": values}
+        return jnp.where(in_range, y, jnp.nan), cache
 
 
 _GATE_ACTIVATIONS = {

@@ -208,11 +208,24 @@ def _updated(state: dict, momentum: float | None, mean: jax.Array, unbiased_var:
     }
 
 
+@dataclass(frozen=True)
 class _BatchNorm(Layer):
     """One N-d batch norm: per-channel statistics over every axis but the channel axis 1.
 
     Subclasses set ``spatial_ranks``, the numbers of spatial axes they accept.
     """
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+    _: KW_ONLY
+    bias: bool = True
+    axis_name: Any = None
+    dtype: Any = _util.checked(_util.check_dtype, None)
+    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
+
 
     spatial_ranks: ClassVar[tuple[int, ...]] = (2,)
 
@@ -309,49 +322,16 @@ _BATCH_NORM_DOC = """``y = (x - mean) / sqrt(var + eps) * weight + bias`` per ch
 
 @dataclass(frozen=True)
 class BatchNorm1d(_BatchNorm):
-    num_features: int
-    eps: float = 1e-5
-    momentum: float | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
-    _: KW_ONLY
-    bias: bool = True
-    axis_name: Any = None
-    dtype: Any = _util.checked(_util.check_dtype, None)
-    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
-
     spatial_ranks = (0, 1)
 
 
 @dataclass(frozen=True)
 class BatchNorm2d(_BatchNorm):
-    num_features: int
-    eps: float = 1e-5
-    momentum: float | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
-    _: KW_ONLY
-    bias: bool = True
-    axis_name: Any = None
-    dtype: Any = _util.checked(_util.check_dtype, None)
-    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
-
     spatial_ranks = (2,)
 
 
 @dataclass(frozen=True)
 class BatchNorm3d(_BatchNorm):
-    num_features: int
-    eps: float = 1e-5
-    momentum: float | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
-    _: KW_ONLY
-    bias: bool = True
-    axis_name: Any = None
-    dtype: Any = _util.checked(_util.check_dtype, None)
-    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
-
     spatial_ranks = (3,)
 
 
@@ -368,8 +348,20 @@ BatchNorm2d.__doc__ = _BATCH_NORM_DOC.format(name="BatchNorm2d", shapes="``[N, C
 BatchNorm3d.__doc__ = _BATCH_NORM_DOC.format(name="BatchNorm3d", shapes="``[N, C, D, H, W]``")
 
 
+@dataclass(frozen=True)
 class _InstanceNorm(Layer):
     """One N-d instance norm: per-sample, per-channel statistics over the ``spatial`` trailing axes."""
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = False
+    _: KW_ONLY
+    bias: bool = True
+    dtype: Any = _util.checked(_util.check_dtype, None)
+    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
+
 
     spatial: ClassVar[int] = 2
 
@@ -443,46 +435,16 @@ _INSTANCE_NORM_DOC = """``y = (x - mean) / sqrt(var + eps) * weight + bias`` per
 
 @dataclass(frozen=True)
 class InstanceNorm1d(_InstanceNorm):
-    num_features: int
-    eps: float = 1e-5
-    momentum: float | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = False
-    _: KW_ONLY
-    bias: bool = True
-    dtype: Any = _util.checked(_util.check_dtype, None)
-    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
-
     spatial = 1
 
 
 @dataclass(frozen=True)
 class InstanceNorm2d(_InstanceNorm):
-    num_features: int
-    eps: float = 1e-5
-    momentum: float | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = False
-    _: KW_ONLY
-    bias: bool = True
-    dtype: Any = _util.checked(_util.check_dtype, None)
-    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
-
     spatial = 2
 
 
 @dataclass(frozen=True)
 class InstanceNorm3d(_InstanceNorm):
-    num_features: int
-    eps: float = 1e-5
-    momentum: float | None = 0.1
-    affine: bool = True
-    track_running_stats: bool = False
-    _: KW_ONLY
-    bias: bool = True
-    dtype: Any = _util.checked(_util.check_dtype, None)
-    param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
-
     spatial = 3
 
 

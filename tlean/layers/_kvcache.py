@@ -1,0 +1,70 @@
+"""The fixed-size KV cache shared by the attention layers: checks, one guarded write, the causal window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from tlean._core import Layer, ShapeError
+
+
+def empty(batch: int, max_len: int, heads: int, head_dim: int, dtype: Any) -> dict:
+    """``{"key", "value": zeros [batch, max_len, heads, head_dim]}``."""
+    shape = (batch, max_len, heads, head_dim)
+    return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
+
+
+def position(layer: Layer, cache: Any, x: jax.Array, heads: int, head_dim: int,
+             start_pos: Any) -> tuple[jax.Array, jax.Array, int]:
+    """Check ``cache`` and ``start_pos`` for the new positions of ``x [batch, seq, ...]``.
+
+    Returns ``(start, in_range, max_len)``. A static ``start_pos`` (a Python or NumPy
+    integer, or a concrete array outside ``jit``) that is negative or runs past the cache is
+    an error at trace time; a traced one cannot be checked then, and ``in_range`` is False
+    for it (the caller writes nothing and returns NaN).
+    """
+    batch, seq = x.shape[:2]
+    want = (batch, None, heads, head_dim)
+    for name in ("key", "value"):
+        got = jnp.shape(cache.get(name)) if isinstance(cache, dict) else None
+        if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != want:
+            raise ShapeError(layer, f"cache[{name!r}] [{batch}, max_len, {heads}, {head_dim}]", got)
+    max_len = cache["key"].shape[1]
+    if seq > max_len:
+        raise ShapeError(layer, f"at most {max_len} new positions (cache max_len={max_len})", x.shape)
+    try:
+        integer = jnp.ndim(start_pos) == 0 and jnp.issubdtype(jnp.result_type(start_pos), jnp.integer)
+    except TypeError:
+        integer = False
+    if not integer or isinstance(start_pos, bool):
+        got = jax.typeof(start_pos) if isinstance(start_pos, jax.Array) else repr(start_pos)
+        raise TypeError(f"{layer!r}: start_pos must be an integer scalar, got {got}")
+    if not isinstance(start_pos, jax.core.Tracer):  # static: checked here, at trace time
+        start_pos = int(start_pos)
+        if start_pos < 0:
+            raise ValueError(f"{layer!r}: start_pos must be >= 0, got {start_pos}")
+        if start_pos + seq > max_len:
+            raise ShapeError(layer, f"at most {max_len - start_pos} new positions at start_pos={start_pos} "
+                                    f"(cache max_len={max_len})", x.shape)
+    start = jnp.asarray(start_pos, jnp.int32)
+    return start, (start >= 0) & (start + seq <= max_len), max_len
+
+
+def write(cache: dict, k: jax.Array, v: jax.Array, start: jax.Array, in_range: jax.Array) -> dict:
+    """The cache with ``k``, ``v`` written at ``start``; out of range nothing changes (both slice
+    ops clamp the index alike, so what is there is written back)."""
+    index = (0, start, 0, 0)
+
+    def one(old: jax.Array, new: jax.Array) -> jax.Array:
+        there = lax.dynamic_slice(old, index, new.shape)
+        return lax.dynamic_update_slice(old, jnp.where(in_range, new.astype(old.dtype), there), index)
+
+    return {"key": one(cache["key"], k), "value": one(cache["value"], v)}
+
+
+def causal_window(start: jax.Array, seq: int, max_len: int) -> jax.Array:
+    """``allowed [1, 1, seq, max_len]``: the query at position ``start + t`` sees cached positions ``<= start + t``."""
+    return (jnp.arange(max_len)[None, :] <= (start + jnp.arange(seq))[:, None])[None, None]

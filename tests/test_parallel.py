@@ -69,8 +69,8 @@ def _worker(out_path: str) -> None:
     }
     for name, (axes, rules, batch_axis) in setups.items():
         mesh = parallel.make_mesh(axes)
-        state = parallel.init_train_state(_builder(), 0, optimizer, rules, mesh, key=1)
-        shardings = parallel.train_state_shardings(state, rules, mesh, optimizer)
+        state = train.TrainState.create_sharded(_builder(), 0, optimizer, rules, mesh, key=1)
+        shardings = state.shardings(rules, mesh, optimizer)
         step = parallel.shard_step(train.make_train_step(loss_fn, optimizer), shardings, mesh, batch_axis=batch_axis)
         initial = {
             "weight0": _spec(state.model.params[0]["weight"]),

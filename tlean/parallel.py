@@ -30,10 +30,9 @@ P('fsdp',)
 A data-parallel / FSDP training loop with :mod:`tlean.train`::
 
     mesh = parallel.make_mesh({"data": 2, "fsdp": 4})
-    state = parallel.init_train_state(builder, 0, optimizer, rules, mesh)
+    state = train.TrainState.create_sharded(builder, 0, optimizer, rules, mesh)
     step = parallel.shard_step(train.make_train_step(train.classification_loss, optimizer),
-                               parallel.train_state_shardings(state, rules, mesh, optimizer),
-                               mesh, batch_axis=("data", "fsdp"))
+                               state.shardings(rules, mesh, optimizer), mesh, batch_axis=("data", "fsdp"))
     for x, y in batches:
         state, metrics = step(state, parallel.shard_batch((x, y), mesh, ("data", "fsdp")))
 
@@ -48,9 +47,8 @@ host and a mesh spans them all::
     from tlean import nn, parallel, train
 
     mesh = parallel.make_mesh({"data": -1})              # every device of every host
-    state = parallel.init_train_state(builder, 0, optimizer, rules, mesh)  # same seed everywhere
-    step = parallel.shard_step(train.make_train_step(loss_fn, optimizer),
-                               parallel.train_state_shardings(state, rules, mesh, optimizer), mesh)
+    state = train.TrainState.create_sharded(builder, 0, optimizer, rules, mesh)  # same seed everywhere
+    step = parallel.shard_step(train.make_train_step(loss_fn, optimizer), state.shardings(rules, mesh, optimizer), mesh)
     for local_batch in my_hosts_slice_of_the_data():     # each host loads its own examples
         state, metrics = step(state, parallel.shard_batch(local_batch, mesh))
 
@@ -75,7 +73,6 @@ from tlean._model import Model, torch_name
 __all__ = [
     "batch_sharding",
     "init_sharded",
-    "init_train_state",
     "make_mesh",
     "opt_state_shardings",
     "param_shardings",
@@ -84,8 +81,6 @@ __all__ = [
     "shard_batch",
     "shard_model",
     "shard_step",
-    "shard_train_state",
-    "train_state_shardings",
 ]
 
 Rules = Sequence[tuple[Any, PartitionSpec]]
@@ -345,40 +340,6 @@ def opt_state_shardings(optimizer: Any, opt_state: Any, params_shardings: Any, m
     )
 
 
-def train_state_shardings(state: Any, rules: Rules, mesh: Mesh, optimizer: Any) -> Any:
-    """Shardings of a :class:`tlean.train.TrainState`: the model by ``rules``, the optimiser
-    state like the params it mirrors, the step count and key replicated."""
-    model = param_shardings(state.model, rules, mesh)
-    whole = replicated(mesh)
-    return state.replace(
-        model=model,
-        opt_state=opt_state_shardings(optimizer, state.opt_state, model.params, mesh),
-        step=whole,
-        key=whole,
-    )
-
-
-def shard_train_state(state: Any, rules: Rules, mesh: Mesh, optimizer: Any) -> Any:
-    """``state`` placed by :func:`train_state_shardings`."""
-    return jax.device_put(state, train_state_shardings(state, rules, mesh, optimizer))
-
-
-def init_train_state(builder: Any, seed: Any, optimizer: Any, rules: Rules, mesh: Mesh, *, key: Any = 0) -> Any:
-    """``TrainState.create(nn.run(seed, builder), optimizer, key=key)``, built directly sharded.
-
-    As :func:`init_sharded`, the model and the optimiser state are computed under
-    ``jax.jit`` with ``out_shardings`` and never materialised on one device.
-    """
-    from tlean.seed import as_key, run
-    from tlean.train import TrainState
-
-    build = lambda k, dk: TrainState.create(run(k, builder), optimizer, key=dk)
-    seed_key, dropout_key = as_key(seed), as_key(key)
-    abstract = jax.eval_shape(build, seed_key, dropout_key)
-    shardings = train_state_shardings(abstract, rules, mesh, optimizer)
-    return jax.jit(build, out_shardings=shardings)(seed_key, dropout_key)
-
-
 def shard_step(
     step: Callable[[Any, Any], tuple[Any, Any]],
     state_shardings: Any,
@@ -397,8 +358,8 @@ def shard_step(
 
     Args:
       step: the train step.
-      state_shardings: from :func:`train_state_shardings` (or any tree of shardings
-        matching the state).
+      state_shardings: ``state.shardings(rules, mesh, optimizer)`` of a
+        :class:`tlean.train.TrainState` (or any tree of shardings matching the state).
       mesh: the mesh.
       batch_axis: the mesh axis (or axes) the batch is split over.
       donate: donate the input state's buffers (do not use it after the call).

@@ -115,6 +115,36 @@ class TrainState:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **fields)
 
+    def shardings(self, rules: Any, mesh: Any, optimizer: optax.GradientTransformation) -> "TrainState":
+        """The state's layout on ``mesh`` (a TrainState of ``NamedSharding``\\ s, for
+        :func:`tlean.parallel.shard_step`): the model by the sharding ``rules``, the optimiser
+        state like the params it mirrors, the step count and key replicated. The state may be
+        abstract (``jax.eval_shape``)."""
+        from tlean import parallel
+
+        model = parallel.param_shardings(self.model, rules, mesh)
+        trainable = jax.tree.map(lambda s, t: None if t is None else s, model.params, self.model.partition()[0],
+                                 is_leaf=lambda v: v is None)
+        whole = parallel.replicated(mesh)
+        return self.replace(model=model, opt_state=parallel.opt_state_shardings(optimizer, self.opt_state, trainable,
+                                                                                mesh), step=whole, key=whole)
+
+    @classmethod
+    def create_sharded(cls, builder: Any, seed: Any, optimizer: optax.GradientTransformation, rules: Any, mesh: Any,
+                       *, key: Any = 0) -> "TrainState":
+        """``TrainState.create(nn.run(seed, builder), optimizer, key=key)``, built directly sharded.
+
+        As :func:`tlean.parallel.init_sharded`: the model and the optimiser state are
+        computed under ``jax.jit`` with ``out_shardings`` (:meth:`shardings`) and never
+        materialised on one device; the values equal the unsharded ones bit for bit.
+        """
+        from tlean.seed import run
+
+        build = lambda k, dk: cls.create(run(k, builder), optimizer, key=dk)  # noqa: E731
+        seed_key, dropout_key = as_key(seed), as_key(key)
+        shardings = jax.eval_shape(build, seed_key, dropout_key).shardings(rules, mesh, optimizer)
+        return jax.jit(build, out_shardings=shardings)(seed_key, dropout_key)
+
 
 def _copy(tree: Any) -> Any:
     """``tree`` with every JAX array copied (each occurrence its own buffer), so donating it

@@ -156,7 +156,7 @@ def test_saving_a_donated_state_is_a_clear_error(tmp_path):
     optimizer = optax.sgd(0.1)
     state = train.TrainState.create(make_model(), optimizer)
     train.make_train_step(train.classification_loss, optimizer)(state, (jnp.ones((4, 4)), jnp.zeros((4,), jnp.int32)))
-    with pytest.raises(RuntimeError, match=r"checkpoint.save: model.params.0.bias has been deleted \(donated to a "
+    with pytest.raises(RuntimeError, match=r"checkpoint.save: model.0.bias has been deleted \(donated to a "
                                            r"jitted step\?\): save the state the step returned"):
         checkpoint.save(tmp_path / "s", state)
     assert not (tmp_path / "s").exists()
@@ -176,22 +176,22 @@ def test_empty_tree_and_metadata(tmp_path):
 def test_mismatched_like_lists_every_difference(tmp_path):
     checkpoint.save(tmp_path / "m", make_model())
     wider = make_model(hidden=9)
-    with pytest.raises(CheckpointError, match=r"params\.0\.weight: `like` has shape \(9, 4\), the checkpoint \(8, 4\)") as err:
+    with pytest.raises(CheckpointError, match=r"0\.weight: `like` has shape \(9, 4\), the checkpoint \(8, 4\)") as err:
         checkpoint.restore(tmp_path / "m", like=wider)
     message = str(err.value)
-    assert "params.3.weight: `like` has shape (3, 9), the checkpoint (3, 8)" in message
-    assert "params.0.bias" in message
+    assert "3.weight: `like` has shape (3, 9), the checkpoint (3, 8)" in message
+    assert "0.bias" in message
     assert "layer config at (root)" in message  # Linear(4, 9) differs from Linear(4, 8)
 
     half = make_model()
     half = half.replace(params=jax.tree.map(lambda p: p.astype(jnp.bfloat16), half.params))
-    with pytest.raises(CheckpointError, match="params.0.weight: `like` has dtype bfloat16, the checkpoint float32"):
+    with pytest.raises(CheckpointError, match="0.weight: `like` has dtype bfloat16, the checkpoint float32"):
         checkpoint.restore(tmp_path / "m", like=half)
 
     deeper = nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3), nn.Linear(3, 3)))
-    with pytest.raises(CheckpointError, match=r"in `like` but not in the checkpoint: \['params.4.bias', 'params.4.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"in `like` but not in the checkpoint: \['4.bias', '4.weight'\]"):
         checkpoint.restore(tmp_path / "m", like=deeper)
-    with pytest.raises(CheckpointError, match=r"in the checkpoint but not in `like`: \['params.3.bias', 'params.3.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"in the checkpoint but not in `like`: \['3.bias', '3.weight'\]"):
         checkpoint.restore(tmp_path / "m", like=nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2))))
 
 
@@ -266,7 +266,7 @@ def test_checksum_catches_a_flip_that_decodes(tmp_path):
     checkpoint.save(tmp_path / "m", model)
     # as if the stored bytes of this leaf had changed (and tlean.json's own checksum had not noticed)
     edit_meta(tmp_path / "m", lambda meta: meta["leaves"][1].update(checksum="0" * 32))
-    with pytest.raises(CheckpointError, match=r"corrupted: the checksums of \['params.0.weight'\] do not match"):
+    with pytest.raises(CheckpointError, match=r"corrupted: the checksums of \['0.weight'\] do not match"):
         checkpoint.restore(tmp_path / "m", like=model)
 
 

@@ -56,7 +56,9 @@ from tlean._model import Model
 
 __all__ = ["CheckpointError", "clean_debris", "delete", "read_metadata", "restore", "save"]
 
-FORMAT = 2  # 2: tlean.json carries its own checksum and canonical layer configs; 1 is still read
+# 3: a Model's leaves are named by the walk (model.0.weight); 2: tlean.json carries its own
+# checksum and canonical layer configs; 1 and 2 are still read
+FORMAT = 3
 _META = "tlean.json"
 _TMP = ".tlean-tmp-"
 _OLD = ".tlean-old-"
@@ -76,14 +78,27 @@ def _is_key(x: Any) -> bool:
 
 
 def _name(path: tuple) -> str:
-    """``model.params.0.weight``: the key path with dots, as PyTorch-style names read."""
+    """The key path with dots (``step``, ``opt_state.0.mu.0.weight``)."""
     return jax.tree_util.keystr(path, simple=True, separator=".") or "(root)"
 
 
-def _names(paths: list[tuple]) -> list[str]:
-    names = [_name(p) for p in paths]
+def _names(tree: Any, walk: bool = True) -> list[str]:
+    """A name for every leaf of ``tree``, in ``jax.tree.leaves`` order.
+
+    A Model's arrays go by the names the one walk gives them (``model.0.weight``,
+    ``model.encoder.layers.*.linear1.weight``: :meth:`tlean.Model.named_parameters`), other
+    leaves by their key path. Format-2 checkpoints named every leaf by its key path
+    (``model.params.0.weight``): ``walk=False`` gives those names back.
+    """
+    names = []
+    for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: walk and isinstance(x, Model))[0]:
+        if isinstance(node, Model):
+            prefix = _name(path) + "." if path else ""
+            names.extend(prefix + leaf.name for leaf in node.named_leaves())
+        else:
+            names.append(_name(path))
     if len(set(names)) != len(names):  # "0" a dict key and 0 an index would collide: use the unambiguous form
-        names = [jax.tree_util.keystr(p) or "(root)" for p in paths]
+        names = [jax.tree_util.keystr(p) or "(root)" for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
     return names
 
 
@@ -332,7 +347,7 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
     """
     path = _path(path)
     leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(tree)
-    names = _names([p for p, _ in leaves_with_paths])
+    names = _names(tree)
     leaves = [leaf for _, leaf in leaves_with_paths]
     entries = []
     for name, leaf in zip(names, leaves):
@@ -579,7 +594,7 @@ def restore(
         names, like_leaves, treedef = [e["name"] for e in entries], [None] * len(entries), None
     else:
         leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(like)
-        names = _names([p for p, _ in leaves_with_paths])
+        names = _names(like, walk=meta["format"] >= 3)
         like_leaves = [leaf for _, leaf in leaves_with_paths]
         diffs = _differences(meta, names, like_leaves, like, check_config)
         if diffs:

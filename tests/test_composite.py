@@ -314,11 +314,14 @@ def test_check_finite_names_a_child_of_a_composite():
 
 def test_numeric_fields_are_checked_once_for_every_layer():
     for make in (lambda v: L.Linear(2, 2, bias=v), lambda v: L.TransformerEncoderBlock(8, 2, norm_first=v),
-                 lambda v: L.Stacked(L.relu, 2, scan=v)):
-        with pytest.raises(ValueError, match=r"must be True or False, got 1"):
+                 lambda v: L.Stacked(L.relu, 2, scan=v), lambda v: L.Conv2d(2, 2, 3, bias=v),
+                 lambda v: L.BatchNorm2d(2, affine=v), lambda v: L.MaxPool2d(2, ceil_mode=v),
+                 lambda v: L.Dropout(0.1, inplace=v), lambda v: L.LSTM(2, 2, batch_first=v)):
+        with pytest.raises(ValueError, match=r"must be a bool, got 1"):
             make(1)
         make(np.bool_(True))
     assert L.MultiheadAttention(8, 2, np.float32(0.25)).dropout == 0.25
+    assert L.LSTM(2, 2, dropout=np.float32(0.25)).dropout == L.Dropout(np.float32(0.25)).p == 0.25
     with pytest.raises(TypeError, match=r"torch dtype.*param_dtype"):
         L.Linear(2, 2, dtype=torch.float32)
 

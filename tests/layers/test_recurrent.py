@@ -258,9 +258,9 @@ def test_bad_input_and_config():
         L.LSTM(3, 4, num_layers=0)
     with pytest.raises(ValueError, match=r"RNN: dropout must be a probability in \[0, 1\), got 1.0"):
         L.RNN(3, 4, dropout=1.0)
-    with pytest.raises(ValueError, match=r"LSTM: batch_first must be True or False, got 1"):
+    with pytest.raises(ValueError, match=r"LSTM: batch_first must be a bool, got 1"):
         L.LSTM(3, 4, batch_first=1)
-    with pytest.raises(ValueError, match=r"GRU: bidirectional must be True or False, got 'yes'"):
+    with pytest.raises(ValueError, match=r"GRU: bidirectional must be a bool, got 'yes'"):
         L.GRU(3, 4, bidirectional="yes")
     with pytest.raises(TypeError, match="proj_size"):  # as torch: a projection only for LSTM
         L.GRU(3, 4, proj_size=2)
@@ -449,7 +449,7 @@ def test_bad_config_and_input_of_the_new_layers():
         L.RNNCell(3, 4, nonlinearity="gelu")
     with pytest.raises(ValueError, match=r"GRUCell: hidden_size must be a positive int, got 0"):
         L.GRUCell(3, 0)
-    with pytest.raises(ValueError, match=r"LSTMCell: bias must be True or False, got 1"):
+    with pytest.raises(ValueError, match=r"LSTMCell: bias must be a bool, got 1"):
         L.LSTMCell(3, 4, 1)
 
     bi = L.LSTM(3, 4, 2, bidirectional=True, proj_size=2)

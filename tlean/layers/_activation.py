@@ -50,10 +50,6 @@ def _number(layer_name: str, name: str, value: Any) -> float:
     return float(value)
 
 
-def _flag(layer_name: str, name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, jnp.bool_)):
-        raise ValueError(f"{layer_name}: {name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _elementwise(name: str, formula: str, fn: Callable[..., jax.Array], *fields: tuple[str, Any],
@@ -71,7 +67,7 @@ def _elementwise(name: str, formula: str, fn: Callable[..., jax.Array], *fields:
         for f in numeric:
             _util.set_field(self, f, _number(name, f, getattr(self, f)))
         if "inplace" in self.__dataclass_fields__:
-            _util.set_field(self, "inplace", _flag(name, "inplace", self.inplace))
+            _util.set_field(self, "inplace", _util.check_flag(name, "inplace", self.inplace))
         problem = check(*(getattr(self, f) for f in numeric)) if check else None
         if problem:
             raise ValueError(f"{name}: {problem}")
@@ -338,7 +334,7 @@ class RReLU(Layer):
     def __post_init__(self):
         _util.set_field(self, "lower", _number("RReLU", "lower", self.lower))
         _util.set_field(self, "upper", _number("RReLU", "upper", self.upper))
-        _util.set_field(self, "inplace", _flag("RReLU", "inplace", self.inplace))
+        _util.set_field(self, "inplace", _util.check_flag("RReLU", "inplace", self.inplace))
         if not self.lower <= self.upper:
             raise ValueError(f"RReLU: lower must be <= upper, got lower={self.lower!r}, upper={self.upper!r}")
 

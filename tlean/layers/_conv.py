@@ -113,8 +113,7 @@ class _ConvNd(Layer):
         for channels in ("in_channels", "out_channels"):
             if getattr(self, channels) % self.groups:
                 raise ValueError(f"{name}: {channels}={getattr(self, channels)} must be divisible by groups={self.groups}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"{name}: bias must be a bool, got {self.bias!r}")
+        _util.set_field(self, "bias", _util.check_flag(name, "bias", self.bias))
         if self.padding_mode not in _PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, got {self.padding_mode!r}")
         _util.numeric_fields(self)
@@ -279,8 +278,7 @@ class _ConvTransposeNd(Layer):
         if any(op >= s and op >= d for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
             raise ValueError(f"{name}: output_padding must be smaller than either stride or dilation along every axis, as in PyTorch; "
                              f"got output_padding={self.output_padding}, stride={self.stride}, dilation={self.dilation}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"{name}: bias must be a bool, got {self.bias!r}")
+        _util.set_field(self, "bias", _util.check_flag(name, "bias", self.bias))
         if self.padding_mode != "zeros":
             raise ValueError(f"{name}: only padding_mode='zeros' is supported, as in PyTorch; got {self.padding_mode!r}")
         _util.numeric_fields(self)

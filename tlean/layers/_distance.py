@@ -109,8 +109,7 @@ class PairwiseDistance(Layer):
             _util.set_field(self, name, float(value))
         if not (self.p >= 0 or self.p == float("-inf")):
             raise ValueError(f"PairwiseDistance: p must be >= 0 or -inf, got {self.p!r}")
-        if not isinstance(self.keepdim, bool):
-            raise ValueError(f"PairwiseDistance: keepdim must be a bool, got {self.keepdim!r}")
+        _util.set_field(self, "keepdim", _util.check_flag("PairwiseDistance", "keepdim", self.keepdim))
 
     def apply(self, params, state, x, *, x2=None, key=None, train=False):
         a, b = _pair(self, x, x2)

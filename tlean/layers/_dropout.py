@@ -32,8 +32,7 @@ class _DropoutBase(Layer):
         if isinstance(self.p, bool) or not isinstance(self.p, numbers.Real) or not 0.0 <= self.p < 1.0:
             raise ValueError(f"{name}: p is the probability of dropping and must be in [0, 1), got {self.p!r}")
         _util.set_field(self, "p", float(self.p))
-        if not isinstance(self.inplace, bool):
-            raise ValueError(f"{name}: inplace must be a bool, got {self.inplace!r}")
+        _util.set_field(self, "inplace", _util.check_flag(name, "inplace", self.inplace))
 
     def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of the keep-mask for an input of ``shape`` (broadcast against it)."""

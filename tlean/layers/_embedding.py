@@ -36,8 +36,7 @@ class _Table(Layer):
             raise ValueError(f"{name}: norm_type must be a number > 0, got {self.norm_type!r}")
         _util.set_field(self, "norm_type", float(self.norm_type))
         for flag in ("scale_grad_by_freq", "sparse"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{name}: {flag} must be a bool, got {getattr(self, flag)!r}")
+            _util.set_field(self, flag, _util.check_flag(name, flag, getattr(self, flag)))
         if self.sparse:
             raise ValueError(f"{name}: sparse=True is not supported: JAX gradients are dense arrays")
         if self._weight is not None:
@@ -229,8 +228,8 @@ class EmbeddingBag(_Table):
     def __post_init__(self):
         if self.mode not in ("sum", "mean", "max"):
             raise ValueError(f"EmbeddingBag: mode must be 'sum', 'mean' or 'max', got {self.mode!r}")
-        if not isinstance(self.include_last_offset, bool):
-            raise ValueError(f"EmbeddingBag: include_last_offset must be a bool, got {self.include_last_offset!r}")
+        _util.set_field(self, "include_last_offset",
+                        _util.check_flag("EmbeddingBag", "include_last_offset", self.include_last_offset))
         if self.scale_grad_by_freq is True:  # torch 2.13's bag gradients do not follow its documented rule either
             raise ValueError("EmbeddingBag: scale_grad_by_freq=True is not supported; use Embedding and reduce the rows")
         self._check_table()

@@ -159,8 +159,7 @@ def _check_momentum(name: str, m: Any) -> float | None:
 
 def _check_flags(layer: Layer, *flags: str) -> None:
     for flag in flags:
-        if not isinstance(getattr(layer, flag), bool):
-            raise ValueError(f"{type(layer).__name__}: {flag} must be a bool, got {getattr(layer, flag)!r}")
+        _util.set_field(layer, flag, _util.check_flag(type(layer).__name__, flag, getattr(layer, flag)))
 
 
 def _affine_params(layer: Layer, c: int) -> dict:

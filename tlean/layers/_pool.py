@@ -45,8 +45,7 @@ class _WindowPool(Layer):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):  # PyTorch refuses these too
             raise ValueError(f"{name}: padding must be at most half of the kernel size, as in PyTorch; "
                              f"got padding={self.padding}, kernel_size={self.kernel_size}")
-        if not isinstance(self.ceil_mode, bool):
-            raise ValueError(f"{name}: ceil_mode must be a bool, got {self.ceil_mode!r}")
+        _util.set_field(self, "ceil_mode", _util.check_flag(name, "ceil_mode", self.ceil_mode))
 
     @property
     def _dilation(self) -> tuple[int, ...]:
@@ -185,8 +184,7 @@ class _AvgPoolNd(_WindowPool):
     def __post_init__(self):
         name = type(self).__name__
         self._normalise()
-        if not isinstance(self.count_include_pad, bool):
-            raise ValueError(f"{name}: count_include_pad must be a bool, got {self.count_include_pad!r}")
+        _util.set_field(self, "count_include_pad", _util.check_flag(name, "count_include_pad", self.count_include_pad))
         if self.divisor_override is not None and (not _util.is_int(self.divisor_override) or self.divisor_override == 0):
             raise ValueError(f"{name}: divisor_override must be a non-zero int or None, got {self.divisor_override!r}")
 

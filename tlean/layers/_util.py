@@ -127,9 +127,10 @@ def check_size(layer_name: str, name: str, value: Any) -> int:
 
 
 def check_flag(layer_name: str, name: str, value: Any) -> bool:
-    """A bool (Python or NumPy), as a Python bool; ``0``/``1`` and other values are refused."""
+    """A bool (Python or NumPy), as a Python bool; ``0``/``1`` and other values are refused.
+    Every layer checks its flags with this, declared (:func:`flag`) or in ``__post_init__``."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{layer_name}: {name} must be True or False, got {value!r}")
+        raise ValueError(f"{layer_name}: {name} must be a bool, got {value!r}")
     return bool(value)
 
 

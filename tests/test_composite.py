@@ -132,7 +132,7 @@ def test_summary_rows_of_resnet18_and_gpt_add_up_and_are_indented():
 
 
 def test_stacked_equals_unrolled_copies_in_outputs_and_gradients():
-    inner = L.TransformerEncoderBlock(8, 2, 16, 0.0)
+    inner = block(8, 16)  # a composite block: Linear, Linear, LayerNorm and a residual add
     stack = L.Stacked(inner, 6)
     params, state = stack.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 8))

@@ -98,7 +98,7 @@ class RMSNorm(Layer):
     >>> from tlean.layers import RMSNorm
     >>> norm = RMSNorm(4, eps=1e-6)
     >>> params, state = norm.init(None)
-    >>> norm.apply(params, state, jnp.full((2, 4), 3.0))[0]
+    >>> norm.apply(params, state, jnp.full((2, 4), 3.0))[0].round(4)
     Array([[1., 1., 1., 1.],
            [1., 1., 1., 1.]], dtype=float32)
     """

@@ -335,3 +335,14 @@ def test_the_core_imports_nothing_from_nn():
     root = pathlib.Path(tlean.__file__).parent
     for name in ("_core.py", "_model.py", "_walk.py", "_debug.py"):
         assert not re.search(r"^\s*(from|import) tlean\.nn", (root / name).read_text(), re.M), name
+
+
+def test_any_layer_stacks_mamba_blocks_and_user_composites():
+    for inner, shape in ((L.Mamba(4, 4), (6, 2, 4)), (block(4, 8), (3, 4))):
+        model = nn.run(0, nn.Stacked(inner, 3))
+        x = jax.random.normal(jax.random.key(1), shape)
+        by_hand = x
+        for i in range(3):
+            by_hand = inner.apply(jax.tree.map(lambda a: a[i], model.params), {}, by_hand)[0]
+        np.testing.assert_allclose(model(x), by_hand, rtol=1e-5, atol=1e-6)
+        assert all(name.startswith("*.") for name in model.named_parameters())

@@ -346,3 +346,14 @@ def test_any_layer_stacks_mamba_blocks_and_user_composites():
             by_hand = inner.apply(jax.tree.map(lambda a: a[i], model.params), {}, by_hand)[0]
         np.testing.assert_allclose(model(x), by_hand, rtol=1e-5, atol=1e-6)
         assert all(name.startswith("*.") for name in model.named_parameters())
+
+
+def test_the_one_call_child_form_equals_bind():
+    layer = block()
+    params, state = layer.init(jax.random.key(0))
+    x = jnp.ones((2, 4))
+    y, s = layer.child("fc1", params, state, x)
+    np.testing.assert_array_equal(y, L.Linear(4, 8).apply(params["fc1"], {}, x)[0])
+    assert s == state["fc1"]
+    with pytest.raises(AttributeError, match=r"has no child 'fc3'; its children are \['fc1', 'fc2', 'norm'\]"):
+        layer.child("fc3", params, state, x)

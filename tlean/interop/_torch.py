@@ -118,8 +118,7 @@ def to_torch_state_dict(model: Model, *, tensors: bool = False) -> dict[str, Any
     """
     out: dict[str, Any] = {}
     for leaf in model.named_leaves():
-        array = np.asarray(leaf.value)
-        parts = [array[index] if index else array for index, _ in leaf.unstack()]
+        parts = [np.asarray(value) for _, value in leaf.unstack()]
         for name in (leaf.name, *leaf.aliases):
             for key, value in zip(leaf.torch_names(name), parts):
                 out[key] = _as_tensor(key, value) if tensors else value

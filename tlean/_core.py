@@ -14,7 +14,7 @@ import functools
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -93,14 +93,14 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 # -- fields ---------------------------------------------------------------------------------
-def sublayer(**kwargs: Any) -> Any:
+def sublayer(*, init: bool = False, repr: bool = False, compare: bool = False, **kwargs: Any) -> Any:
     """A child built from the config in ``__post_init__``: ``field(init=False, repr=False, compare=False)``.
 
     Only init fields are the layer's configuration (equality, hashing, the checkpoint
     record); a sub-layer derived from them is set with ``object.__setattr__`` in
     ``__post_init__`` and found by :meth:`Layer.children` in declaration order.
     """
-    return dataclasses.field(init=False, repr=False, compare=False, **kwargs)
+    return dataclasses.field(init=init, repr=repr, compare=compare, **kwargs)
 
 
 def child_config(**kwargs: Any) -> Any:
@@ -184,7 +184,7 @@ class Layer:
                 check_fields(self)
                 own(self, *args)
 
-            __post_init__._checks_fields = True
+            __post_init__.__dict__["_checks_fields"] = True
             cls.__post_init__ = __post_init__
 
     def __post_init__(self):
@@ -332,13 +332,15 @@ def init_children(layer: Layer, stream: SeedStream | None) -> tuple[tuple[Params
 
 def _override(layer: Layer, params: Params, stream: SeedStream | None) -> tuple[Params, SeedStream | None]:
     """Re-initialise each leaf whose name fully matches a pattern (first match wins), one key each in leaf order."""
-    rules = [(re.compile(p), fn) for p, fn in layer.init_overrides.items()]
+    rules = [(re.compile(p), fn) for p, fn in (layer.init_overrides or {}).items()]
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     out = []
     for path, leaf in leaves:
         name = path_name(path)
         fn = next((fn for pattern, fn in rules if pattern.fullmatch(name)), None)
         if fn is not None:
+            if stream is None:
+                raise ValueError(f"{layer!r}: init_overrides need keys, but this init draws none")
             key, stream = stream.fresh()
             leaf = jnp.asarray(fn(key, leaf.shape, leaf.dtype), leaf.dtype)
         out.append(leaf)
@@ -374,7 +376,7 @@ _REMOVE = object()
 
 
 def _drop_aliases(layer: Layer, params: Params) -> Params:
-    for alias, canonical in layer.ties.items():
+    for alias, canonical in (layer.ties or {}).items():
         try:
             get_path(params, canonical)
         except (KeyError, IndexError, TypeError):
@@ -568,7 +570,7 @@ def _put(tree: Any, where: tuple, value: Any) -> Any:
 
 
 # -- keyword routing (combinators) ----------------------------------------------------------
-def route(parent: Layer, children: list[Layer], kwargs: Mapping[str, Any]) -> list[dict]:
+def route(parent: Layer, children: Sequence[Layer], kwargs: Mapping[str, Any]) -> list[dict]:
     """The keywords each child of a combinator gets (DESIGN 1.2).
 
     Context keywords (masks, ``allow``, ``memory``, ``kv``) go to every child that declares
@@ -594,7 +596,7 @@ def route(parent: Layer, children: list[Layer], kwargs: Mapping[str, Any]) -> li
     return out
 
 
-def union_keywords(children: Iterator[Layer]) -> frozenset[str]:
+def union_keywords(children: Iterable[Layer]) -> frozenset[str]:
     return frozenset().union(*(c.keywords for c in children))
 
 
@@ -714,7 +716,7 @@ class Seq(Layer):
 
 def _check_container(s: Seq, tree: Any, what: str) -> None:
     kind = dict if s.names is not None else tuple
-    if not isinstance(tree, kind) or len(tree) != len(s.layers) or (kind is dict and set(tree) != set(s.names)):
+    if not isinstance(tree, kind) or len(tree) != len(s.layers) or (kind is dict and set(tree) != set(s.names or ())):
         got = f"{type(tree).__name__} with keys {list(tree)}" if isinstance(tree, dict) else (
             f"{type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) else type(tree).__name__)
         raise TypeError(f"{s!r}: {what} must be a {kind.__name__} with one entry per child {list(s.keys)}, got {got}")

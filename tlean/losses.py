@@ -42,6 +42,7 @@ from dataclasses import InitVar
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -105,7 +106,7 @@ class _Loss:
 
     def __repr__(self) -> str:
         shown = []
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # pyright: ignore[reportArgumentType] (subclasses are dataclasses)
             value = getattr(self, f.name)
             if value is f.default:
                 continue

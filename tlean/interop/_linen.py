@@ -162,7 +162,7 @@ class LinenLayer(Layer):
             kwargs[self.deterministic_arg] = not train
         return kwargs
 
-    def init(self, key):
+    def init(self, key: jax.Array) -> tuple[dict, dict]:
         example = jnp.zeros(self.example_shape, self.example_dtype)
         variables = dict(self.module.init({"params": key}, example, **self._mode(False)))
         params = variables.pop("params", {})

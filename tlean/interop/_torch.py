@@ -63,7 +63,8 @@ def load_torch_state_dict(model: Model, state_dict: Mapping[str, Any]) -> Model:
         if any(a is None for a in loaded):
             values.append(None)
             continue
-        if any(not np.array_equal(loaded[0], other) for other in loaded[1:]):
+        arrays = [a for a in loaded if a is not None]
+        if any(not np.array_equal(arrays[0], other) for other in arrays[1:]):
             conflicting.append(f"{' and '.join(given)} (tied: one array) differ")
         values.append(jnp.asarray(loaded[0], dtype=leaf.value.dtype))
     if missing or unexpected or mismatched or conflicting:

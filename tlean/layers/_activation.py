@@ -246,7 +246,7 @@ class GLU(_Activation):
         return a * jax.nn.sigmoid(b)
 
 
-def _channel_axis(layer: Layer, x: jax.Array, n: int) -> jax.Array:
+def _channel_axis(layer: Layer, x: jax.Array, n: int) -> Callable[[jax.Array], jax.Array]:
     """A per-channel ``[n]`` vector laid along axis 1 of ``x`` (torch's channel axis; a rank < 2 input is one channel)."""
     channels = x.shape[1] if x.ndim >= 2 else 1
     if n not in (1, channels):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Literal
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -123,7 +124,8 @@ class MultiheadAttention(Layer):
     vdim: int | None = None
     batch_first: bool = _util.flag(True)
     causal: bool = _util.flag(False, kw_only=True)
-    implementation: str | None = dataclasses.field(default=None, kw_only=True)
+    implementation: Literal["xla", "cudnn"] | None = dataclasses.field(default=None, kw_only=True)
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any
@@ -163,6 +165,7 @@ class MultiheadAttention(Layer):
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         e, dtype = self.embed_dim, self.param_dtype
         k_in, k_out = jax.random.split(key)
+        params: dict[str, Any]
         if self.fused:
             params = {"in_proj_weight": _init.xavier_uniform(k_in, (3 * e, e), dtype=dtype)}
         else:
@@ -251,7 +254,7 @@ class MultiheadAttention(Layer):
         if seq_first:
             y = jnp.swapaxes(y, 0, 1)
         y = y[0] if unbatched else y
-        if not need_weights:
+        if not need_weights or weights is None:
             return y, state
         if average_attn_weights:
             weights = jnp.mean(weights, axis=1)
@@ -274,7 +277,7 @@ class MultiheadAttention(Layer):
                 raise ValueError(f"{self!r}: kdim/vdim differ from embed_dim, so the key and value inputs differ "
                                  f"from x: pass kv=(key, value)")
             return x, x
-        k_in, v_in = kv if isinstance(kv, (tuple, list)) and len(kv) == 2 else (kv, kv)
+        k_in, v_in = _key_value(kv)
         batch_axis = None if x.ndim == 2 else (0 if self.batch_first else 1)
         for name, a, dim in (("key", k_in, self.key_dim), ("value", v_in, self.value_dim)):
             _util.check_float(self, a)
@@ -328,7 +331,7 @@ class MultiheadAttention(Layer):
         ``add_bias_kv``/``add_zero_attn`` positions); ``apply(..., kv_cache=that)`` equals
         ``apply(..., kv=kv)``. ``kv`` as for :meth:`apply`, batched.
         """
-        k_in, v_in = kv if isinstance(kv, (tuple, list)) and len(kv) == 2 else (kv, kv)
+        k_in, v_in = _key_value(kv)
         if jnp.ndim(k_in) != 3:
             raise ShapeError(self, f"kv key [batch, seq, {self.key_dim}] for project_kv", jnp.shape(k_in))
         batch = jnp.shape(k_in)[0 if self.batch_first else 1]
@@ -343,7 +346,7 @@ class MultiheadAttention(Layer):
     def _check_kv_cache(self, kv_cache: Any, batch: int) -> tuple[jax.Array, jax.Array]:
         want = (batch, None, self.num_heads, self.head_dim)
         for name in ("key", "value"):
-            got = jnp.shape(kv_cache.get(name)) if isinstance(kv_cache, dict) else None
+            got = jnp.shape(kv_cache[name]) if isinstance(kv_cache, dict) and name in kv_cache else None
             if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != want:
                 raise ShapeError(self, f"kv_cache[{name!r}] [{batch}, seq, {self.num_heads}, {self.head_dim}] "
                                        f"(from project_kv)", got)
@@ -490,3 +493,10 @@ def _zero_empty_rows(o: jax.Array, allowed: jax.Array) -> jax.Array:
     rows_ok = jnp.any(allowed, axis=-1)  # [b|1, n|1, t]
     rows_ok = jnp.transpose(rows_ok, (0, 2, 1))[..., None]  # [b|1, t, n|1, 1]
     return jnp.where(rows_ok, o, jnp.zeros((), o.dtype))
+
+
+def _key_value(kv: Any) -> tuple[Any, Any]:
+    """``kv=(key, value)``, or one array serving as both."""
+    if isinstance(kv, (tuple, list)) and len(kv) == 2:
+        return kv[0], kv[1]
+    return kv, kv

@@ -96,7 +96,8 @@ class Stacked(Layer):
             return x, new_state
         states = []
         for i in range(n):
-            x, s = one(x, *jax.tree.map(lambda a: a[i], (params, state)), i)
+            params_i, state_i = jax.tree.map(lambda a: a[i], (params, state))
+            x, s = one(x, params_i, state_i, i)
             states.append(s)
         return x, jax.tree.map(lambda *a: jnp.stack(a), *states) if jax.tree.leaves(states) else state
 

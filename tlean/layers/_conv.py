@@ -39,7 +39,8 @@ def ntuple(layer_name: str, name: str, value: Any, n: int, minimum: int = 1) -> 
 
 def pair(layer_name: str, name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
     """``ntuple`` with ``n = 2``."""
-    return ntuple(layer_name, name, value, 2, minimum)
+    a, b = ntuple(layer_name, name, value, 2, minimum)
+    return a, b
 
 
 def check_input(layer: Layer, x: Any, channels: int | None, spatial: int, unbatched: bool = True) -> None:

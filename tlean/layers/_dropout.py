@@ -142,6 +142,8 @@ class Dropout3d(_ChannelDropout):
 
 
 class _AlphaMixin:
+    p: float  # the dropout layer's field (an annotation only: this mixin is not a dataclass)
+
     def combine(self, x, keep):
         """``a * (x if kept else -scale * alpha) + b``: keeps SELU's zero mean and unit variance."""
         p, alpha = self.p, _SELU_SATURATION

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,17 @@ _sg = jax.lax.stop_gradient
 class _Table(Layer):
     """What Embedding and EmbeddingBag share: the table, its init, ``padding_idx`` and ``max_norm``."""
 
+    if TYPE_CHECKING:  # fields both subclasses declare (not fields of this base)
+        num_embeddings: int
+        embedding_dim: int
+        padding_idx: int | None
+        max_norm: float | None
+        norm_type: float
+        scale_grad_by_freq: bool
+        sparse: bool
+        _weight: Any
+        param_dtype: Any
+
     def _check_table(self) -> None:
         name = type(self).__name__
         _util.positive(name, num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim)
@@ -29,10 +40,10 @@ class _Table(Layer):
                                  f"got {self.padding_idx!r}")
             _util.set_field(self, "padding_idx", int(self.padding_idx) % self.num_embeddings)  # torch's rule
         if self.max_norm is not None:
-            if isinstance(self.max_norm, bool) or not isinstance(self.max_norm, numbers.Real) or not self.max_norm > 0:
+            if isinstance(self.max_norm, bool) or not isinstance(self.max_norm, numbers.Real) or not float(self.max_norm) > 0:
                 raise ValueError(f"{name}: max_norm must be a number > 0 or None, got {self.max_norm!r}")
             _util.set_field(self, "max_norm", float(self.max_norm))
-        if isinstance(self.norm_type, bool) or not isinstance(self.norm_type, numbers.Real) or not self.norm_type > 0:
+        if isinstance(self.norm_type, bool) or not isinstance(self.norm_type, numbers.Real) or not float(self.norm_type) > 0:
             raise ValueError(f"{name}: norm_type must be a number > 0, got {self.norm_type!r}")
         _util.set_field(self, "norm_type", float(self.norm_type))
         for flag in ("scale_grad_by_freq", "sparse"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import jax
@@ -45,6 +45,7 @@ class Linear(Layer):
     in_features: int = _util.size()
     out_features: int = _util.size()
     bias: bool = _util.flag(True)
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any

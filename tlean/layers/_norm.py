@@ -144,7 +144,7 @@ def _along(v: jax.Array, axis: int, ndim: int) -> jax.Array:
 
 
 def _check_eps(name: str, eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not float(eps) >= 0:
         raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
     return float(eps)
 
@@ -152,7 +152,7 @@ def _check_eps(name: str, eps: Any) -> float:
 def _check_momentum(name: str, m: Any) -> float | None:
     if m is None:
         return None
-    if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= m <= 1.0:
+    if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= float(m) <= 1.0:
         raise ValueError(f"{name}: momentum must be in [0, 1] (PyTorch's convention) or None, got {m!r}")
     return float(m)
 
@@ -162,7 +162,7 @@ def _check_flags(layer: Layer, *flags: str) -> None:
         _util.set_field(layer, flag, _util.check_flag(type(layer).__name__, flag, getattr(layer, flag)))
 
 
-def _affine_params(layer: Layer, c: int) -> dict:
+def _affine_params(layer: Any, c: int) -> dict:
     """``weight`` (ones) and, unless ``bias=False``, ``bias`` (zeros), of shape ``[c]``, when ``affine``."""
     if not layer.affine:
         return {}
@@ -180,7 +180,7 @@ def _running_stats(c: int) -> dict:
     }
 
 
-def _normalise(layer: Layer, params: dict, h: jax.Array, mean: jax.Array, var: jax.Array, axis: int) -> jax.Array:
+def _normalise(layer: Any, params: dict, h: jax.Array, mean: jax.Array, var: jax.Array, axis: int) -> jax.Array:
     """``(h - mean) * rsqrt(var + eps) * weight + bias`` with per-channel ``[C]`` statistics along ``axis``.
 
     ``weight / sqrt(var + eps)`` is folded into one per-channel factor first, so the input is

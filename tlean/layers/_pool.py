@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +29,8 @@ class _WindowPool(Layer):
     """Shared config and windowing of MaxPoolNd and AvgPoolNd (subclasses are dataclasses)."""
 
     spatial: ClassVar[int] = 2
+    if TYPE_CHECKING:  # declared by the subclasses that dilate (MaxPoolNd)
+        dilation: tuple[int, ...]
     kernel_size: Any
     stride: Any
     padding: Any
@@ -146,12 +148,14 @@ class _MaxPoolNd(_WindowPool):
         lead = x.ndim - self.spatial
         padded = jnp.pad(x, ((0, 0),) * lead + tuple(pads), constant_values=-np.inf)
         out = self.output_size(x.shape)
-        result = None
+        views = []
         for offsets in itertools.product(*(range(k) for k in self.kernel_size)):
             start = (0,) * lead + tuple(i * d for i, d in zip(offsets, self.dilation))
             limit = padded.shape[:lead] + tuple(b + (m - 1) * s + 1 for b, m, s in zip(start[lead:], out, self.stride))
-            view = lax.slice(padded, start, limit, (1,) * lead + self.stride)
-            result = view if result is None else jnp.maximum(result, view)
+            views.append(lax.slice(padded, start, limit, (1,) * lead + self.stride))
+        result = views[0]
+        for view in views[1:]:
+            result = jnp.maximum(result, view)
         return result
 
 

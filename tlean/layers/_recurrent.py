@@ -11,8 +11,8 @@ input projection ``W_ih x_t + b_ih`` of all timesteps is one matmul; the recurre
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,10 @@ def _matvec(w: jax.Array, h: jax.Array, precision: Any) -> jax.Array:
 # ``_cell(gx, carry, w) -> carry``: ``gx`` is ``W_ih x_t + b_ih``, ``carry`` is ``h`` (``(h, c)``
 # for LSTM), ``w`` holds ``weight_hh``, ``bias_hh`` (or None) and, for a projected LSTM, ``weight_hr``.
 class _RNNMaths:
+    if TYPE_CHECKING:  # fields of the layer this maths is mixed into
+        nonlinearity: str
+        precision: Any
+
     _gates = 1
     _pair_state = False
 
@@ -83,6 +87,23 @@ class _LSTMMaths(_RNNMaths):
 # -- the sequence layers -------------------------------------------------------------------------
 class _Recurrent(Layer):
     """Shared machinery of RNN, GRU and LSTM; the maths comes from a ``_*Maths`` mixin."""
+
+    if TYPE_CHECKING:  # fields every subclass declares (not fields of this base)
+        input_size: int
+        hidden_size: int
+        bias: bool
+        dtype: Any
+        param_dtype: Any
+        precision: Any
+        # from the ``_*Maths`` mixin
+        _gates: int
+        _pair_state: bool
+        _cell: Callable[..., Any]
+        _check_nonlinearity: Callable[[], None]
+        num_layers: int
+        batch_first: bool
+        dropout: float
+        bidirectional: bool
 
     proj_size = 0  # LSTM overrides it with a field
 
@@ -172,7 +193,7 @@ class _Recurrent(Layer):
         h = x.astype(dtype)
         finals = []
         for k in range(self.num_layers):
-            if k > 0 and train and self.dropout > 0.0:
+            if k > 0 and train and self.dropout > 0.0 and key is not None:  # key checked above
                 keep = jax.random.bernoulli(jax.random.fold_in(key, k), 1.0 - self.dropout, h.shape)
                 h = jnp.where(keep, h / jnp.asarray(1.0 - self.dropout, dtype), jnp.zeros((), dtype))
             outputs = []
@@ -281,6 +302,7 @@ class RNN(_RNNMaths, _Recurrent):
     batch_first: bool = _util.flag(False)
     dropout: float = _util.probability(0.0)
     bidirectional: bool = _util.flag(False)
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any
@@ -320,6 +342,7 @@ class GRU(_GRUMaths, _Recurrent):
     batch_first: bool = _util.flag(False)
     dropout: float = _util.probability(0.0)
     bidirectional: bool = _util.flag(False)
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any
@@ -366,6 +389,7 @@ class LSTM(_LSTMMaths, _Recurrent):
     dropout: float = _util.probability(0.0)
     bidirectional: bool = _util.flag(False)
     proj_size: int = 0
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any
@@ -385,6 +409,19 @@ class LSTM(_LSTMMaths, _Recurrent):
 class _Cell(Layer):
     """Shared machinery of RNNCell, GRUCell and LSTMCell: one step on ``x`` and ``hx``."""
 
+    if TYPE_CHECKING:  # fields every subclass declares (not fields of this base)
+        input_size: int
+        hidden_size: int
+        bias: bool
+        dtype: Any
+        param_dtype: Any
+        precision: Any
+        # from the ``_*Maths`` mixin
+        _gates: int
+        _pair_state: bool
+        _cell: Callable[..., Any]
+        _check_nonlinearity: Callable[[], None]
+
     inputs = ("hx",)  # Model(x, hx) maps the second positional input onto hx, as torch's forward
 
     def __post_init__(self):
@@ -393,7 +430,7 @@ class _Cell(Layer):
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         gh = self._gates * self.hidden_size
-        shapes = {"weight_ih": (gh, self.input_size), "weight_hh": (gh, self.hidden_size)}
+        shapes: dict[str, tuple[int, ...]] = {"weight_ih": (gh, self.input_size), "weight_hh": (gh, self.hidden_size)}
         if self.bias:
             shapes.update(bias_ih=(gh,), bias_hh=(gh,))
         bound = _init.fan_in_bound(self.hidden_size)
@@ -480,6 +517,7 @@ class RNNCell(_RNNMaths, _Cell):
     hidden_size: int = _util.size()
     bias: bool = _util.flag(True)
     nonlinearity: str = "tanh"
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any
@@ -495,6 +533,7 @@ class GRUCell(_GRUMaths, _Cell):
     input_size: int = _util.size()
     hidden_size: int = _util.size()
     bias: bool = _util.flag(True)
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any
@@ -510,6 +549,7 @@ class LSTMCell(_LSTMMaths, _Cell):
     input_size: int = _util.size()
     hidden_size: int = _util.size()
     bias: bool = _util.flag(True)
+    _: KW_ONLY
     dtype: Any
     param_dtype: Any
     precision: Any

@@ -73,18 +73,21 @@ def _taps(mode: str, size: int, out: int, scale_factor: float | None, align_corn
 
 def _resample_axis(x: jnp.ndarray, axis: int, taps: list) -> jnp.ndarray:
     shape = [1] * x.ndim
-    y = None
+    terms = []
     for index, weight in taps:
         term = jnp.take(x, jnp.asarray(index, jnp.int32), axis=axis)
         if weight is not None:
             shape[axis] = weight.shape[0]
             term = term * jnp.asarray(weight, x.dtype).reshape(shape)
-        y = term if y is None else y + term
+        terms.append(term)
+    y = terms[0]
+    for term in terms[1:]:
+        y = y + term
     return y
 
 
 def _positive_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value) > 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class Upsample(Layer):
             sizes = (self.size,) if _util.is_int(self.size) else tuple(self.size) if isinstance(self.size, (tuple, list)) else ()
             if not sizes or not all(_util.is_int(s) and s >= 1 for s in sizes):
                 raise ValueError(f"{name}: size must be an int >= 1 or a tuple of them, got {self.size!r}")
-            _util.set_field(self, "size", int(self.size) if _util.is_int(self.size) else tuple(int(s) for s in sizes))
+            _util.set_field(self, "size", int(sizes[0]) if _util.is_int(self.size) else tuple(int(s) for s in sizes))
         else:
             factors = tuple(self.scale_factor) if isinstance(self.scale_factor, (tuple, list)) else (self.scale_factor,)
             if not all(_positive_number(f) for f in factors):

@@ -295,7 +295,7 @@ class TransformerEncoder(Layer):
         if final_norm:
             norm = LayerNorm(d_model, block.layer_norm_eps, bias=block.bias, dtype=block.dtype,
                              param_dtype=block.param_dtype)
-        return cls(block, num_layers, norm, scan=scan)
+        return cls(block, num_layers, norm=norm, scan=scan)
 
     @property
     def block(self) -> Layer:
@@ -332,12 +332,12 @@ class TransformerEncoder(Layer):
     # -- KV-cache decoding ------------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
         """Every layer's empty KV cache, stacked: ``{"key", "value": [layers, batch, max_len, heads, head_dim]}``."""
-        one = self.encoder_layer.init_cache(batch, max_len, dtype)
+        one = _decoding(self.encoder_layer).init_cache(batch, max_len, dtype)
         return jax.tree.map(lambda a: jnp.zeros((self.num_layers,) + a.shape, a.dtype), one)
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array):
         """``(y, new cache)``: every layer's :meth:`TransformerEncoderBlock.decode`, scanned or unrolled, then ``norm``."""
-        block = self.encoder_layer
+        block = _decoding(self.encoder_layer)
         x = x.astype(_util.compute_dtype(block.dtype, x, params["layers"]["linear1"]["weight"]))
         if self.scan:
             x, cache = lax.scan(lambda h, pc: block.decode(pc[0], pc[1], h, start_pos), x, (params["layers"], cache))
@@ -655,13 +655,13 @@ class TransformerDecoder(Layer):
     def init_cache(self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int,
                    dtype: Any = jnp.float32) -> dict:
         """Every layer's :meth:`TransformerDecoderLayer.init_cache`, stacked on a leading ``num_layers`` axis."""
-        layer = self.decoder_layer
+        layer = _decoding(self.decoder_layer)
         return jax.vmap(lambda p: layer.init_cache(p, memory, max_len, dtype))(params["layers"])
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array, *,
                memory_key_padding_mask: Array | None = None) -> tuple[jax.Array, dict]:
         """``(y, new cache)``: every layer's :meth:`TransformerDecoderLayer.decode` in turn (scanned), then ``norm``."""
-        layer = self.decoder_layer
+        layer = _decoding(self.decoder_layer)
         x = x.astype(_util.compute_dtype(layer.dtype, x, params["layers"]["linear1"]["weight"]))
 
         def step(h, pc):
@@ -757,11 +757,11 @@ class Transformer(Layer):
                    True, self.norm_first, self.bias)  # the stacks run batch-first: apply swaps once
         norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
         encoder = self.custom_encoder if self.custom_encoder is not None else TransformerEncoder(
-            TransformerEncoderBlock(*options, precision=self.precision, **numerics), self.num_encoder_layers, norm,
-            scan=self.scan)
+            TransformerEncoderBlock(*options, precision=self.precision, **numerics), self.num_encoder_layers,
+            norm=norm, scan=self.scan)
         decoder = self.custom_decoder if self.custom_decoder is not None else TransformerDecoder(
-            TransformerDecoderLayer(*options, precision=self.precision, **numerics), self.num_decoder_layers, norm,
-            scan=self.scan)
+            TransformerDecoderLayer(*options, precision=self.precision, **numerics), self.num_decoder_layers,
+            norm=norm, scan=self.scan)
         _util.set_field(self, "encoder", encoder)
         _util.set_field(self, "decoder", decoder)
 
@@ -796,3 +796,10 @@ class Transformer(Layer):
                           memory_is_causal=memory_is_causal)
         y = c.decoder(tgt, memory=memory, **{k: v for k, v in decoder_kw.items() if v is not None and v is not False})
         return (jnp.swapaxes(y, 0, 1) if seq_first else y), c.state
+
+
+def _decoding(layer: Layer) -> Any:
+    """The stacked layer, which KV-cache decoding calls by its ``init_cache``/``decode`` methods."""
+    if not (hasattr(layer, "init_cache") and hasattr(layer, "decode")):
+        raise TypeError(f"KV-cache decoding needs layers with init_cache/decode, got {layer!r}")
+    return layer

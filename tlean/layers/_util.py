@@ -136,14 +136,14 @@ def check_flag(layer_name: str, name: str, value: Any) -> bool:
 
 def check_probability(layer_name: str, name: str, value: Any) -> float:
     """A real number in ``[0, 1)`` (NumPy scalars count; bools do not), as a Python float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= float(value) < 1:
         raise ValueError(f"{layer_name}: {name} must be a probability in [0, 1), got {value!r}")
     return float(value)
 
 
 def check_nonnegative(layer_name: str, name: str, value: Any) -> float:
     """A real number >= 0 (an epsilon), as a Python float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not value >= 0:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not float(value) >= 0:
         raise ValueError(f"{layer_name}: {name} must be a number >= 0, got {value!r}")
     return float(value)
 
@@ -157,7 +157,10 @@ def check_dtype(layer_name: str, name: str, value: Any) -> jnp.dtype | None:
 def check_param_dtype(layer_name: str, name: str, value: Any) -> jnp.dtype:
     """A floating dtype (the storage dtype)."""
     _refuse_torch_dtype(layer_name, name, value)
-    return float_dtype(layer_name, name, value)
+    dtype = float_dtype(layer_name, name, value)
+    if dtype is None:  # not optional: float_dtype raised already
+        raise ValueError(f"{layer_name}: {name} must be a floating dtype, got None")
+    return dtype
 
 
 def check_precision(layer_name: str, name: str, value: Any) -> Any:

@@ -42,6 +42,9 @@ class Sequential(Builder[Model]):
     ['0.bias', '0.weight', '2.bias', '2.weight']
     """
 
+    names: tuple[str, ...] | None  # the keyword children's names, or None
+    children: tuple[Any, ...]
+
     def __init__(self, *children: Any, **named: Any):
         if len(children) == 1 and isinstance(children[0], OrderedDict) and not named:
             named, children = dict(children[0]), ()

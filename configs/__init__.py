@@ -27,7 +27,7 @@ CONFIGS: dict[str, type[Config]] = {
 }
 DEFAULT = "digits_cnn"
 
-__all__ = ["AddingLSTM", "AddingMamba", "CONFIGS", "CharGPT", "Config", "DEFAULT", "DigitsCNN", "DigitsMLP", "get"]
+__all__ = ["CONFIGS", "DEFAULT", "AddingLSTM", "AddingMamba", "CharGPT", "Config", "DigitsCNN", "DigitsMLP", "get"]
 
 
 def get(name: str = DEFAULT) -> Config:

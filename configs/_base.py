@@ -1,4 +1,4 @@
-"""The fields every example shares, and command-line overrides (``--steps 10 --batch_size 32``)."""
+"""The fields every example shares, and command-line overrides (``--steps 10 --batch_size 32``) parsed by tyro."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from typing import Any
+
+import tyro  # at import time: tyro's first import reads builtins, which a doctest's ``_`` may leave unhashable
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Config:
       out_dir: where the checkpoint, history, curves and summary go; ``None``: ``runs/<name>``.
       resume: continue from the last checkpoint in ``out_dir`` instead of starting afresh.
       progress: show the progress bar.
+      tensorboard: also write TensorBoard scalars to ``<out_dir>/tensorboard`` (tensorboardX).
     """
 
     name: str = "example"
@@ -41,65 +44,57 @@ class Config:
     out_dir: str | None = None
     resume: bool = False
     progress: bool = True
+    tensorboard: bool = False
 
     @property
     def output_dir(self) -> str:
         """``out_dir``, or ``runs/<name>``."""
         return self.out_dir if self.out_dir is not None else f"runs/{self.name}"
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (unknown names are a ``TypeError``)."""
         return dataclasses.replace(self, **changes)
 
-    def override(self, argv: list[str]) -> "Config":
+    def override(self, argv: list[str], *, prog: str | None = None, description: str | None = None) -> Config:
         """A copy with ``--field value`` (or ``--field=value``) pairs from the command line applied.
 
-        Values are parsed by the field's type: ints, floats, ``true``/``false`` for bools,
-        ``none`` for optional fields. An unknown field or a bad value is a ``ValueError``
-        that lists the fields.
+        Parsed by `tyro <https://brentyi.github.io/tyro/>`_ from the dataclass itself: each field is
+        a flag (``--batch_size`` or ``--batch-size``) typed by its annotation and documented by the
+        ``Attributes`` section of the config's docstring (``--help`` lists them all with their
+        defaults). Booleans take ``true``/``false``, optional fields ``none``. An unknown field or
+        a bad value prints what is wrong (and the closest field) and raises ``SystemExit(2)``.
 
         >>> from configs import get
-        >>> get("digits_mlp").override(["--steps", "10", "--batch_size=32"]).steps
-        10
+        >>> get("digits_mlp").override(["--steps", "10", "--batch_size=32", "--augment", "false"]).batch_size
+        32
         """
-        hints = typing.get_type_hints(type(self))
-        fields = [f.name for f in dataclasses.fields(self)]
-        changes: dict[str, Any] = {}
-        i = 0
-        while i < len(argv):
-            arg = argv[i]
-            if not arg.startswith("--"):
-                raise ValueError(f"expected --field value, got {arg!r}; fields of {self.name}: {', '.join(fields)}")
-            if "=" in arg:
-                key, value = arg[2:].split("=", 1)
-                i += 1
-            else:
-                if i + 1 >= len(argv):
-                    raise ValueError(f"{arg} needs a value")
-                key, value = arg[2:], argv[i + 1]
-                i += 2
-            key = key.replace("-", "_")
-            if key not in fields:
-                raise ValueError(f"{self.name} has no field {key!r}; its fields: {', '.join(fields)}")
-            changes[key] = _parse(key, value, hints[key])
-        return dataclasses.replace(self, **changes)
+        argv = _spell_for_tyro(type(self), list(argv))
+        return tyro.cli(type(self), default=self, args=argv, prog=prog, description=description,
+                        use_underscores=True, config=(tyro.conf.FlagConversionOff,))
 
 
-def _parse(key: str, value: str, kind: Any) -> Any:
-    args = typing.get_args(kind)
-    if type(None) in args:
-        if value.lower() == "none":
-            return None
-        kind = next(a for a in args if a is not type(None))
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        if kind is int:
-            return int(value)
-        if kind is float:
-            return float(value)
-        return str(value)
-    except ValueError:
-        raise ValueError(f"--{key} expects {getattr(kind, '__name__', kind)}, got {value!r}") from None
+_WORDS = {"true": "True", "false": "False", "yes": "True", "no": "False", "1": "True", "0": "False"}
+
+
+def _spell_for_tyro(cls: type, argv: list[str]) -> list[str]:
+    """The values of bool and optional fields as tyro reads them (``True``, ``False``, ``None``), so the
+    command lines of earlier tlean examples (``--augment false``, ``--out_dir none``) keep working."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for i, arg in enumerate(argv):
+        flag = argv[i - 1] if i and not arg.startswith("--") else None
+        if arg.startswith("--") and "=" in arg:
+            flag, arg = arg.split("=", 1)
+            out.append(flag + "=" + _spelled(hints.get(flag[2:].replace("-", "_")), arg))
+            continue
+        out.append(_spelled(hints.get(flag[2:].replace("-", "_")), arg) if flag and flag.startswith("--") else arg)
+    return out
+
+
+def _spelled(kind: Any, value: str) -> str:
+    optional = type(None) in typing.get_args(kind)
+    if optional and value.lower() == "none":
+        return "None"
+    if (kind is bool or (optional and bool in typing.get_args(kind))) and value.lower() in _WORDS:
+        return _WORDS[value.lower()]
+    return value

@@ -18,7 +18,10 @@ class CharGPT(Config):
 
     Attributes:
       context: characters per training window (and the model's max_len).
-      d_model, nhead, num_layers, dropout: the Transformer.
+      d_model: the Transformer's width.
+      nhead: attention heads per layer.
+      num_layers: Transformer decoder layers.
+      dropout: dropout probability in the Transformer.
       prompt: the text sampling starts from.
       sample_len: characters to sample.
       temperature: sampling temperature (0 is greedy).

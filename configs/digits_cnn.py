@@ -16,6 +16,7 @@ class DigitsCNN(Config):
       width: channels of the stem and first block (the second block has twice as many).
       augment: add the four one-pixel shifts of every training image.
       test_size: fraction of the 1797 digits held out for testing (stratified).
+      model: ``"cnn"`` (this config) or ``"mlp"`` (:class:`~configs.digits_mlp.DigitsMLP`).
     """
 
     name: str = "digits_cnn"

@@ -17,6 +17,7 @@ class DigitsMLP(Config):
       dropout: dropout probability after each hidden layer.
       augment: add the four one-pixel shifts of every training image.
       test_size: fraction of the 1797 digits held out for testing (stratified).
+      model: ``"mlp"`` (this config) or ``"cnn"`` (:class:`~configs.digits_cnn.DigitsCNN`).
     """
 
     name: str = "digits_mlp"

@@ -3,12 +3,14 @@
 The default is the digits CNN (``digits_cnn``), which trains end to end in well under
 two minutes on two CPU cores and prints its final test accuracy. Any field of the
 config can be overridden, e.g. ``--steps 10 --batch_size 32``; ``--list`` shows the
-configs and their fields. Outputs (checkpoint, history.json, curves.png, summary.txt)
+configs and their fields, ``--config NAME --help`` every field of one, with its type, default
+and meaning (tyro reads them from the config dataclass). Outputs (checkpoint, history.json, curves.png, summary.txt)
 go to ``runs/<name>`` unless ``--out_dir`` says otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import sys
@@ -16,7 +18,8 @@ import time
 
 import configs
 
-USAGE = "usage: python -m examples.train [--config NAME] [--field value ...] | --list"
+USAGE = "usage: python -m examples.train [--config NAME] [--field value ...] | --list | --help"
+PROG = "python -m examples.train"
 
 
 def run(config: configs.Config) -> dict:
@@ -25,28 +28,27 @@ def run(config: configs.Config) -> dict:
     return module.run(config)
 
 
+def _split_config(argv: list[str]) -> tuple[str, list[str]]:
+    """``(--config's value, the other arguments)``: the one flag that picks which dataclass tyro parses."""
+    picker = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    picker.add_argument("--config", default=configs.DEFAULT)
+    known, rest = picker.parse_known_args(argv)
+    return known.config, rest
+
+
 def parse(argv: list[str]) -> configs.Config:
-    """The config named by ``--config`` (default ``digits_cnn``) with the other flags applied."""
-    name, rest, i = configs.DEFAULT, [], 0
-    while i < len(argv):
-        if argv[i] == "--config":
-            if i + 1 >= len(argv):
-                raise ValueError("--config needs a name")
-            name, i = argv[i + 1], i + 2
-        elif argv[i].startswith("--config="):
-            name, i = argv[i].split("=", 1)[1], i + 1
-        else:
-            rest.append(argv[i])
-            i += 1
-    return configs.get(name).override(rest)
+    """The config named by ``--config`` (default ``digits_cnn``) with the other flags applied by tyro
+    (:meth:`configs.Config.override`); ``--help`` prints every field of that config and exits."""
+    name, rest = _split_config(argv)
+    config = configs.get(name)
+    description = (f"{__doc__.strip()}\n\n--config NAME picks the example (one of {', '.join(sorted(configs.CONFIGS))}; "
+                   f"default {configs.DEFAULT}); these are the fields of {name}:")
+    return config.override(rest, prog=PROG, description=description)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    """The command line; returns the results (``None`` for ``--list`` and ``--help``)."""
+    """The command line; returns the results (``None`` for ``--list``; ``--help`` exits)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "-h" in argv or "--help" in argv:
-        print(__doc__.strip() + "\n\n" + USAGE)
-        return None
     if "--list" in argv:
         for name, cls in sorted(configs.CONFIGS.items()):
             default = " (default)" if name == configs.DEFAULT else ""
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     try:
         config = parse(argv)
-    except ValueError as err:
+    except ValueError as err:  # an unknown --config name
         raise SystemExit(f"{err}\n{USAGE}") from None
     start = time.perf_counter()
     results = run(config)

@@ -132,8 +132,9 @@ FIT = """
     data = train.Minibatches((x, (x[:, 0] > 0).astype(np.int32)), 4)
     def fit(directory, steps):
         state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optimizer, key=1)
-        return train.fit(state, train.classification_loss, optimizer, data, steps=steps, checkpoint_dir=directory,
-                         checkpoint_every=1, keep_checkpoints=1, progress=False)[0]
+        return train.fit(state, train.classification_loss, optimizer, data, steps=steps,
+                         checkpoints=train.CheckpointConfig(directory, every=1, keep=1),
+                         log=train.LogConfig(progress=False))[0]
 """
 
 
@@ -160,8 +161,9 @@ def test_fit_killed_while_rotating_resumes_and_cleans_up(tmp_path, crash):
     x = np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4)
     data = train.Minibatches((x, (x[:, 0] > 0).astype(np.int32)), 4)
     state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optimizer, key=1)
-    state, _ = train.fit(state, train.classification_loss, optimizer, data, steps=4, checkpoint_dir=tmp_path,
-                         checkpoint_every=1, keep_checkpoints=1, progress=False)
+    state, _ = train.fit(state, train.classification_loss, optimizer, data, steps=4,
+                         checkpoints=train.CheckpointConfig(tmp_path, every=1, keep=1),
+                         log=train.LogConfig(progress=False))
     assert int(state.step) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000004"]
 

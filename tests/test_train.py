@@ -141,7 +141,8 @@ def test_the_users_model_and_state_stay_usable_after_create_step_and_fit():
     np.testing.assert_array_equal(model(x), before)  # the user's model, untouched
     assert jax.random.key_data(key).shape == (2,)
     fresh = train.TrainState.create(model, optimizer, key=1)
-    trained, _ = train.fit(fresh, classification_loss, optimizer, lambda i: (x, y), steps=2, progress=False)
+    trained, _ = train.fit(fresh, classification_loss, optimizer, lambda i: (x, y), steps=2,
+                           log=train.LogConfig(progress=False))
     assert int(trained.step) == 2 and int(fresh.step) == 0
     np.testing.assert_array_equal(fresh.model(x), before)  # the state given to fit, still usable
     again, _ = step(fresh, (x, y))  # and trainable
@@ -264,8 +265,8 @@ def test_fit_trains_evaluates_logs_and_checkpoints(tmp_path, capsys):
     before = train.evaluate(train.classification_loss, state.model, [(x, y)])["loss"]
     state, history = train.fit(
         state, train.classification_loss, optimizer, train.Minibatches((x, y), 32), steps=40,
-        eval_data=[(x, y)], eval_every=20, log_every=10, checkpoint_dir=tmp_path, checkpoint_every=10,
-        keep_checkpoints=2, desc="unit-fit",
+        eval=train.EvalConfig([(x, y)], every=20), checkpoints=train.CheckpointConfig(tmp_path, every=10, keep=2),
+        log=train.LogConfig(every=10, desc="unit-fit"),
     )
     assert int(state.step) == 40
     assert [r["step"] for r in history.train] == [10, 20, 30, 40]
@@ -326,17 +327,17 @@ def test_fit_resumes_bit_identically(tmp_path):
     optimizer = optax.adam(3e-3)
     fresh = lambda: train.TrainState.create(conv_model(), optimizer, key=4)  # noqa: E731
     kwargs = dict(loss_fn=train.classification_loss, optimizer=optimizer,
-                  train_data=train.Minibatches((x, y), 16, seed=2), progress=False, log_every=6)
+                  train_data=train.Minibatches((x, y), 16, seed=2), log=train.LogConfig(every=6, progress=False))
     straight, _ = train.fit(fresh(), steps=30, **kwargs)
-    first, _ = train.fit(fresh(), steps=12, checkpoint_dir=tmp_path, checkpoint_every=6, **kwargs)
+    first, _ = train.fit(fresh(), steps=12, checkpoints=train.CheckpointConfig(tmp_path, every=6), **kwargs)
     assert train.latest_checkpoint(tmp_path).name == "step_00000012"
-    resumed, history = train.fit(fresh(), steps=30, checkpoint_dir=tmp_path, **kwargs)
+    resumed, history = train.fit(fresh(), steps=30, checkpoints=tmp_path, **kwargs)
     assert int(resumed.step) == 30
     for a, b in zip(_leaves(straight), _leaves(resumed)):
         np.testing.assert_array_equal(a, b)
     assert [r["step"] for r in history.train] == [6, 12, 18, 24, 30]  # history carried over
     # a finished run resumes to itself without training
-    again, _ = train.fit(fresh(), steps=30, checkpoint_dir=tmp_path, **kwargs)
+    again, _ = train.fit(fresh(), steps=30, checkpoints=train.CheckpointConfig(tmp_path), **kwargs)
     for a, b in zip(_leaves(resumed), _leaves(again)):
         np.testing.assert_array_equal(a, b)
 
@@ -345,7 +346,7 @@ def _tiny_fit(directory, steps, **kwargs):
     optimizer = optax.sgd(0.1)
     state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optimizer, key=1)
     return train.fit(state, classification_loss, optimizer, train.Minibatches(data(8), 4), steps=steps,
-                     checkpoint_dir=directory, progress=False, **kwargs)[0]
+                     checkpoints=train.CheckpointConfig(directory, **kwargs), log=train.LogConfig(progress=False))[0]
 
 
 def test_fit_without_resume_refuses_a_directory_that_holds_a_run(tmp_path):
@@ -353,14 +354,14 @@ def test_fit_without_resume_refuses_a_directory_that_holds_a_run(tmp_path):
     _tiny_fit(tmp_path, 6)
     with pytest.raises(FileExistsError, match=r"holds checkpoints of an earlier run \(the newest is step_00000006\); "
                                               r"with resume=False fit does not mix two runs"):
-        _tiny_fit(tmp_path, 2, resume=False, keep_checkpoints=1)
+        _tiny_fit(tmp_path, 2, resume=False, keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000006"]
 
 
 def test_fit_rotates_only_its_own_runs_checkpoints(tmp_path):
-    _tiny_fit(tmp_path, 4, checkpoint_every=2, keep_checkpoints=5)  # run A: step 2 and 4
+    _tiny_fit(tmp_path, 4, every=2, keep=5)  # run A: step 2 and 4
     checkpoint.save(tmp_path / "step_00000003", {"x": jnp.ones(2)}, metadata={"run": "someone else"})
-    _tiny_fit(tmp_path, 8, checkpoint_every=2, keep_checkpoints=2)  # resumes run A from step 4
+    _tiny_fit(tmp_path, 8, every=2, keep=2)  # resumes run A from step 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000003", "step_00000006", "step_00000008"]
     runs = {checkpoint.read_metadata(tmp_path / n).get("run") for n in ("step_00000006", "step_00000008")}
     assert len(runs) == 1 and None not in runs  # one run id, carried over by the resume
@@ -369,14 +370,14 @@ def test_fit_rotates_only_its_own_runs_checkpoints(tmp_path):
 def test_a_half_deleted_checkpoint_is_skipped_and_cleaned(tmp_path):
     """A step_N left without tlean.json by a crash mid-deletion (an older tlean deleted in place) is not the
     latest checkpoint and is removed by the next fit. (Before: every later save refused "not a tlean checkpoint".)"""
-    _tiny_fit(tmp_path, 2, checkpoint_every=1)
+    _tiny_fit(tmp_path, 2, every=1)
     (tmp_path / "step_00000001" / "tlean.json").unlink()
     shutil.copytree(tmp_path / "step_00000001", tmp_path / "step_00000009")
     assert train.latest_checkpoint(tmp_path).name == "step_00000002"
     (tmp_path / "step_00000007").mkdir()
     (tmp_path / "step_00000007" / "notes.txt").write_text("mine")
     with pytest.warns(UserWarning, match=r"step_00000007 is not a tlean checkpoint .* left as it is"):
-        state = _tiny_fit(tmp_path, 4, checkpoint_every=1)
+        state = _tiny_fit(tmp_path, 4, every=1)
     assert int(state.step) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000003", "step_00000004", "step_00000007"]
 
@@ -387,12 +388,22 @@ def test_fit_argument_errors():
     batches = train.Minibatches(data(16), 4)
     with pytest.raises(ValueError, match="steps must be an int >= 0, got -1"):
         train.fit(state, train.classification_loss, optimizer, batches, steps=-1)
-    with pytest.raises(ValueError, match="eval_every must be a positive int or None, got 0"):
-        train.fit(state, train.classification_loss, optimizer, batches, steps=1, eval_every=0)
-    with pytest.raises(ValueError, match="log_every must be a positive int, got None"):
-        train.fit(state, train.classification_loss, optimizer, batches, steps=1, log_every=None)
-    with pytest.raises(ValueError, match="keep_checkpoints must be a positive int, got 0"):
-        train.fit(state, train.classification_loss, optimizer, batches, steps=1, keep_checkpoints=0)
+    with pytest.raises(ValueError, match="EvalConfig: every must be a positive int or None, got 0"):
+        train.EvalConfig([data(4)], every=0)
+    with pytest.raises(TypeError, match="EvalConfig: data must be a sequence of batches"):
+        train.EvalConfig(None)
+    with pytest.raises(ValueError, match="LogConfig: every must be a positive int, got None"):
+        train.LogConfig(every=None)
+    with pytest.raises(TypeError, match="LogConfig: log_dir must be a path or None, got int"):
+        train.LogConfig(log_dir=3)
+    with pytest.raises(ValueError, match="CheckpointConfig: keep must be a positive int, got 0"):
+        train.CheckpointConfig("ckpt", keep=0)
+    with pytest.raises(ValueError, match="CheckpointConfig: every must be a positive int or None, got True"):
+        train.CheckpointConfig("ckpt", every=True)
+    with pytest.raises(TypeError, match="CheckpointConfig: resume must be a bool, got 'no'"):
+        train.CheckpointConfig("ckpt", resume="no")
+    with pytest.raises(TypeError, match="fit: log must be a LogConfig or None, got dict"):
+        train.fit(state, train.classification_loss, optimizer, batches, steps=1, log={"every": 1})
     with pytest.raises(TypeError, match="function of the step"):
         train.fit(state, train.classification_loss, optimizer, [data(4)], steps=1)
     # what failed with AttributeError ("'Model' object has no attribute 'step'") or range()'s message
@@ -402,6 +413,99 @@ def test_fit_argument_errors():
         train.make_train_step(train.classification_loss, optimizer)(state.model, data(4))
     with pytest.raises(ValueError, match=r"eval_batches: batch_size must be a positive int, got 0"):
         train.eval_batches(data(4), 0)
+
+
+def test_fit_old_keywords_still_work_with_a_deprecation_warning(tmp_path):
+    """tlean 0.1's fit(eval_data=, eval_every=, log_every=, checkpoint_dir=, ...) gives the same run as the
+    configs, for one release, and warns with the new spelling."""
+    x, y = data(32)
+    optimizer = optax.sgd(0.1)
+    fresh = lambda: train.TrainState.create(make_model(), optimizer, key=1)
+    args = (train.classification_loss, optimizer, train.Minibatches((x, y), 8))
+    with pytest.warns(DeprecationWarning, match=r"checkpoint_dir=checkpoints.dir, checkpoint_every=checkpoints.every, "
+                                                r"eval_data=eval.data, eval_every=eval.every.*log_every=log.every"):
+        old, old_history = train.fit(fresh(), *args, steps=4, eval_data=[(x, y)], eval_every=2, log_every=2,
+                                     checkpoint_dir=tmp_path / "old", checkpoint_every=2, keep_checkpoints=1,
+                                     progress=False)
+    new, new_history = train.fit(fresh(), *args, steps=4, eval=train.EvalConfig([(x, y)], every=2),
+                                 checkpoints=train.CheckpointConfig(tmp_path / "new", every=2, keep=1),
+                                 log=train.LogConfig(every=2, progress=False))
+    for a, b in zip(_leaves(old), _leaves(new)):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in old_history.eval] == [r["step"] for r in new_history.eval] == [2, 4]
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["step_00000004"]
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="eval_every must be a positive int or "
+                                                                           "None, got 0"):
+        train.fit(fresh(), *args, steps=1, eval_every=0)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="keep must be a positive int, got 0"):
+        train.fit(fresh(), *args, steps=1, keep_checkpoints=0)
+    with pytest.raises(TypeError, match=r"pass log= or the old keywords \['every'\], not both"):
+        train.fit(fresh(), *args, steps=1, log=train.LogConfig(), log_every=2)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['chekpoint_dir'\]; it takes steps=, "
+                                        r"eval=EvalConfig"):
+        train.fit(fresh(), *args, steps=1, chekpoint_dir="x")
+
+
+def _tensorboard_scalars(log_dir):
+    """``{tag: [(step, value)]}`` read back from the event files in ``log_dir`` (TFRecord framing: a
+    length, its CRC, the Event proto, its CRC), with tensorboardX's own Event proto."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    found = {}
+    for file in sorted(log_dir.glob("events.out.tfevents.*")):
+        raw, i = file.read_bytes(), 0
+        while i < len(raw):
+            (length,) = struct.unpack("<Q", raw[i:i + 8])
+            event = event_pb2.Event.FromString(raw[i + 12:i + 12 + length])
+            i += 12 + length + 4
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return found
+
+
+def test_fit_writes_tensorboard_scalars(tmp_path, capsys):
+    """LogConfig(log_dir=...) writes every logged value (train loss, metrics, throughput; eval metrics) as
+    TensorBoard scalars at its step, the same numbers as the history (float32 in the event file), and the
+    progress bar still shows the loss and the throughput."""
+    x, y = data(64)
+    optimizer = optax.adam(1e-2)
+    state = train.TrainState.create(make_model(), optimizer, key=1)
+    _, history = train.fit(state, train.classification_loss, optimizer, train.Minibatches((x, y), 16), steps=6,
+                           eval=train.EvalConfig([(x, y)], every=3),
+                           log=train.LogConfig(every=2, desc="tb-fit", log_dir=tmp_path / "tb"))
+    scalars = _tensorboard_scalars(tmp_path / "tb")
+    assert sorted(scalars) == ["eval/accuracy", "eval/loss", "train/accuracy", "train/examples_per_sec",
+                               "train/loss"]
+    for split, rows in (("train", history.train), ("eval", history.eval)):
+        for name in rows[0]:
+            if name != "step":
+                assert [s for s, _ in scalars[f"{split}/{name}"]] == [r["step"] for r in rows]
+                np.testing.assert_allclose([v for _, v in scalars[f"{split}/{name}"]], [r[name] for r in rows],
+                                           rtol=1e-6)
+    assert [s for s, _ in scalars["eval/loss"]] == [3, 6] and [s for s, _ in scalars["train/loss"]] == [2, 4, 6]
+    err = capsys.readouterr().err
+    assert "tb-fit" in err and "loss=" in err and "ex_per_s=" in err
+
+
+def test_fit_without_tensorboardx_says_what_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tensorboardx(name, *args, **kwargs):
+        if name.startswith("tensorboardX"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboardx)
+    optimizer = optax.sgd(0.1)
+    state = train.TrainState.create(make_model(), optimizer)
+    with pytest.raises(ImportError, match=r"tensorboardX, which is not installed: pip install 'tlean\[examples\]'"):
+        train.fit(state, train.classification_loss, optimizer, train.Minibatches(data(8), 4), steps=1,
+                  log=train.LogConfig(log_dir=tmp_path, progress=False))
+    assert not list(tmp_path.iterdir())
 
 
 def test_seq_of_layers_trains_through_the_pure_tier():

@@ -75,7 +75,21 @@ def child(where: tuple) -> Iterator[tuple]:
 
 @contextlib.contextmanager
 def scope(x: Any) -> Iterator[None]:
-    """Open the outermost check scope when checking is on (a no-op otherwise); check the input first."""
+    """Open the outermost check scope when checking is on (a no-op otherwise); check the input first.
+
+    While summary rows are collected, ``x`` is also noted as the input of the row the block records
+    (:func:`summary_row` keeps its shape and dtype, from which ``Model.summary`` counts FLOPs)."""
+    token = _INPUT.set(x) if _ROWS.get() is not None else None
+    try:
+        with _check_scope(x):
+            yield
+    finally:
+        if token is not None:
+            _INPUT.reset(token)
+
+
+@contextlib.contextmanager
+def _check_scope(x: Any) -> Iterator[None]:
     if not enabled() or _LOG.get() is not None:
         yield
         return
@@ -118,6 +132,7 @@ def _raise_first(flags: np.ndarray, messages: list[str]) -> None:
 
 # -- Model.summary: rows recorded by the child calls while the model is traced ------------------
 _ROWS: contextvars.ContextVar[list | None] = contextvars.ContextVar("tlean_summary_rows", default=None)
+_INPUT: contextvars.ContextVar[Any] = contextvars.ContextVar("tlean_summary_input", default=None)
 
 
 @contextlib.contextmanager
@@ -133,22 +148,33 @@ def collect_rows() -> Iterator[list]:
 
 @contextlib.contextmanager
 def summary_row(layer: Any, where: tuple) -> Iterator[Any]:
-    """Record ``{"path", "layer", "shape"}`` when rows are being collected.
+    """Record ``{"path", "layer", "shape", "input"}`` when rows are being collected.
 
     The row is placed when the call starts (so a parent precedes its children) and its
-    output shape filled in by the function this yields.
+    output shape filled in by the function this yields; ``input`` is the shape and dtype
+    (``jax.ShapeDtypeStruct``\\ s) of the input :func:`scope` noted, or ``None``.
     """
     rows = _ROWS.get()
     if rows is None:
         yield lambda y: None
         return
-    row = {"path": tuple(where), "layer": layer, "shape": None}
+    row = {"path": tuple(where), "layer": layer, "shape": None, "input": _abstract(_INPUT.get())}
     rows.append(row)
 
     def output(y):
         row["shape"] = jax.tree.map(lambda a: tuple(jnp.shape(a)), y)
 
     yield output
+
+
+def _abstract(x: Any) -> Any:
+    """``x`` as ``jax.ShapeDtypeStruct``\\ s (``None`` if it holds anything but arrays)."""
+    if x is None:
+        return None
+    try:
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), x)
+    except (AttributeError, TypeError):
+        return None
 
 
 @contextlib.contextmanager

@@ -47,7 +47,10 @@ from tlean._model import Model, combine
 from tlean.seed import as_key
 
 __all__ = [
+    "CheckpointConfig",
+    "EvalConfig",
     "History",
+    "LogConfig",
     "Minibatches",
     "TrainState",
     "classification_loss",
@@ -495,21 +498,23 @@ def _run_of(path: Path) -> str | None:
     return run if isinstance(run, str) else None
 
 
-def _start_run(state: TrainState, directory: Path | None, resume: bool) -> tuple[TrainState, History, str, list]:
-    """``(state, history, run id, this run's checkpoints)``: resumed from the newest checkpoint in ``directory``
-    (``resume=True``), or a new run on a copy of ``state`` (the caller keeps theirs: the step donates)."""
+def _start_run(state: TrainState, checkpoints: CheckpointConfig | None) -> tuple[TrainState, History, str, list]:
+    """``(state, history, run id, this run's checkpoints)``: resumed from the newest checkpoint in the
+    checkpoint folder (``resume=True``), or a new run on a copy of ``state`` (the caller keeps theirs: the
+    step donates)."""
     from tlean import checkpoint
 
-    last = None
-    if directory is not None:
-        _clean_debris(directory)
-        last = latest_checkpoint(directory)
-        if last is not None and not resume:
-            raise FileExistsError(
-                f"fit: {directory} holds checkpoints of an earlier run (the newest is {last.name}); with resume=False "
-                "fit does not mix two runs in one directory: pass resume=True to continue that run, or give an "
-                "empty checkpoint_dir (or delete those checkpoints with tlean.checkpoint.delete)"
-            )
+    if checkpoints is None:
+        return _copy(state), History(), uuid.uuid4().hex, []
+    directory = Path(checkpoints.dir)
+    _clean_debris(directory)
+    last = latest_checkpoint(directory)
+    if last is not None and not checkpoints.resume:
+        raise FileExistsError(
+            f"fit: {directory} holds checkpoints of an earlier run (the newest is {last.name}); with resume=False "
+            "fit does not mix two runs in one directory: pass CheckpointConfig(..., resume=True) to continue "
+            "that run, or give an empty folder (or delete those checkpoints with tlean.checkpoint.delete)"
+        )
     if last is None:
         return _copy(state), History(), uuid.uuid4().hex, []
     state = checkpoint.restore(last, like=state)
@@ -520,14 +525,243 @@ def _start_run(state: TrainState, directory: Path | None, resume: bool) -> tuple
 
 def _rotate(ours: list[Path], path: Path, keep: int) -> None:
     """Record ``path`` (just written) among this run's checkpoints ``ours`` and delete all but the newest
-    ``keep`` of them; ``path`` itself is never deleted, nor anything not in ``ours``."""
+    ``keep`` of them; ``path`` itself is never deleted, nor anything not in ``ours``.
+
+    Why not orbax's ``CheckpointManager`` (re-examined with orbax-checkpoint 0.12.8; tlean uses orbax for
+    the array files, through :mod:`tlean.checkpoint`, but keeps this rotation):
+
+    * ``CheckpointManager.save(step)`` returns ``False`` and writes nothing when ``step`` is not above the
+      newest step in its folder (``should_save``), so a new run in a folder holding a later step of another
+      run loses its checkpoints silently;
+    * ``max_to_keep`` counts every step in the folder: a new run with ``max_to_keep=1`` deleted the two
+      checkpoints of the earlier run on its first save;
+    * deletion is ``rmtree`` in place (unless ``todelete_subdir``, which never frees the space), and a step
+      folder left half-deleted by a crash is still listed by ``all_steps()``/``latest_step()``, so a resume
+      would pick a broken checkpoint; tlean renames a checkpoint aside before deleting it and skips and
+      cleans ``step_<n>`` folders without ``tlean.json``.
+
+    One manager per run sub-folder (``dir/run-<id>/``) avoids the first two, not the third, and changes the
+    layout users and the crash tests rely on (``dir/step_<n>``).
+    """
     from tlean import checkpoint
 
-    ours[:] = sorted({*ours, path}, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+    ours[:] = sorted({*ours, path}, key=lambda p: int(p.name[len("step_"):]))  # step_<n>: _steps listed them
     for old in [p for p in ours[:-keep] if p != path]:
         if old.exists():
             checkpoint.delete(old)
         ours.remove(old)
+
+
+def _positive(owner: str, name: str, value: Any, optional: bool = False) -> None:
+    if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{owner}: {name} must be a positive int{' or None' if optional else ''}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What :func:`fit` evaluates on, and how often.
+
+    Attributes:
+      data: batches to evaluate on: a sequence (e.g. :func:`eval_batches`), or a function
+        returning an iterable of batches (called at each evaluation).
+      every: evaluate every this many steps (and always at the end); ``None``: only at the end.
+    """
+
+    data: Sequence[Any] | Callable[[], Iterable[Any]]
+    every: int | None = None
+
+    def __post_init__(self):
+        if self.data is None or isinstance(self.data, (str, bytes)):
+            raise TypeError(f"EvalConfig: data must be a sequence of batches or a function returning them, "
+                            f"got {type(self.data).__name__}")
+        _positive("EvalConfig", "every", self.every, optional=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Where and how often :func:`fit` saves checkpoints, and whether it resumes.
+
+    Attributes:
+      dir: the folder of this run's ``step_<n>`` checkpoints.
+      every: save every this many steps (and always at the end); ``None``: only at the end.
+      keep: how many of this run's newest checkpoints to keep (the one just written always is;
+        other runs' checkpoints are never deleted).
+      resume: continue from the newest checkpoint in ``dir`` if there is one; ``False``:
+        ``dir`` must hold no checkpoint (``FileExistsError`` otherwise: runs are never mixed).
+    """
+
+    dir: str | os.PathLike
+    every: int | None = None
+    keep: int = 2
+    resume: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.dir, (str, os.PathLike)):
+            raise TypeError(f"CheckpointConfig: dir must be a path, got {type(self.dir).__name__}")
+        _positive("CheckpointConfig", "every", self.every, optional=True)
+        _positive("CheckpointConfig", "keep", self.keep)
+        if not isinstance(self.resume, (bool, np.bool_)):
+            raise TypeError(f"CheckpointConfig: resume must be a bool, got {self.resume!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    """How :func:`fit` reports: metric logs, the progress bar and TensorBoard.
+
+    Attributes:
+      every: steps between logs (each log is the mean over its interval).
+      progress: show a tqdm progress bar (on stderr) with the loss and examples per second.
+      desc: the progress bar's label.
+      log_dir: also write TensorBoard scalars here (``train/<metric>``,
+        ``train/examples_per_sec``, ``eval/<metric>``, at the step), with tensorboardX
+        (``pip install tlean[examples]``); ``None``: no event files.
+    """
+
+    every: int = 10
+    progress: bool = True
+    desc: str = "train"
+    log_dir: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        _positive("LogConfig", "every", self.every)
+        if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
+            raise TypeError(f"LogConfig: log_dir must be a path or None, got {type(self.log_dir).__name__}")
+
+
+_OLD_KEYWORDS = {  # fit's keywords before 0.2 -> (config, field)
+    "eval_data": ("eval", "data"), "eval_every": ("eval", "every"),
+    "log_every": ("log", "every"), "progress": ("log", "progress"), "desc": ("log", "desc"),
+    "checkpoint_dir": ("checkpoints", "dir"), "checkpoint_every": ("checkpoints", "every"),
+    "keep_checkpoints": ("checkpoints", "keep"), "resume": ("checkpoints", "resume"),
+}
+
+
+def _from_old_keywords(old: dict, eval: Any, checkpoints: Any, log: Any) -> tuple[Any, Any, Any]:
+    """The configs that fit's old keywords (``eval_data=``, ``checkpoint_dir=``, ...) spell, with a
+    ``DeprecationWarning`` naming the new spelling."""
+    unknown = sorted(set(old) - set(_OLD_KEYWORDS))
+    if unknown:
+        raise TypeError(f"fit got unexpected keyword arguments {unknown}; it takes steps=, eval=EvalConfig(...), "
+                        "checkpoints=CheckpointConfig(...) and log=LogConfig(...)")
+    groups: dict[str, dict] = {"eval": {}, "checkpoints": {}, "log": {}}
+    for name, value in old.items():
+        group, field = _OLD_KEYWORDS[name]
+        groups[group][field] = value
+    given = {"eval": eval, "checkpoints": checkpoints, "log": log}
+    for group, fields in groups.items():
+        if fields and given[group] is not None:
+            raise TypeError(f"fit: pass {group}= or the old keywords {sorted(fields)}, not both")
+    spelled = ", ".join(f"{k}={_OLD_KEYWORDS[k][0]}.{_OLD_KEYWORDS[k][1]}" for k in sorted(old))
+    warnings.warn(f"fit's keywords {sorted(old)} are deprecated and go in the next release: pass "
+                  f"eval=EvalConfig(...), checkpoints=CheckpointConfig(...), log=LogConfig(...) ({spelled})",
+                  DeprecationWarning, stacklevel=3)
+    if groups["eval"] and groups["eval"].get("data") is not None:
+        eval = EvalConfig(**groups["eval"])
+    elif groups["eval"].get("every") is not None:
+        _positive("fit", "eval_every", groups["eval"]["every"], optional=True)
+    if groups["checkpoints"] and groups["checkpoints"].get("dir") is not None:
+        checkpoints = CheckpointConfig(**groups["checkpoints"])
+    elif groups["checkpoints"]:  # the old fit checked these even without a folder
+        CheckpointConfig(".", **{k: v for k, v in groups["checkpoints"].items() if k != "dir"})
+    if groups["log"]:
+        log = LogConfig(**groups["log"])
+    return eval, checkpoints, log
+
+
+class _Reporter:
+    """fit's logging: metrics stay on the device until a log, then their means and the throughput go into
+    the history, onto the progress bar and (with ``log_dir``) into TensorBoard event files."""
+
+    def __init__(self, config: LogConfig, history: History, start: int, steps: int):
+        self.config, self.history = config, history
+        self.pending: list = []
+        self.examples, self.tick = 0, time.perf_counter()
+        self.bar = self.writer = None
+        if config.log_dir is not None:
+            self.writer = _summary_writer(config.log_dir)
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=steps, initial=min(start, steps), desc=config.desc, dynamic_ncols=True)
+
+    def step(self, metrics: dict, examples: int) -> None:
+        self.pending.append(metrics)
+        self.examples += examples
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def log(self, step: int) -> None:
+        values = jax.device_get(self.pending)
+        now = time.perf_counter()
+        row = {"step": step, **{k: float(np.mean([m[k] for m in values])) for k in values[0]}}
+        row["examples_per_sec"] = self.examples / max(now - self.tick, 1e-9)
+        self.history.train.append(row)
+        self._scalars("train", row)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", ex_per_s=f"{row['examples_per_sec']:.0f}")
+        self.pending, self.examples, self.tick = [], 0, now
+
+    def evaluated(self, row: dict) -> None:
+        self.history.eval.append(row)
+        self._scalars("eval", row)
+
+    def _scalars(self, split: str, row: dict) -> None:
+        if self.writer is not None:
+            for name, value in row.items():
+                if name != "step":
+                    self.writer.add_scalar(f"{split}/{name}", value, row["step"])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _summary_writer(log_dir: str | os.PathLike) -> Any:
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ImportError("fit: LogConfig(log_dir=...) writes TensorBoard scalars with tensorboardX, which is not "
+                          "installed: pip install 'tlean[examples]' (or tensorboardX)") from None
+    return SummaryWriter(os.fspath(log_dir))
+
+
+def _save(checkpoints: CheckpointConfig, state: TrainState, history: History, run: str, ours: list) -> None:
+    """Save ``state`` and the history as ``step_<n>`` of this run, then rotate this run's checkpoints."""
+    from tlean import checkpoint
+
+    path = Path(checkpoints.dir) / f"step_{int(state.step):08d}"
+    checkpoint.save(path, state, metadata={"history": history.to_dict(), "run": run})
+    _rotate(ours, path, checkpoints.keep)
+
+
+def _evaluate(loss_fn: LossFn, eval: EvalConfig, state: TrainState, reporter: _Reporter) -> None:
+    batches = eval.data() if callable(eval.data) else eval.data
+    reporter.evaluated({"step": int(state.step), **evaluate(loss_fn, state.model, batches)})
+
+
+def _due(every: int | None, done: int, steps: int) -> bool:
+    """Whether a periodic action falls on step ``done`` (the end has its own, once)."""
+    return every is not None and done % every == 0 and done != steps
+
+
+def _loop(state: TrainState, step_fn: Callable, train_data: Callable[[int], Any], steps: int, loss_fn: LossFn,
+          eval: EvalConfig | None, checkpoints: CheckpointConfig | None, log: LogConfig, reporter: _Reporter,
+          run: str, ours: list) -> TrainState:
+    """The steps from ``state.step`` to ``steps``, with the periodic logs, evaluations and checkpoints."""
+    for step in range(int(state.step), steps):
+        batch = train_data(step)
+        state, metrics = step_fn(state, batch)
+        reporter.step(metrics, _batch_size(batch))
+        done = step + 1
+        if done % log.every == 0 or done == steps:
+            reporter.log(done)
+        if eval is not None and _due(eval.every, done, steps):
+            _evaluate(loss_fn, eval, state, reporter)
+        if checkpoints is not None and _due(checkpoints.every, done, steps):
+            _save(checkpoints, state, reporter.history, run, ours)
+    return state
 
 
 def fit(
@@ -537,37 +771,36 @@ def fit(
     train_data: Callable[[int], Any],
     *,
     steps: int,
-    eval_data: Sequence[Any] | Callable[[], Iterable[Any]] | None = None,
-    eval_every: int | None = None,
-    log_every: int = 10,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 2,
-    resume: bool = True,
-    progress: bool = True,
-    desc: str = "train",
+    eval: EvalConfig | None = None,
+    checkpoints: CheckpointConfig | str | os.PathLike | None = None,
+    log: LogConfig | None = None,
+    **old_keywords: Any,
 ) -> tuple[TrainState, History]:
-    """Train until ``state.step == steps``, with a progress bar, evaluation and checkpoints.
+    """Train until ``state.step == steps``, with a progress bar, evaluation, checkpoints and logs.
 
     Each step calls the train step of :func:`make_train_step` on ``train_data(step)``.
-    Metrics stay on the device between logs; every ``log_every`` steps their means
-    and the throughput (examples per second) go into the history and onto the
-    tqdm progress bar. Every ``eval_every`` steps and at the end, :func:`evaluate`
-    runs on ``eval_data``. Every ``checkpoint_every`` steps and at the end, the state
-    and the history are saved to ``checkpoint_dir/step_<n>``; of this run's
-    checkpoints the newest ``keep_checkpoints`` are kept (the one just written always
-    is). Checkpoints of other runs are never deleted. What a crash left behind in
-    ``checkpoint_dir`` (a save or a deletion cut short) is cleaned up at the start.
+    Metrics stay on the device between logs; every ``log.every`` steps their means and
+    the throughput (examples per second) go into the history, onto the tqdm progress
+    bar and, with ``log.log_dir``, into TensorBoard event files. Every ``eval.every``
+    steps and at the end, :func:`evaluate` runs on ``eval.data``. Every
+    ``checkpoints.every`` steps and at the end, the state and the history are saved to
+    ``checkpoints.dir/step_<n>``; of this run's checkpoints the newest
+    ``checkpoints.keep`` are kept (the one just written always is), and checkpoints of
+    other runs are never deleted. What a crash left behind in the folder (a save or a
+    deletion cut short) is cleaned up at the start.
 
-    With ``resume=True`` and a checkpoint in ``checkpoint_dir``, training continues
-    from the newest one, as the same run. With ``resume=False``, ``checkpoint_dir``
-    must hold no checkpoint: fit refuses (``FileExistsError``) rather than mix two
-    runs in one directory. ``state`` is copied before training, so the caller's state
-    stays usable (the train step donates the buffers of the state it trains).
-    Because ``train_data`` is a function of the step (see :class:`Minibatches`) and
-    the dropout keys come from the state, the resumed run is bit for bit the run
-    that never stopped. ``steps`` counts all steps, so a run
-    that already reached it returns at once.
+    With ``resume=True`` and a checkpoint in the folder, training continues from the
+    newest one, as the same run; with ``resume=False`` the folder must hold no
+    checkpoint (``FileExistsError``: two runs are never mixed). ``state`` is copied
+    before training, so the caller's state stays usable (the train step donates the
+    buffers of the state it trains). Because ``train_data`` is a function of the step
+    (see :class:`Minibatches`) and the dropout keys come from the state, the resumed
+    run is bit for bit the run that never stopped. ``steps`` counts all steps, so a
+    run that already reached it returns at once.
+
+    The keywords of tlean 0.1 (``eval_data``, ``eval_every``, ``log_every``,
+    ``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``, ``resume``,
+    ``progress``, ``desc``) still work for this release, with a ``DeprecationWarning``.
 
     Args:
       state: the starting :class:`TrainState` (also the template a checkpoint is restored into).
@@ -575,85 +808,51 @@ def fit(
       optimizer: the optax transformation that made ``state.opt_state``.
       train_data: ``train_data(step) -> batch``.
       steps: the total number of steps to reach.
-      eval_data: batches to evaluate on (a sequence, or a callable returning an iterable).
-      eval_every: evaluate every this many steps (and at the end); ``None``: only at the end.
-      log_every: steps between metric logs.
-      checkpoint_dir: where to save and resume; ``None``: no checkpoints.
-      checkpoint_every: save every this many steps (and at the end); ``None``: only at the end.
-      keep_checkpoints: how many of the newest checkpoints to keep.
-      resume: continue from the newest checkpoint in ``checkpoint_dir`` if there is one.
-      progress: show a tqdm progress bar (on stderr).
-      desc: the progress bar's label.
+      eval: an :class:`EvalConfig`; ``None``: no evaluation.
+      checkpoints: a :class:`CheckpointConfig` (a path is ``CheckpointConfig(path)``);
+        ``None``: no checkpoints.
+      log: a :class:`LogConfig`; ``None``: ``LogConfig()`` (a log every 10 steps, a
+        progress bar, no TensorBoard).
 
     Returns:
       ``(state, history)``.
-    """
-    from tlean import checkpoint  # orbax is imported only when training
 
+    >>> import numpy as np, optax
+    >>> from tlean import nn
+    >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    >>> y = (x[:, 0] > 0).astype(np.int32)
+    >>> state = TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optax.adam(0.05))
+    >>> state, history = fit(state, classification_loss, optax.adam(0.05), Minibatches((x, y), 16), steps=20,
+    ...                      eval=EvalConfig(eval_batches((x, y), 32)), log=LogConfig(every=10, progress=False))
+    >>> [r["step"] for r in history.train], history.eval[-1]["accuracy"] > 0.8
+    ([10, 20], True)
+    """
+    if old_keywords:
+        eval, checkpoints, log = _from_old_keywords(old_keywords, eval, checkpoints, log)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"fit: steps must be an int >= 0, got {steps!r}")
-    for name, value, optional in (("log_every", log_every, False), ("eval_every", eval_every, True),
-                                  ("checkpoint_every", checkpoint_every, True), ("keep_checkpoints", keep_checkpoints, False)):
-        if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"fit: {name} must be a positive int{' or None' if optional else ''}, got {value!r}")
+    if isinstance(checkpoints, (str, os.PathLike)):
+        checkpoints = CheckpointConfig(checkpoints)
+    log = LogConfig() if log is None else log
+    for name, value, kind in (("eval", eval, EvalConfig), ("checkpoints", checkpoints, CheckpointConfig),
+                              ("log", log, LogConfig)):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"fit: {name} must be a {kind.__name__} or None, got {type(value).__name__}")
     _check_state(state, "fit")
     if not callable(train_data):
         raise TypeError("fit: train_data must be a function of the step, e.g. Minibatches(arrays, batch_size)")
-    directory = None if checkpoint_dir is None else Path(checkpoint_dir)
-    state, history, run, ours = _start_run(state, directory, resume)
 
-    step_fn = make_train_step(loss_fn, optimizer)
+    state, history, run, ours = _start_run(state, checkpoints)
     start = int(state.step)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=min(start, steps), desc=desc, dynamic_ncols=True)
-
-    def run_eval(step: int):
-        batches = eval_data() if callable(eval_data) else eval_data
-        history.eval.append({"step": step, **evaluate(loss_fn, state.model, batches)})
-
-    def save(step: int):
-        path = directory / f"step_{step:08d}"
-        checkpoint.save(path, state, metadata={"history": history.to_dict(), "run": run})
-        _rotate(ours, path, keep_checkpoints)
-
-    pending, examples, tick = [], 0, time.perf_counter()
-
-    def log(step: int):
-        nonlocal pending, examples, tick
-        values = jax.device_get(pending)
-        now = time.perf_counter()
-        row = {"step": step}
-        row.update({k: float(np.mean([m[k] for m in values])) for k in values[0]})
-        row["examples_per_sec"] = examples / max(now - tick, 1e-9)
-        history.train.append(row)
-        if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.4f}", ex_per_s=f"{row['examples_per_sec']:.0f}")
-        pending, examples, tick = [], 0, now
-
+    reporter = _Reporter(log, history, start, steps)
     try:
-        for step in range(start, steps):
-            batch = train_data(step)
-            state, metrics = step_fn(state, batch)
-            pending.append(metrics)
-            examples += _batch_size(batch)
-            done = step + 1
-            if bar is not None:
-                bar.update(1)
-            if done % log_every == 0 or done == steps:
-                log(done)
-            if eval_data is not None and eval_every is not None and done % eval_every == 0 and done != steps:
-                run_eval(done)
-            if directory is not None and checkpoint_every is not None and done % checkpoint_every == 0 and done != steps:
-                save(done)
-        end = int(state.step)
-        if eval_data is not None and start < steps:
-            run_eval(end)
-        if directory is not None and start < steps:
-            save(end)
+        state = _loop(state, make_train_step(loss_fn, optimizer), train_data, steps, loss_fn, eval, checkpoints,
+                      log, reporter, run, ours)
+        if start < steps:  # the end: one evaluation and one checkpoint
+            if eval is not None:
+                _evaluate(loss_fn, eval, state, reporter)
+            if checkpoints is not None:
+                _save(checkpoints, state, history, run, ours)
     finally:
-        if bar is not None:
-            bar.close()
+        reporter.close()
     return state, history

@@ -4,6 +4,7 @@ The command line (``python -m examples.train``) parses overrides and runs the de
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -81,28 +82,53 @@ def test_rerun_starts_afresh_unless_resume(tmp_path):
     cli.run(config.replace(steps=10))
     fresh = cli.run(config.replace(steps=10))
     assert json.loads((tmp_path / "history.json").read_text())["train"][0]["step"] == 5
-    resumed = cli.run(config.replace(steps=20, resume=True))
+    resumed = cli.run(config.replace(steps=20, resume=True, tensorboard=True))
     steps = [r["step"] for r in json.loads((tmp_path / "history.json").read_text())["train"]]
     assert steps == [5, 10, 15, 20]  # the first 10 steps came from the checkpoint
+    (events,) = (tmp_path / "tensorboard").glob("events.out.tfevents.*")  # --tensorboard true: fit's log_dir
+    assert b"train/loss" in events.read_bytes() and b"eval/accuracy" in events.read_bytes()
     assert resumed["checkpoint"].endswith("step_00000020") and fresh["checkpoint"].endswith("step_00000010")
 
 
-def test_command_line_overrides():
+def test_command_line_overrides(capsys):
+    """The overrides of the hand-written parser tyro replaced keep working: --field value, --field=value,
+    hyphens, true/false and none in any case."""
     config = cli.parse(["--config", "digits_mlp", "--steps", "10", "--lr=1e-3", "--augment", "false",
                         "--out_dir", "none", "--batch-size", "16"])
     assert (config.name, config.steps, config.lr, config.augment, config.out_dir, config.batch_size) == (
         "digits_mlp", 10, 1e-3, False, None, 16)
+    config = cli.parse(["--config=char_gpt", "--progress=False", "--out_dir=runs/x", "--prompt", "none"])
+    assert (config.name, config.progress, config.out_dir, config.prompt) == ("char_gpt", False, "runs/x", "none")
     assert cli.parse([]).name == configs.DEFAULT == "digits_cnn"
-    with pytest.raises(ValueError, match="digits_cnn has no field 'stepz'; its fields: name, example, steps"):
-        cli.parse(["--stepz", "3"])
-    with pytest.raises(ValueError, match="--steps expects int, got 'ten'"):
-        cli.parse(["--steps", "ten"])
-    with pytest.raises(ValueError, match="--augment expects bool, got 'maybe'"):
-        cli.parse(["--augment", "maybe"])
+    capsys.readouterr()
+    for argv, message in ((["--stepz", "3"], r"Unrecognized options: --stepz.*Perhaps you meant:.*--steps INT"),
+                          (["--steps", "ten"], r"Error parsing --steps: invalid literal for int\(\).*'ten'"),
+                          (["--augment", "maybe"], r"invalid choice 'maybe' for argument '--augment'"),
+                          (["--steps"], r"Missing value for argument '--steps'")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.parse(argv)
+        assert exit_.value.code == 2
+        assert re.search(message, " ".join(capsys.readouterr().err.replace("│", " ").split()), re.S), argv
     with pytest.raises(ValueError, match="no config named 'mnist'"):
         cli.parse(["--config", "mnist"])
-    with pytest.raises(SystemExit, match="usage: python -m examples.train"):
-        cli.main(["--steps"])
+    with pytest.raises(SystemExit, match="(?s)no config named 'mnist'.*usage: python -m examples.train"):
+        cli.main(["--config", "mnist"])
+
+
+@pytest.mark.parametrize("name", sorted(configs.CONFIGS))
+def test_help_lists_every_field_with_its_default_and_meaning(name, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--config", name, "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "--config NAME picks the example" in text and f"these are the fields of {name}" in text
+    config = configs.get(name)
+    text = text[text.index(f"these are the fields of {name}"):]
+    for field in dataclasses.fields(config):
+        shown = re.search(rf" --{field.name} (\S+) (.*?)\(default: (.*?)\)", text)
+        assert shown, field.name
+        assert shown.group(2).strip(), f"--{field.name} has no help text"  # from the config's Attributes section
+        assert shown.group(3) in (str(getattr(config, field.name)), repr(getattr(config, field.name))), field.name
 
 
 def test_list_shows_every_config(capsys):

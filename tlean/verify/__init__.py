@@ -36,9 +36,16 @@ by a bounded value) raises a ``TypeError`` naming the primitive and the layer pa
 equation's ``name_stack`` (``seq`` indices, e.g. ``'1'``, and composites' field names).
 
 Every function is jitted (one compile per model and batch shape) and works one example at a
-time, vmapped over the batch. Bounds are computed in the model's float dtype and are sound up
-to its rounding error (auto_LiRPA's default too); ``sound=True`` (bounds of the float32
-computation itself) is not implemented yet.
+time, vmapped over the batch. By default bounds are computed in the model's float dtype and
+bound the real-number function up to rounding (auto_LiRPA's default too): a float32 output can
+escape them by its rounding error (a long dot product of cancelling terms is off by far more
+than an ulp). ``sound=True`` (:func:`bounds`, :func:`certify`, :func:`linear_bounds`) bounds
+the float32 computation itself: dots and convolutions run at ``Precision.HIGHEST`` and every
+result is widened by the rounding-error bound ``gamma_n |W| |x|`` (``n`` the contraction
+length, ``gamma_n = n u / (1 - n u)``, ``u = 2^-24``), activations by their measured float32
+error, every bound rounded outward by one ulp; CROWN's backward pass and concretisation
+account for their own rounding too (where each term enters: :mod:`tlean.verify._bounds`).
+On the digits MLP the sound bounds are 0.05% (IBP) and 0.13% (CROWN) wider on average.
 
 Equality with auto_LiRPA 0.7.1 (same weights, boxes and margins) is tested on a digits MLP and
 a CNN with BatchNorm and a residual block: IBP and CROWN bounds within 1e-5 relative, identical

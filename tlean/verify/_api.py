@@ -83,36 +83,37 @@ def check_spec(spec, n: int, fn: str):
     return spec
 
 
-def example_bounds(model: Model, lo, hi, spec, lr, *, method: str, steps: int):
+def example_bounds(model: Model, lo, hi, spec, lr, *, method: str, steps: int, sound: bool = False):
     """Bounds for one example ``lo, hi [*input]``: ``(lower, upper)`` of shape ``[*output]`` or ``[k]``."""
     lo, hi = lo[None], hi[None]
-    graph = build(model.layer, model.params, model.state, lo.shape, lo.dtype)
+    graph = build(model.layer, model.params, model.state, lo.shape, lo.dtype, sound=sound)
     out_shape = graph.shapes[graph.output]
     if not out_shape or out_shape[0] != 1:
         raise ShapeError(_Name("bounds"), "the model to keep the batch axis of its input", out_shape)
     if method == "ibp" and spec is None:
-        lower, upper = _bounds.ibp(graph, lo, hi)[graph.output]
+        lower, upper = _bounds.ibp(graph, lo, hi, sound)[graph.output]
         return lower[0], upper[0]
     if spec is not None and (len(out_shape) != 2 or spec.shape[-1] != out_shape[-1]):
         raise ShapeError(_Name("bounds"), f"spec [n, k, out] for outputs of shape {out_shape[1:]}", spec.shape)
     A0 = _bounds.output_spec(graph, spec, lo.dtype)
     if method == "ibp":
-        intervals = _bounds.ibp(graph, lo, hi)
-        lower, upper = _bounds.concretize(*_bounds.backward(graph, graph.output, A0, intervals, relax=False), lo, hi)
+        intervals = _bounds.ibp(graph, lo, hi, sound)
+        linear = _bounds.backward(graph, graph.output, A0, intervals, relax=False, sound=sound)
+        lower, upper = _bounds.concretize(*linear, lo, hi, sound)
+    elif method == "crown":
+        intervals = _bounds.crown_intervals(graph, lo, hi, sound=sound)
+        linear = _bounds.backward(graph, graph.output, A0, intervals, sound=sound)
+        lower, upper = _bounds.concretize(*linear, lo, hi, sound)
     else:
-        if method == "crown":
-            intervals = _bounds.crown_intervals(graph, lo, hi)
-            lower, upper = _bounds.concretize(*_bounds.backward(graph, graph.output, A0, intervals), lo, hi)
-        else:
-            lower, upper = _bounds.optimise_alpha(graph, A0, lo, hi, steps=steps, lr=lr)
+        lower, upper = _bounds.optimise_alpha(graph, A0, lo, hi, steps=steps, lr=lr, sound=sound)
     if spec is None:
         return lower.reshape(out_shape[1:]), upper.reshape(out_shape[1:])
     return lower, upper
 
 
-@functools.partial(jax.jit, static_argnames=("method", "steps"))
-def _bounds_jit(model, lower, upper, spec, lr, *, method, steps):
-    one = functools.partial(example_bounds, method=method, steps=steps)
+@functools.partial(jax.jit, static_argnames=("method", "steps", "sound"))
+def _bounds_jit(model, lower, upper, spec, lr, *, method, steps, sound=False):
+    one = functools.partial(example_bounds, method=method, steps=steps, sound=sound)
     return jax.vmap(one, in_axes=(None, 0, 0, None if spec is None else 0, None))(model, lower, upper, spec, lr)
 
 
@@ -125,6 +126,7 @@ def bounds(
     spec: jax.Array | None = None,
     steps: int = 20,
     lr: float = 0.5,
+    sound: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Lower and upper bounds of ``model(x)`` (or ``spec @ model(x)``) over the box ``[lower, upper]``.
 
@@ -143,10 +145,17 @@ def bounds(
         with IBP it is folded into the affine layers after the last activation, as auto_LiRPA.
       steps, lr: alpha-CROWN's Adam steps and learning rate (auto_LiRPA's ``iteration`` and
         ``lr_alpha``, decayed by 0.98 a step).
+      sound: bound the float32 computation itself (off by default, as in auto_LiRPA): every
+        rounding of the model's float32 forward and of the bound's own arithmetic is
+        accounted for (dots and convolutions at ``Precision.HIGHEST`` widened by
+        ``gamma_n |W| |x|``, activations by their measured float32 error, results rounded
+        outward; see :mod:`tlean.verify._bounds`), so ``lb <= model(x) <= ub`` holds for
+        the float32 outputs themselves. Assumes float32 matmuls at full precision (not TF32).
 
     Returns:
       ``(lb, ub)``, each ``[n, *output]`` (``[n, k]`` with a spec): ``lb <= f(x) <= ub`` for every
-      ``x`` in the box, up to float rounding.
+      ``x`` in the box: for the real-number function up to float rounding, or for the float32
+      computation exactly with ``sound=True``.
 
     Raises:
       ShapeError: ``lower`` and ``upper`` differ in shape, or a spec of the wrong shape (a box
@@ -171,30 +180,36 @@ def bounds(
     spec = check_spec(spec, lower.shape[0], "bounds")
     if spec is not None:
         spec = spec.astype(lower.dtype)
-    return _bounds_jit(model, lower, upper, spec, jnp.asarray(lr, lower.dtype), method=method, steps=int(steps))
+    lr = jnp.asarray(lr, lower.dtype)
+    return _bounds_jit(model, lower, upper, spec, lr, method=method, steps=int(steps), sound=bool(sound))
 
 
-def _linear_one(model: Model, lo, hi, spec):
+def _linear_one(model: Model, lo, hi, spec, sound=False):
     lo, hi = lo[None], hi[None]
-    graph = build(model.layer, model.params, model.state, lo.shape, lo.dtype)
-    intervals = _bounds.crown_intervals(graph, lo, hi)
+    graph = build(model.layer, model.params, model.state, lo.shape, lo.dtype, sound=sound)
+    intervals = _bounds.crown_intervals(graph, lo, hi, sound=sound)
     A0 = _bounds.output_spec(graph, spec, lo.dtype)
-    lA, lbias, uA, ubias = _bounds.backward(graph, graph.output, A0, intervals)
+    lA, lbias, uA, ubias = _bounds.backward(graph, graph.output, A0, intervals, sound=sound)
     return lA[:, 0], lbias, uA[:, 0], ubias
 
 
-@jax.jit
-def _linear_jit(model, lower, upper, spec):
-    return jax.vmap(_linear_one, in_axes=(None, 0, 0, None if spec is None else 0))(model, lower, upper, spec)
+@functools.partial(jax.jit, static_argnames=("sound",))
+def _linear_jit(model, lower, upper, spec, sound=False):
+    one = functools.partial(_linear_one, sound=sound)
+    return jax.vmap(one, in_axes=(None, 0, 0, None if spec is None else 0))(model, lower, upper, spec)
 
 
-def linear_bounds(model: Model, lower: jax.Array, upper: jax.Array, *, spec: jax.Array | None = None) -> LinearBounds:
+def linear_bounds(
+    model: Model, lower: jax.Array, upper: jax.Array, *, spec: jax.Array | None = None, sound: bool = False
+) -> LinearBounds:
     """CROWN's linear bounds of ``model(x)`` (or ``spec @ model(x)``) as functions of ``x`` in the box.
 
     Args:
       model: as :func:`bounds`.
       lower, upper: ``[n, *input]``.
       spec: ``[n, k, out]`` or None (the identity on the flattened output).
+      sound: as :func:`bounds`: the inequalities hold for the float32 ``f`` exactly (in real
+        arithmetic on the returned float coefficients).
 
     Returns:
       :class:`LinearBounds` with ``lA . x + lbias <= spec @ f(x) <= uA . x + ubias`` on the box:
@@ -210,4 +225,4 @@ def linear_bounds(model: Model, lower: jax.Array, upper: jax.Array, *, spec: jax
     model = check_model(model, "linear_bounds")
     lower, upper = check_box(lower, upper, "linear_bounds")
     spec = check_spec(spec, lower.shape[0], "linear_bounds")
-    return LinearBounds(*_linear_jit(model, lower, upper, spec))
+    return LinearBounds(*_linear_jit(model, lower, upper, spec, sound=bool(sound)))

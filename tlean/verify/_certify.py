@@ -74,6 +74,7 @@ def certify(
     clip: tuple[float, float] | None = None,
     steps: int = 20,
     lr: float = 0.5,
+    sound: bool = False,
 ) -> Certificate:
     """Certify top-1 robustness of a classifier in the L-infinity ball of radius ``eps`` around ``x``.
 
@@ -88,6 +89,8 @@ def certify(
       norm: ``"inf"`` (the only norm supported).
       clip: ``(lo, hi)``: intersect the ball with the data range, e.g. ``(0, 1)`` for images.
       steps, lr: alpha-CROWN's optimisation (see :func:`tlean.verify.bounds`).
+      sound: certify the float32 computation itself (see :func:`tlean.verify.bounds`), so a
+        certificate survives floating-point error; off by default.
 
     Returns:
       a :class:`Certificate`.
@@ -110,7 +113,7 @@ def certify(
     model = _api.check_model(model, "certify")
     x, lower, upper = _ball(x, eps, clip, "certify")
     spec = margin_spec(y, _classes(model, x), x.dtype)
-    margin, _ = _api.bounds(model, lower, upper, method=method, spec=spec, steps=steps, lr=lr)
+    margin, _ = _api.bounds(model, lower, upper, method=method, spec=spec, steps=steps, lr=lr, sound=sound)
     return Certificate(jnp.all(margin > 0, axis=-1), margin)
 
 

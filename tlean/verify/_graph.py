@@ -67,6 +67,7 @@ class Node:
     offset: Any = None
     act: Any = None
     fn: Callable | None = None
+    terms: tuple = (0, 0)  # affine: rounding counts (forward, transpose), see _relax._terms
     cache: dict = dataclasses.field(default_factory=dict, repr=False)  # linear transposes
 
 
@@ -97,13 +98,14 @@ class Poison:
 _BATCH_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin", "reduce_prod"})
 
 
-def build(layer, params, state, x_shape: tuple, dtype, *, clean=None, key=None) -> Graph:
+def build(layer, params, state, x_shape: tuple, dtype, *, clean=None, key=None, sound: bool = False) -> Graph:
     """Trace ``layer.apply(params, state, x, train=False)`` for ``x`` of ``x_shape`` into a Graph.
 
     With ``clean`` (the clean batch, of ``x_shape``), trace ``apply(..., train=True, key=key)``
     instead, the whole batch being one bounded input: every reduction over the batch axis
     (BatchNorm's mean and variance) is evaluated on the clean batch and held constant, as
-    auto_LiRPA does in training.
+    auto_LiRPA does in training. ``sound``: dots and convolutions are bound at
+    ``Precision.HIGHEST`` (the rounding analysis of ``sound=True`` assumes float32 arithmetic).
     """
     train = clean is not None
 
@@ -112,7 +114,7 @@ def build(layer, params, state, x_shape: tuple, dtype, *, clean=None, key=None) 
 
     closed = jax.make_jaxpr(forward)(params, state, jax.ShapeDtypeStruct(x_shape, dtype))
     leaves = jax.tree_util.tree_leaves((params, state))
-    builder = _Builder(x_shape[0] if train else None)
+    builder = _Builder(x_shape[0] if train else None, sound)
     builder.shapes[0] = tuple(x_shape)
     if train:
         builder.clean[0] = clean
@@ -128,7 +130,8 @@ def build(layer, params, state, x_shape: tuple, dtype, *, clean=None, key=None) 
 
 
 class _Builder:
-    def __init__(self, batch: int | None = None):
+    def __init__(self, batch: int | None = None, sound: bool = False):
+        self.sound = sound
         self.batch = batch  # train mode: the batch size; None: one example, eval mode
         self.clean: dict[int, Any] = {}  # train mode: each node's value on the clean batch
         self.nodes: list[Node] = []
@@ -224,7 +227,7 @@ class _Builder:
             act = _relax.fuse_gelu(fa, fb) if root_a == root_b else None
             if act is not None:
                 return [self.new("act", "gelu", [Ref(root_a)], shape, where, act=act)]
-        rule = _relax.classify(eqn, invals, self.shapes)
+        rule = _relax.classify(eqn, invals, self.shapes, sound=self.sound)
         if rule is None:
             raise _unsupported(name, where)
         if isinstance(rule, str):
@@ -276,4 +279,3 @@ def _unsupported(prim: str, where: str, why: str = "") -> TypeError:
         "padding, concatenate, reduce_sum, average pooling), max(x, c)/min(x, c) (ReLU, clamp), "
         "tanh, logistic, erf/erfc (GELU), softplus, leaky ReLU and max-pooling"
     )
-

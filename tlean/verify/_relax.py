@@ -82,8 +82,65 @@ def _zeros_for_consts(eqn, invals, values):
     return eqn.primitive.bind(*args, **eqn.params)
 
 
-def classify(eqn, invals, shapes) -> tuple | str | None:
-    """``(kind, refs, fields)`` for :class:`tlean.verify._graph.Node`, a reason string, or None."""
+def classify(eqn, invals, shapes, *, sound: bool = False) -> tuple | str | None:
+    """``(kind, refs, fields)`` for :class:`tlean.verify._graph.Node`, a reason string, or None.
+
+    Affine rules carry ``terms = (forward, backward)``: at most how many rounded products and
+    sums make one output of ``lin`` and one entry of its transpose (see :func:`_terms`).
+    ``sound``: dots and convolutions are bound at ``Precision.HIGHEST``.
+    """
+    rule = _classify(eqn, invals, shapes, sound)
+    if isinstance(rule, tuple) and rule[0] == "affine":
+        rule[2]["terms"] = _terms(eqn, invals, shapes)
+    return rule
+
+
+def _size(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _terms(eqn, invals, shapes) -> tuple[int, int]:
+    """``(forward, backward)`` rounding counts of an affine equation: the ``n`` of ``gamma_n``.
+
+    forward: the longest sum of rounded products that makes one output (a dot's contraction
+    length, a convolution's ``in_channels / groups * kernel volume``, a sum's reduced count;
+    1 for one rounded ``add``/``mul``/``div``; 0 for exact copies: reshapes, slices, padding).
+    backward: the same for one entry of its transpose (a dot's free size of the constant
+    operand, a convolution's ``out_channels * kernel volume``, a broadcast's factor).
+    """
+    name = eqn.primitive.name
+    shape_of = [shapes[a.id] if _is_ref(a) else np.shape(a) for a in invals]
+    out = eqn.outvars[0].aval.shape
+    if name == "dot_general":
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        fwd = _size([shape_of[0][d] for d in lc])
+        const = 1 if _is_ref(invals[0]) else 0
+        skip = set(rc if const else lc) | set(rb if const else lb)
+        return fwd, _size([n for d, n in enumerate(shape_of[const]) if d not in skip])
+    if name == "conv_general_dilated":
+        kernel = shape_of[1]
+        spec = eqn.params["dimension_numbers"].rhs_spec
+        return _size(kernel) // max(kernel[spec[0]], 1), _size(kernel) // max(kernel[spec[1]], 1)
+    if name == "reduce_sum":
+        return max(_size(shape_of[0]) // max(_size(out), 1), 1), 0
+    if name == "broadcast_in_dim":
+        return 0, max(_size(out) // max(_size(shape_of[0]), 1), 1)
+    if name == "reduce_window_sum":
+        window = _size(eqn.params["window_dimensions"])
+        return window, window
+    if name == "cumsum":
+        n = shape_of[0][eqn.params["axis"]]
+        return n, n
+    if name == "gather":
+        return 0, _size(out)
+    if name in ("mul", "div", "convert_element_type", "reduce_precision"):
+        return 1, 1
+    if name in ("add", "sub"):
+        return 1, 0
+    return 0, 0
+
+
+def _classify(eqn, invals, shapes, sound: bool) -> tuple | str | None:
     name = eqn.primitive.name
     refs = [a for a in invals if _is_ref(a)]
     ref_pos = [i for i, a in enumerate(invals) if _is_ref(a)]
@@ -128,7 +185,7 @@ def classify(eqn, invals, shapes) -> tuple | str | None:
     if name in ("mul", "dot_general"):
         if len(refs) > 1:
             return "it is a product of two bounded values"
-        return _scaled(eqn, invals, refs)
+        return _scaled(_highest(eqn, sound), invals, refs)
     if name == "div":
         if ref_pos != [0]:
             return "it divides by a bounded value"
@@ -136,7 +193,7 @@ def classify(eqn, invals, shapes) -> tuple | str | None:
     if name == "conv_general_dilated":
         if ref_pos != [0]:
             return "its kernel depends on the input"
-        return _scaled(eqn, invals, refs)
+        return _scaled(_highest(eqn, sound), invals, refs)
     if name in ("max", "min"):
         if len(refs) == 2:
             return "monotone", refs, {"fn": lambda a, b: _bind(eqn, invals, (a, b))}
@@ -150,6 +207,13 @@ def classify(eqn, invals, shapes) -> tuple | str | None:
             return "it takes several bounded operands"
         return "monotone", refs, {"fn": lambda x: _bind(eqn, invals, (x,))}
     return None
+
+
+def _highest(eqn, sound: bool):
+    """A dot or convolution at ``Precision.HIGHEST`` (``sound=True``); other equations unchanged."""
+    if not sound or "precision" not in eqn.params:
+        return eqn
+    return _Rebound(eqn.primitive, {**eqn.params, "precision": (lax.Precision.HIGHEST, lax.Precision.HIGHEST)})
 
 
 @dataclasses.dataclass
@@ -195,7 +259,7 @@ def named_activation(eqn, invals) -> Activation | None:
             with jax.ensure_compile_time_eval():
                 probe = -jnp.ones(sub.in_avals[0].shape, sub.in_avals[0].dtype)
                 slope = -np.asarray(jcore.jaxpr_as_fun(sub)(probe)[0]).ravel()[0]
-        except Exception:  # noqa: BLE001 - a slope we cannot read: bound the body instead
+        except Exception:
             return None
         if 0.0 <= slope <= 1.0:
             return Activation("relu", c=0.0, a=float(slope))
@@ -265,6 +329,63 @@ class Activation:
             return lo, hi
         return self(l), self(u)
 
+    # sound=True ----------------------------------------------------------------------------
+    def float_error(self, F, X):
+        """A bound on ``|f_float32(x) - f(x)|`` where ``|f| <= F`` and ``|x| <= X`` near ``x``.
+
+        ``ULPS[kind]`` units in the last place of ``F`` (plus, for GELU, as many of ``u |x|``:
+        its ``x * Phi(x)`` loses relative accuracy where ``Phi`` is tiny), and as many of the
+        smallest normal number (flushed subnormals). The multiples are 4x or more the worst error
+        of XLA's float32 ``tanh``, ``logistic``, ``erf``, ``erfc``, softplus and GELU against
+        float64 on a dense grid of [-20, 20] plus log-spaced points down to 1e-30 (XLA CPU,
+        jax 0.10: 4.4, 2.5, 5.1, 64, 2.8 ulps; GELU 1.0 and 2.1 units of ``ulp(f) + u |x|``).
+        ReLU, ``max``/``min`` and leaky ReLU: one ulp (``max`` is exact; ``a * x`` rounds once).
+        """
+        F = lax.stop_gradient(jnp.abs(F))
+        ulp = jnp.nextafter(F, jnp.asarray(jnp.inf, F.dtype)) - F
+        tiny = float(jnp.finfo(jnp.result_type(F)).tiny)
+        k = ULPS[self.kind]
+        err = k * (ulp + tiny)
+        if self.kind == "gelu":
+            err = err + k * unit_roundoff(jnp.result_type(F)) * jnp.abs(X)
+        return err
+
+    def sound_interval(self, l, u):
+        """:meth:`interval` widened to hold ``f``'s float32 value: ``2 * float_error`` then one ulp."""
+        lo, hi = self.interval(l, u)
+        err = 2.0 * self.float_error(jnp.maximum(jnp.abs(lo), jnp.abs(hi)), jnp.maximum(jnp.abs(l), jnp.abs(u)))
+        return next_down(lo - err), next_up(hi + err)
+
+    def sound_offset(self, l, u, a, b, upper: bool):
+        """The intercept of a line of slope ``a`` that bounds the float32 ``f`` on ``[l, u]``.
+
+        Starts from ``b`` (any float line, e.g. :meth:`relax`'s, whatever its rounding) and
+        moves it by its largest violation: at ``l``, ``u`` and the kink ``c`` for the ReLU family
+        (piecewise linear: the extreme gaps are there), on a 64-point grid widened by
+        ``max|f''| h^2 / 8`` for the smooth functions; then by ``2 * float_error`` (the forward's
+        and this evaluation's float ``f``) and ``4 u (|a| |x| + |b| + |f|)`` (this check's own
+        rounding). ``l, u`` broadcast against ``a, b`` (``[K, *shape]`` or ``[1, *shape]``).
+        """
+        if self.kind in ("relu", "min"):
+            mid = jnp.clip(jnp.broadcast_to(self.c, jnp.shape(l)), l, u)
+            xs = jnp.stack(jnp.broadcast_arrays(l, u, mid), -1)
+            pad = 0.0
+        else:
+            n = 64
+            t = jnp.linspace(0.0, 1.0, n, dtype=jnp.result_type(l)).reshape((1,) * jnp.ndim(l) + (n,))
+            xs = jnp.clip(l[..., None] + (u - l)[..., None] * t, l[..., None], u[..., None])
+            h = (u - l) / (n - 1)
+            pad = CURVATURE[self.kind] * h * h / 8.0 * 1.01
+        fx = self(xs)
+        gap = fx - a[..., None] * xs - b[..., None]
+        gap = jnp.max(gap, -1) if upper else jnp.max(-gap, -1)
+        X = jnp.maximum(jnp.abs(l), jnp.abs(u))
+        F = jnp.max(jnp.abs(fx), -1) + pad
+        uround = unit_roundoff(jnp.result_type(l))
+        eps = 2.0 * self.float_error(F, X) + 4.0 * uround * (jnp.abs(a) * X + jnp.abs(b) + F)
+        move = jnp.maximum(gap + pad, 0.0) + eps
+        return next_up(b + move) if upper else next_down(b - move)
+
     # relu family ---------------------------------------------------------------------------
     def relu_upper(self, l, u):
         """CROWN's upper line of ``c + leaky_a(x - c)``: ``(slope, intercept)``, as auto_LiRPA."""
@@ -309,6 +430,38 @@ class Activation:
 
 
 _TINY = 1e-6
+
+# sound=True: float32 error multiples (see Activation.float_error) and bounds on |f''|.
+ULPS = {
+    "relu": 1.0,
+    "min": 1.0,
+    "tanh": 16.0,
+    "logistic": 16.0,
+    "erf": 32.0,
+    "erfc": 256.0,
+    "softplus": 16.0,
+    "gelu": 16.0,
+}
+CURVATURE = {"tanh": 0.78, "logistic": 0.1, "erf": 0.97, "erfc": 0.97, "softplus": 0.25, "gelu": 0.8}
+
+
+def next_down(x):
+    """The next float below ``x`` (``nextafter``), with the gradient of the identity (alpha-CROWN)."""
+    x = jnp.asarray(x)
+    c = lax.stop_gradient(x)
+    return x + (jnp.nextafter(c, jnp.asarray(-jnp.inf, c.dtype)) - c)
+
+
+def next_up(x):
+    """The next float above ``x``, with the gradient of the identity."""
+    x = jnp.asarray(x)
+    c = lax.stop_gradient(x)
+    return x + (jnp.nextafter(c, jnp.asarray(jnp.inf, c.dtype)) - c)
+
+
+def unit_roundoff(dtype) -> float:
+    """``u = eps / 2``: 2^-24 for float32."""
+    return float(jnp.finfo(dtype).eps) / 2.0
 
 
 def _chord(f, l, u):
@@ -403,7 +556,6 @@ def fuse_gelu(chain_a, chain_b) -> Activation | None:
             for approximate in (False, True):
                 if np.allclose(h, np.asarray(jax.nn.gelu(xs, approximate=approximate)), atol=1e-5, rtol=1e-5):
                     return Activation("gelu", approximate=approximate)
-    except Exception:  # noqa: BLE001 - traced constants: not a GELU we can recognise
+    except Exception:
         return None
     return None
-

@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["tlean", "tlean.layers", "tlean.nn", "tlean.nn.pure", "tlean.seed", "tlean.interop", "tlean.models",
-           "tlean.train", "tlean.checkpoint", "tlean.parallel", "tlean.losses", "tlean.verify"]
+           "tlean.train", "tlean.checkpoint", "tlean.parallel", "tlean.losses", "tlean.verify", "tlean.testing",
+           "tlean.testing.properties"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -35,7 +36,7 @@ def test_every_layer_has_a_builder_and_a_pure_constructor():
 def test_submodules_are_reachable_from_the_package():
     import tlean
 
-    for name in ("checkpoint", "interop", "losses", "models", "parallel", "spec", "train", "verify"):
+    for name in ("checkpoint", "interop", "losses", "models", "parallel", "spec", "testing", "train", "verify"):
         assert getattr(tlean, name).__name__ == f"tlean.{name}"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         tlean.nope

@@ -33,7 +33,7 @@ from tlean.seed import run as run
 
 __version__ = "0.1.0"
 
-_LAZY = ("checkpoint", "interop", "losses", "models", "parallel", "spec", "train", "verify")
+_LAZY = ("checkpoint", "interop", "losses", "models", "parallel", "spec", "testing", "train", "verify")
 
 
 def __getattr__(name: str):

@@ -170,6 +170,7 @@ class Row:
     ratio: float | None  # median paired ratio against the reference
     first_call: float | None = None  # seconds of the first call: trace + compile + one step
     loss0: float | None = None  # the first loss, to check that the models agree
+    extra: dict = field(default_factory=dict)  # further figures of the first-model, generate and load tables
 
 
 @dataclass
@@ -181,7 +182,7 @@ class Table:
     unit: str  # "ms" or "us"
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
-    kind: str = "train"  # "train", "call" or "compile"
+    kind: str = "train"  # "train", "call", "compile", "first_model", "generate", "load" or "verify"
 
     def row(self, framework: str) -> Row:
         return next(r for r in self.rows if r.framework == framework)

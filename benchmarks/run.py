@@ -8,7 +8,11 @@ Usage::
     python -m benchmarks --markdown BENCHMARKS.md   # also rewrite BENCHMARKS.md
 
 Models: ``tiny`` (per-call overhead), ``mlp``, ``cnn``, ``transformer``, ``lstm`` and
-``compile`` (compile time against depth and sequence length). A model whose tlean layers
+``compile`` (compile time against depth and sequence length), ``verify`` (certification
+against auto_LiRPA: benchmarks/verify_crown.py), ``first_model`` (a fresh process builds
+ResNet-18 and GPT-2 small: tlean, PyTorch, flax.nnx, equinox), ``generate`` (greedy
+tokens per second against transformers) and ``load`` (``from_pretrained`` of a 124M
+checkpoint against transformers'). A model whose tlean layers
 do not exist yet is skipped with a note. Results go to ``--out`` (default
 ``benchmarks/results/``, git-ignored): ``benchmarks.md`` and ``benchmarks.png``.
 """
@@ -25,11 +29,13 @@ from typing import Sequence
 
 from benchmarks import _common, _timing
 
-MODELS = ("tiny", "mlp", "cnn", "transformer", "lstm", "compile")
-MODULES = {"compile": "compile_time"}
+MODELS = ("tiny", "mlp", "cnn", "transformer", "lstm", "compile", "verify", "first_model", "generate", "load")
+MODULES = {"compile": "compile_time", "verify": "verify_crown"}
 NAMES = {"tlean": "tlean", "raw": "raw JAX", "nnx": "flax.nnx", "linen": "flax.linen",
          "equinox": "equinox", "torch": "PyTorch (eager)", _common.COPY: "raw JAX again (noise floor)"}
 TRAIN_TARGET, CALL_TARGET, COMPILE_TARGET = 1.03, 1.2, 1.5
+# Issue 17's targets for an eager build in a fresh process (seconds beyond the import).
+FIRST_MODEL_TARGET = {"first_resnet18": 1.0, "first_gpt2": 3.0}
 # Two runs of one program differ by a percent or two on a shared machine: "no slower than a
 # peer" allows the same 3% as the raw-JAX target does.
 PEER_TOLERANCE = 1.03
@@ -86,8 +92,14 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def table_markdown(table: _common.Table) -> str:
+    if table.kind == "verify":  # tlean.verify against auto_LiRPA: benchmarks/verify_crown.py
+        from benchmarks.verify_crown import markdown
+
+        return markdown(table)
     lines = [f"### {table.title}", ""]
-    if table.kind == "compile":
+    if table.kind in SPEED_TABLES:
+        lines += SPEED_TABLES[table.kind](table)
+    elif table.kind == "compile":
         lines += ["| configuration | compile (s) | vs first row |", "| --- | ---: | ---: |"]
         lines += [f"| {r.framework} | {_fmt(r.seconds)} | {_fmt(r.ratio)} |" for r in table.rows]
     elif table.kind == "call":
@@ -106,6 +118,53 @@ def table_markdown(table: _common.Table) -> str:
     return "\n".join(lines)
 
 
+def _first_model_rows(table: _common.Table) -> list[str]:
+    lines = ["| framework | import (s) | first build (s) | first build, CPU (s) | second build (s) | first build vs PyTorch |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in table.rows:
+        e = r.extra
+        lines.append(f"| {NAMES[r.framework]} | {_fmt(e['import'])} | {_fmt(r.seconds)} | {_fmt(e['cpu'])} | "
+                     f"{_fmt(e['second'])} | {_fmt(r.ratio)} |")
+    return lines
+
+
+def _generate_rows(table: _common.Table) -> list[str]:
+    lines = ["| batch | tlean (tokens/s) | transformers (tokens/s) | tlean / transformers | tlean first call (s) "
+             "| transformers first call (s) | same tokens |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in table.rows:
+        e = r.extra
+        lines.append(f"| {r.framework.split()[-1]} | {r.seconds:.1f} | {e['torch']:.1f} | {_fmt(r.ratio)} | "
+                     f"{_fmt(r.first_call)} | {_fmt(e['torch_first'])} | {'yes' if e['same'] else 'no'} |")
+    return lines
+
+
+def _load_rows(table: _common.Table) -> list[str]:
+    lines = ["| library | import (s) | load (s) | load, CPU (s) | load vs transformers |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in table.rows:
+        name = "tlean" if r.framework == "tlean" else "transformers (PyTorch)"
+        lines.append(f"| {name} | {_fmt(r.extra['import'])} | {_fmt(r.seconds)} | {_fmt(r.extra['cpu'])} | {_fmt(r.ratio)} |")
+    return lines
+
+
+SPEED_TABLES = {"first_model": _first_model_rows, "generate": _generate_rows, "load": _load_rows}
+
+
+def first_steps(tables: list[_common.Table]) -> list[str]:
+    """A summary of the train tables' first calls (trace + compile + one step), per model, against raw JAX and PyTorch."""
+    shown = [t for t in tables if t.kind == "train" and any(r.first_call for r in t.rows)]
+    if not shown:
+        return []
+    frameworks = [f for f in _common.FRAMEWORKS if any(r.framework == f for t in shown for r in t.rows)]
+    lines = ["### Time to the first step (trace + compile + one step, seconds)", "",
+             "| model | " + " | ".join(NAMES[f] for f in frameworks) + " | tlean / raw JAX |",
+             "| --- | " + " | ".join("---:" for _ in frameworks) + " | ---: |"]
+    for t in shown:
+        cells = {r.framework: r.first_call for r in t.rows}
+        ratio = cells["tlean"] / cells["raw"] if cells.get("tlean") and cells.get("raw") else None
+        lines.append(f"| {t.key} | " + " | ".join(_fmt(cells.get(f)) for f in frameworks) + f" | {_fmt(ratio)} |")
+    return lines + [""]
+
+
 def targets(tables: list[_common.Table]) -> list[tuple[str, str, str]]:
     """``(target, measured, met)`` for each of the issue's targets that was measured."""
     out = []
@@ -121,6 +180,14 @@ def targets(tables: list[_common.Table]) -> list[tuple[str, str, str]]:
                 out.append((f"{t.title}: tlean no slower than nnx, linen, equinox (within {PEER_TOLERANCE - 1:.0%})",
                             f"tlean {tl.ratio:.3f}, fastest peer {NAMES[fastest.framework]} {fastest.ratio:.3f}",
                             "yes" if ok else "no"))
+        elif t.kind == "first_model" and t.key in FIRST_MODEL_TARGET and any(r.framework == "tlean" for r in t.rows):
+            tl, bound = t.row("tlean"), FIRST_MODEL_TARGET[t.key]
+            out.append((f"{t.title}: tlean's first build <= {bound:g} s (CPU time; wall in the table)",
+                        f"{tl.extra['cpu']:.2f} s", "yes" if tl.extra["cpu"] <= bound else "no"))
+        elif t.kind == "generate":
+            for r in t.rows:
+                out.append((f"{t.title}, {r.framework}: tlean tokens/s >= transformers'", f"{r.ratio:.2f}",
+                            "yes" if r.ratio >= 1 else "no"))
         elif t.kind == "compile":
             for r in t.rows[1:]:
                 if r.ratio is not None and "unrolled" not in r.framework:
@@ -170,6 +237,7 @@ def report(tables: list[_common.Table], skipped: list[str], args: argparse.Names
     lines += ["", "## Results", ""]
     for t in tables:
         lines += [table_markdown(t), ""]
+    lines += first_steps(tables)
     if skipped:
         lines += ["## Not measured", ""] + [f"- {s}" for s in skipped] + [""]
     return "\n".join(lines)

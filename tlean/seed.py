@@ -24,8 +24,9 @@ from typing import Any, Callable, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
-__all__ = ["Builder", "SeedStream", "as_key", "fresh", "lift", "run"]
+__all__ = ["Builder", "SeedStream", "as_key", "fresh", "lift", "run", "split"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -65,6 +66,59 @@ def as_key(seed: Any) -> jax.Array:
     )
 
 
+def split(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``tuple(jax.random.split(key))``, computed with NumPy when ``key`` is a concrete threefry key.
+
+    Eagerly, ``jax.random.split`` compiles a threefry program (a tenth of a second, the
+    largest fixed cost of building a small model) and dispatches it for each key drawn.
+    With JAX's partitionable threefry (the default) the two new keys are threefry2x32 of
+    the key on the counters ``(0, 0)`` and ``(0, 1)``, four 32-bit words that
+    :func:`_threefry2x32` computes here bit for bit (tests/test_init_speed.py checks it
+    against ``jax.random.split``). Traced keys and other PRNGs take ``jax.random.split``.
+    """
+    if not _concrete_threefry(key):
+        first, second = jax.random.split(key)
+        return first, second
+    k1, k2 = np.asarray(jax.random.key_data(key), np.uint32)
+    bits1, bits2 = _threefry2x32(k1, k2, np.zeros(2, np.uint32), np.arange(2, dtype=np.uint32))
+    pair = np.stack([bits1, bits2], axis=1)
+    return jax.random.wrap_key_data(pair[0]), jax.random.wrap_key_data(pair[1])
+
+
+def tracing() -> bool:
+    """Whether JAX is tracing (jit, vmap, grad, scan, eval_shape ...): then even a concrete array
+    closed over by the traced function becomes a tracer when an operation touches it."""
+    try:
+        from jax._src import core  # no public API says this; fall back below if it moves
+
+        return not core.trace_state_clean()
+    except (ImportError, AttributeError):
+        return isinstance(jnp.zeros(()), Tracer)  # catches jit/eval_shape/scan, not vmap/grad
+
+
+def _concrete_threefry(key: Any) -> bool:
+    """A concrete single typed key of the default threefry2x32, partitionable threefry on, nothing tracing."""
+    return (isinstance(key, jax.Array) and not isinstance(key, Tracer) and key.shape == () and not tracing()
+            and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+            and str(jax.random.key_impl(key)) == "threefry2x32" and jax.config.values["jax_threefry_partitionable"])
+
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k1: np.uint32, k2: np.uint32, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Threefry-2x32 hash (20 rounds) in NumPy uint32 arithmetic, as jax.random's threefry2x32_p."""
+    ks = (np.uint32(k1), np.uint32(k2), np.uint32(k1) ^ np.uint32(k2) ^ np.uint32(0x1BD11BDA))
+    with np.errstate(over="ignore"):
+        x = [x1 + ks[0], x2 + ks[1]]
+        for i in range(5):
+            for r in _ROTATIONS[i % 2]:
+                x[0] = x[0] + x[1]
+                x[1] = ((x[1] << np.uint32(r)) | (x[1] >> np.uint32(32 - r))) ^ x[0]
+            x = [x[0] + ks[(i + 1) % 3], x[1] + ks[(i + 2) % 3] + np.uint32(i + 1)]
+    return x[0], x[1]
+
+
 @jax.tree_util.register_pytree_node_class
 class SeedStream:
     """A stream of keys: ``fresh()`` draws one, by exactly one ``jax.random.split``.
@@ -86,7 +140,7 @@ class SeedStream:
 
     def fresh(self) -> tuple[jax.Array, "SeedStream"]:
         """Draw one key: ``key, sub = jax.random.split(key)``; return ``(sub, SeedStream(key))``."""
-        key, sub = jax.random.split(self.key)
+        key, sub = split(self.key)
         return sub, SeedStream(key)
 
     def tree_flatten(self):

@@ -75,3 +75,50 @@ def test_report_checks_the_targets():
     assert not any("unrolled" in t[0] for t in targets)  # the contrast row is not a target
     table = run.table_markdown(train)
     assert "| tlean | 1.02 | 1.02 | 1.00 | 1.00 | 2.30000 |" in table
+
+
+def test_quick_cli_runs_the_first_model_generate_and_load_benchmarks(tmp_path):
+    """Issue 17's benchmarks at tiny sizes: fresh-process builds, greedy generation against transformers
+    (same tokens), from_pretrained against transformers; the report states the targets."""
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--models", "first_model,generate,load",
+         "--frameworks", "tlean,torch", "--out", str(out), "--no-chart"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "benchmarks.md").read_text()
+    resnet = _rows(text, "Time to the first model: ResNet-18")
+    gpt = _rows(text, "Time to the first model: GPT-2")
+    assert set(resnet) == set(gpt) == {"tlean", "PyTorch (eager)"}
+    assert all(float(cells[1]) > 0 and float(cells[2]) > 0 for cells in [*resnet.values(), *gpt.values()])
+    assert resnet["PyTorch (eager)"][-1] == "1.00"
+    counts = re.findall(r"Parameter and buffer counts: tlean ([\d,]+), PyTorch ([\d,]+)\.", text)
+    assert len(counts) == 2 and all(a == b for a, b in counts)  # the same models in both frameworks
+    for family in ("GPT-2 shape", "Llama shape"):
+        section = text.split(f"### Greedy generation, {family}", 1)[1].split("###", 1)[0]
+        row = [line for line in section.splitlines() if line.startswith("| 2 |")]
+        assert len(row) == 1 and row[0].rstrip().endswith("| yes |")  # greedy tokens equal transformers'
+    load = text.split("### from_pretrained", 1)[1].split("###", 1)[0]
+    assert "| tlean |" in load and "| transformers (PyTorch) |" in load
+    assert re.search(r"\| Time to the first model: ResNet-18 .*: tlean's first build <= 1 s .* \| \d+\.\d\d s \| (yes|no) \|", text)
+    assert "### Time to the first step" not in text  # no train tables were run
+
+
+def test_peer_builders_of_the_first_model_benchmark_build_the_same_shapes():
+    """flax.nnx and equinox build the tiny GPT-2 with tlean's parameter count (in process, no timing)."""
+    from benchmarks import first_model
+    from tlean import models, nn
+
+    s = first_model.sizes(True)["gpt2"]
+    tlean = jax.eval_shape(lambda: nn.run(0, models.gpt2(vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"],
+                                                         n_layer=s["layers"], n_head=s["heads"]))).num_params()
+    counts = {fw: first_model.child(fw, "gpt2", True)["params"] for fw in ("nnx", "equinox")}
+    assert counts == {"nnx": tlean, "equinox": tlean}
+
+
+def test_first_step_summary_reads_the_train_tables():
+    rows = [_common.Row("tlean", 1e-3, 1.0, 1.5, 2.3), _common.Row("raw", 1e-3, 1.0, 1.2, 2.3),
+            _common.Row("torch", 1e-3, 1.0, 0.05, 2.3)]
+    lines = run.first_steps([_common.Table("mlp", "MLP", "ms", rows)])
+    assert "| mlp | 1.50 | 1.20 | 0.05 | 1.25 |" in lines

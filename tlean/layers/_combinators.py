@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from tlean import _debug
+from tlean.seed import tracing
 from tlean._core import Layer, ShapeError, call_child, child_config, route, union_keywords
 from tlean.layers import _util
 
@@ -142,9 +145,17 @@ def _cached_output_shape(layer: Layer, treedef: Any, leaves: tuple, x: jax.Shape
     return jax.eval_shape(lambda p, s, v, kw: layer.apply(p, s, v, **kw, **dict(static))[0], params, state, x, traced)
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _stacked_init(stack: Stacked, key: jax.Array) -> tuple[Any, Any]:
-    """Layer ``i`` from ``split(key, num_layers)[i]``, vmapped; jitted (op by op it takes seconds)."""
+    """Layer ``i`` from ``split(key, num_layers)[i]``: built eagerly one by one and stacked when the key
+    is concrete (the initialisers' fast eager draws then compile nothing per layer), else vmapped."""
+    if isinstance(key, jax.core.Tracer) or tracing():
+        return _stacked_init_traced(stack, key)
+    copies = [stack.layer.init(k) for k in jax.random.split(key, stack.num_layers)]
+    return jax.tree.map(lambda *xs: jax.device_put(np.stack([np.asarray(x) for x in xs])), *copies)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _stacked_init_traced(stack: Stacked, key: jax.Array) -> tuple[Any, Any]:
     return jax.vmap(stack.layer.init)(jax.random.split(key, stack.num_layers))
 
 

@@ -88,7 +88,7 @@ def sample(model: Model, vocab: Vocab, prompt: str, length: int, key: jax.Array,
     while produced < length:
         steps = min(length - produced, max_len - len(ids))
         key, sub = jax.random.split(key)
-        out = np.asarray(generate(model, jnp.asarray(ids), steps, sub, temperature=temperature))
+        out = np.asarray(generate(model, jnp.asarray(ids), steps=steps, key=sub, temperature=temperature))
         new = out[len(ids):]
         text += vocab.decode(new)
         produced += steps

@@ -89,6 +89,8 @@ CASES: list[Case] = [
     Case("RoPE", lambda: L.RoPE(4, max_len=8), (2, 3, 5, 4), bad_shapes=((2, 3, 9, 4), (2, 3, 5, 5), (4,))),
     Case("RoPE-odd", lambda: L.RoPE(5, max_len=8, start_pos=2), (2, 3, 5, 5)),
     Case("RoPE-half-split", lambda: L.RoPE(6, max_len=8, interleaved=False), (2, 3, 5, 6)),
+    Case("RoPE-llama3-scaling", lambda: L.RoPE(8, 16, interleaved=False, base=5e5,
+                                              scaling=L.RopeScaling("llama3", 8.0, 1.0, 4.0, 4)), (2, 3, 5, 8)),
     Case("MultiheadAttention", lambda: L.MultiheadAttention(8, 2), (2, 5, 8), bad_shapes=((2, 5, 7), (8,), (1, 2, 5, 8))),
     Case("MultiheadAttention-causal-dropout", lambda: L.MultiheadAttention(8, 2, causal=True, dropout=0.3), (2, 5, 8)),
     Case("MultiheadAttention-allow-nobias", lambda: L.MultiheadAttention(8, 4, bias=False), (2, 5, 8),
@@ -138,6 +140,12 @@ CASES: list[Case] = [
          bad_shapes=((4, 6),)),
     Case("GPT", lambda: M.GPT(11, 8, d_model=8, nhead=2), (2, 6), integer_input=11, vmappable=False,
          bad_shapes=((2, 9), (6,))),
+    # --- model zoo: GPT-2 (issue 14) ---
+    Case("Conv1D", lambda: M.Conv1D(3, 5), (2, 4, 5), bad_shapes=((4, 6), ())),
+    # --- model zoo: ResNet-50's Bottleneck, LoRA (issue 14) ---
+    Case("Bottleneck-projection-groups", lambda: L.Bottleneck(4, 2, stride=2, groups=2, base_width=128), (2, 4, 6, 6),
+         bad_shapes=((2, 8, 6, 6), (4, 6, 6))),
+    Case("LoRALinear", lambda: L.LoRALinear(5, 3, rank=2, alpha=4.0), (2, 4, 5), bad_shapes=((4, 6), ())),
     # --- recurrent (issue 5) ---
     Case("RNN", lambda: L.RNN(3, 4), (5, 3), bad_shapes=((5, 4), (3,), (2, 5, 2, 3))),
     Case("RNN-relu-batched", lambda: L.RNN(3, 4, nonlinearity="relu"), (5, 2, 3), bad_shapes=((5, 2, 4),)),

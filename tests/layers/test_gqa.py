@@ -114,6 +114,42 @@ def test_chunked_decoding_equals_the_full_causal_forward():
     jax.tree.map(np.testing.assert_array_equal, new, cache)
 
 
+def test_position_ids_and_a_padding_allow_in_apply_and_decode():
+    """Per-row RoPE positions equal per-row start_pos; a [batch, 1, 1, slots] padding allow in decode
+    equals the same allow in apply (a query with no allowed key gives zeros in both)."""
+    layer = L.Attention(E, 4, 2, rope=L.RoPE(3, 16), causal=True, bias=True)
+    params = randomised(layer, 7)
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(B, T, E)), jnp.float32)
+    positions = jnp.stack([jnp.arange(T), 3 + jnp.arange(T)])
+    allow = jnp.ones((B, 1, 1, T), bool).at[1, ..., :2].set(False)
+
+    @jax.jit  # one compilation for all of it
+    def outputs(params, x):
+        rows = [layer.apply(params, {}, x[b:b + 1], start_pos=s)[0] for b, s in enumerate((0, 3))]
+        y1, cache = layer.decode(params, layer.init_cache(B, T), x[:, :3], 0, allow=allow)
+        y2, _ = layer.decode(params, cache, x[:, 3:], 3, allow=allow)
+        return (jnp.concatenate(rows), layer.apply(params, {}, x, position_ids=positions)[0],
+                layer.apply(params, {}, x, allow=allow)[0], jnp.concatenate([y1, y2], axis=1))
+
+    rows, by_ids, want, decoded = outputs(params, x)
+    assert_close(by_ids, rows)
+    assert_close(decoded, want)
+    assert_close(want[1, 0], params["o_proj"]["bias"])  # row 1's first query sees only padding
+    with pytest.raises(TypeError, match=r"pass start_pos or position_ids, not both"):
+        layer.apply(params, {}, x, start_pos=1, position_ids=positions)
+    with pytest.raises(ShapeError, match=r"expected position_ids \[2\|1, 5\], got shape \(5,\)"):
+        layer.apply(params, {}, x, position_ids=jnp.arange(T))
+    with pytest.raises(ShapeError, match=r"expected allow \[3, 5\] or \[2\|1, 4\|1, 3\|1, 5\] over the cache slots, "
+                                         r"got shape \(2, 1, 1, 4\)"):
+        layer.decode(params, layer.init_cache(B, T), x[:, :3], 0, allow=allow[..., :4])
+    rope = L.RoPE(4, 8)
+    with pytest.raises(ShapeError, match=r"expected position_ids broadcasting against the input's \(2, 3\), "
+                                         r"got shape \(4,\)"):
+        rope.apply({}, {}, jnp.ones((2, 3, 4)), position_ids=jnp.arange(4))
+    with pytest.raises(TypeError, match=r"position_ids must be an integer array, got float32"):
+        rope.apply({}, {}, jnp.ones((2, 3, 4)), position_ids=jnp.ones(3))
+
+
 def test_gated_feed_forward_matches_the_numpy_reference():
     x = np.random.default_rng(3).normal(size=(B, T, E)).astype(np.float32)
     erf = np.vectorize(math.erf)
@@ -148,11 +184,11 @@ def test_bad_input_and_config():
         L.GatedFeedForward(E, 7, "swish")
     layer = L.Attention(E, 4, 2, causal=True)
     params, _ = jax.eval_shape(layer.init, jax.random.key(0))
-    trace = lambda x, **kw: jax.eval_shape(lambda p, x: layer.apply(p, {}, x, **kw), params, x)  # noqa: E731
+    trace = lambda x, **kw: jax.eval_shape(lambda p, x: layer.apply(p, {}, x, **kw), params, x)
     with pytest.raises(ShapeError, match=r"Attention\(hidden_size=12, num_heads=4, num_kv_heads=2, .*causal=True\): "
                                          r"expected input \[batch, seq, 12\], got shape \(2, 5, 10\)"):
         trace(jnp.ones((B, T, 10)))
-    with pytest.raises(ShapeError, match=r"expected allow \[5, 5\] or \[2\|1, 4\|1, 5, 5\], got shape \(2, 5, 5\)"):
+    with pytest.raises(ShapeError, match=r"expected allow \[5, 5\] or \[2\|1, 4\|1, 5\|1, 5\], got shape \(2, 5, 5\)"):
         trace(jnp.ones((B, T, E)), allow=jnp.ones((B, T, T), bool))
     with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
         trace(jnp.ones((B, T, E), jnp.int32))

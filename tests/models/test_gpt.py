@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tlean import ShapeError, nn
-from tlean.models import GPT, generate, gpt
-from tlean.seed import SeedStream
 from tests.torch_utils import load, n
+from tlean import ShapeError, nn
+from tlean.models import GPT, _generate, generate, gpt
+from tlean.seed import SeedStream
 
 V, M, D, H, NL = 11, 8, 8, 2, 2
 
@@ -65,7 +65,7 @@ class GPTTest(chex.TestCase):
         full = model(x)
         decode = self.variant(layer.decode)
         for prefix in range(1, x.shape[1] + 1):
-            logits, cache = decode(model.params, layer.init_cache(2), x[:, :prefix], 0)
+            logits, cache = decode(model.params, layer.init_cache(2, M), x[:, :prefix], 0)
             steps = [logits]
             for pos in range(prefix, x.shape[1]):
                 logits, cache = decode(model.params, cache, x[:, pos : pos + 1], pos)
@@ -95,32 +95,30 @@ def test_generate_equals_the_naive_loop_greedy_and_sampled():
     model = tiny(3)
     prompt, key = ids(2, (3, 2)), jax.random.key(5)
     for temperature in (0.0, 1.5):
-        got = generate(model, prompt, 5, key, temperature)
+        got = generate(model, prompt, steps=5, key=key, temperature=temperature)
         assert got.shape == (3, 7) and got.dtype == jnp.int32
         np.testing.assert_array_equal(got, naive_generate(model, prompt, 5, key, temperature))
         np.testing.assert_array_equal(got[:, :2], prompt)
-    single = generate(model, prompt[0], 5, key, 0.0)  # unbatched in, unbatched out; rows decode independently
-    np.testing.assert_array_equal(single, generate(model, prompt, 5, key, 0.0)[0])
-    np.testing.assert_array_equal(generate(model, prompt, 0, key), prompt)
+    single = generate(model, prompt[0], steps=5)  # unbatched in, unbatched out; rows decode independently
+    np.testing.assert_array_equal(single, generate(model, prompt, steps=5, key=key, temperature=0.0)[0])
+    np.testing.assert_array_equal(generate(model, prompt, steps=0, key=key), prompt)
 
 
 def test_generate_compiles_once_and_traces_decode_twice_whatever_the_steps(monkeypatch):
-    from tlean.models import _gpt
-
     traces = []
     original = GPT.decode
 
-    def counting(self, *args):
+    def counting(self, *args, **kwargs):
         traces.append(1)
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(GPT, "decode", counting)
     model = tiny(4, activation="relu")  # a config no other test compiled
-    before = _gpt._generate._cache_size()
-    generate(model, ids(3, (2, 2)), 5, jax.random.key(0), 1.0)
+    before = _generate._run._cache_size()
+    generate(model, ids(3, (2, 2)), steps=5, key=jax.random.key(0), temperature=1.0)
     assert len(traces) == 2  # the prefill and the scan body: not one per token
-    generate(model, ids(4, (2, 2)), 5, jax.random.key(1), 0.7)  # new prompt, key and temperature: no retrace
-    assert len(traces) == 2 and _gpt._generate._cache_size() == before + 1
+    generate(model, ids(4, (2, 2)), steps=5, key=jax.random.key(1), temperature=0.7, top_k=3, top_p=0.9)
+    assert len(traces) == 2 and _generate._run._cache_size() == before + 1  # new values: no retrace
 
 
 def test_the_builder_draws_one_key_and_names_follow_pytorch():
@@ -140,13 +138,36 @@ def test_bad_input():
         model(jnp.zeros((2, 9), jnp.int32))
     with pytest.raises(TypeError, match=r"GPT\(.*\): expected integer token ids, got float32"):
         model(jnp.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"generate: prompt length 3 \+ steps 6 exceeds GPT\(.*\)'s max_len=8"):
-        generate(model, jnp.zeros((2, 3), jnp.int32), 6, jax.random.key(0))
-    with pytest.raises(TypeError, match=r"generate: prompt_ids must be integer token ids, got float32"):
-        generate(model, jnp.zeros((2, 3)), 2, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"generate: the prompt's 3 tokens \+ steps=6 = 9 exceed the model's context "
+                                         r"length 8"):
+        generate(model, jnp.zeros((2, 3), jnp.int32), steps=6, key=jax.random.key(0))
+    with pytest.raises(TypeError, match=r"generate: ids must be integer token ids, got float32"):
+        generate(model, jnp.zeros((2, 3)), steps=2, key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"generate: temperature must be >= 0, got -1.0"):
-        generate(model, jnp.zeros((2, 3), jnp.int32), 2, jax.random.key(0), -1.0)
+        generate(model, jnp.zeros((2, 3), jnp.int32), steps=2, key=jax.random.key(0), temperature=-1.0)
     with pytest.raises(TypeError, match=r"generate needs a Model of a decoder"):
-        generate(nn.run(0, nn.Linear(2, 2)), jnp.zeros((2, 3), jnp.int32), 2, jax.random.key(0))
+        generate(nn.run(0, nn.Linear(2, 2)), jnp.zeros((2, 3), jnp.int32), steps=2, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"GPT\(.*\): decode takes no attention_mask"):
+        generate(model, jnp.ones((2, 3), jnp.int32), steps=2, attention_mask=jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"GPT\(.*\): init_cache max_len=9 exceeds the model's max_len=8"):
+        model.layer.init_cache(2, 9)
     with pytest.raises(ValueError, match=r"GPT: d_model=10 must be divisible by nhead=4"):
         GPT(V, M, d_model=10, nhead=4)
+
+
+def test_padding_mask_and_position_ids_follow_the_decode_protocol():
+    """A left-padded row with shifted positions gives the logits of the same tokens unpadded; decode
+    takes position_ids too."""
+    model = tiny(8)
+    x = ids(6, (2, 5))
+    mask = np.array([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]])
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    padded = model(jnp.asarray(x), attention_mask=jnp.asarray(mask), position_ids=jnp.asarray(positions))
+    alone = model(jnp.asarray(x[1:, 2:]))
+    np.testing.assert_allclose(padded[1, 2:], alone[0], rtol=1e-5, atol=1e-5)
+    shifted = jnp.asarray([[2, 3, 4]])
+    logits, _ = model.layer.decode(model.params, model.layer.init_cache(1, 5), jnp.asarray(x[1:, 2:]), 0,
+                                   position_ids=shifted)
+    np.testing.assert_allclose(logits, model(jnp.asarray(x[1:, 2:]), position_ids=shifted), rtol=1e-5, atol=1e-5)
+    assert np.abs(logits - alone).max() > 1e-3  # the positions matter
+    assert model.layer.context_length == M

@@ -23,6 +23,7 @@ from tlean.layers._activation import softmax as softmax
 from tlean.layers._activation import tanh as tanh
 from tlean.layers._attention import MultiheadAttention as MultiheadAttention
 from tlean.layers._blocks import BasicBlock as BasicBlock
+from tlean.layers._blocks import Bottleneck as Bottleneck
 from tlean.layers._combinators import Parallel as Parallel
 from tlean.layers._combinators import Residual as Residual
 from tlean.layers._combinators import Stacked as Stacked
@@ -39,6 +40,7 @@ from tlean.layers._gqa import GatedFeedForward as GatedFeedForward
 from tlean.layers._linear import Linear as Linear
 from tlean.layers._linear import LinearVec as LinearVec
 from tlean.layers._linear import linear_vec as linear_vec
+from tlean.layers._lora import LoRALinear as LoRALinear
 from tlean.layers._norm import BatchNorm2d as BatchNorm2d
 from tlean.layers._norm import InstanceNorm2d as InstanceNorm2d
 from tlean.layers._norm import LayerNorm as LayerNorm
@@ -73,6 +75,7 @@ from tlean.layers._pool import MaxPool2d as MaxPool2d
 from tlean.layers._pool import MaxPool3d as MaxPool3d
 from tlean.layers._position import LearnedPositionalEmbedding as LearnedPositionalEmbedding
 from tlean.layers._position import RoPE as RoPE
+from tlean.layers._position import RopeScaling as RopeScaling
 from tlean.layers._position import SinusoidalPositionalEncoding as SinusoidalPositionalEncoding
 from tlean.layers._resample import PixelShuffle as PixelShuffle
 from tlean.layers._resample import PixelUnshuffle as PixelUnshuffle

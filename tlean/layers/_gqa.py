@@ -3,12 +3,13 @@ feed-forward (SwiGLU / GeGLU) of Llama-style models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Integer
 
 from tlean._core import Layer, ShapeError, child_config, sublayer
 from tlean.layers import _kvcache, _util
@@ -32,8 +33,9 @@ class Attention(Layer):
     projections); transformers' ``LlamaAttention`` (``attention_bias`` is ``bias``, and
     ``o_bias`` defaults to it), so a Llama/Mistral/Qwen layer's ``self_attn.*`` weights
     load by name. Differences: the masks are tlean's ``allow`` (True = may attend) and
-    ``causal`` / ``is_causal``; there is no attention dropout; positions come from
-    ``rope`` (given the absolute position with ``start_pos``), not from ``position_ids``.
+    ``causal`` / ``is_causal`` (a model builds ``allow`` from transformers'
+    ``attention_mask``); there is no attention dropout; positions reach ``rope`` as
+    ``start_pos`` or as transformers' ``position_ids``.
 
     Args:
       hidden_size: model width ``E`` (input and output features).
@@ -48,8 +50,9 @@ class Attention(Layer):
       dtype, param_dtype, precision: as for :class:`Linear` (keyword-only).
 
     Apply keywords: ``allow`` (boolean, True = may attend, ``[T, T]`` or
-    ``[batch|1, heads|1, T, T]``), ``is_causal`` (adds the causal mask), ``start_pos`` (the
-    position of ``x[:, 0]`` for ``rope``; default 0).
+    ``[batch|1, heads|1, T|1, T]``, so a padding mask is ``[batch, 1, 1, T]``), ``is_causal``
+    (adds the causal mask), ``start_pos`` (the position of ``x[:, 0]`` for ``rope``; default
+    0) or ``position_ids`` (``[batch|1, T]`` integer positions for ``rope``; not both).
 
     Shapes:
       ``x [batch, T, hidden_size]`` -> ``y [batch, T, hidden_size]``. Params
@@ -57,7 +60,8 @@ class Attention(Layer):
       ``[num_kv_heads * head_dim, E]``, ``o_proj.weight [E, num_heads * head_dim]``.
 
     KV cache: :meth:`init_cache` and :meth:`decode` (causal decoding in chunks, positions
-    from ``start_pos``), the cache holding the ``num_kv_heads`` heads only.
+    from ``start_pos`` or ``position_ids``, an optional ``allow`` over the cache slots), the
+    cache holding the ``num_kv_heads`` heads only.
 
     >>> import jax, jax.numpy as jnp
     >>> from tlean.layers import Attention, RoPE
@@ -129,52 +133,75 @@ class Attention(Layer):
         train: bool = False,
         allow: Bool[Array, "..."] | None = None,
         is_causal: bool | None = False,
-        start_pos: int | jax.Array = 0,
+        start_pos: int | jax.Array | None = None,
+        position_ids: Integer[Array, "batch seq"] | None = None,
     ):
         if isinstance(is_causal, jax.core.Tracer):
             raise TypeError(f"{self!r}: is_causal must be a Python bool (it selects the mask at trace time)")
         self._check_input(x)
+        if start_pos is not None and position_ids is not None:
+            raise TypeError(f"{self!r}: pass start_pos or position_ids, not both")
+        start_pos = 0 if start_pos is None and position_ids is None else start_pos
         if self.rope is not None and _util.is_int(start_pos) and start_pos + x.shape[1] > self.rope.max_len:
             raise ShapeError(self, f"at most {self.rope.max_len - start_pos} positions from start_pos={start_pos} "
                                    f"(rope max_len={self.rope.max_len})", x.shape)
         c = self.bind(params, state, key=key, train=train)
-        q, k, v = self._heads(c, x, start_pos)
+        q, k, v = self._heads(c, x, start_pos, position_ids)
         t = x.shape[1]
-        allowed = None
-        if allow is not None:
-            if getattr(allow, "dtype", None) != jnp.bool_:
-                raise TypeError(f"{self!r}: allow must be boolean (True = may attend), got "
-                                f"{getattr(allow, 'dtype', type(allow).__name__)}")
-            full = (x.shape[0], self.num_heads, t, t)
-            if allow.shape == (t, t):
-                allowed = allow[None, None]
-            elif allow.ndim == 4 and all(d in (1, f) for d, f in zip(allow.shape, full)):
-                allowed = allow
-            else:
-                raise ShapeError(self, f"allow [{t}, {t}] or [{full[0]}|1, {self.num_heads}|1, {t}, {t}]", allow.shape)
+        allowed = None if allow is None else self._allowed(allow, x.shape[0], t, t, "")
         causal = self.causal or bool(is_causal)
         if causal and allowed is not None:
             allowed = allowed & jnp.tril(jnp.ones((t, t), bool))[None, None]
         o = jax.nn.dot_product_attention(q, k, v, mask=allowed, is_causal=causal and allowed is None)
-        if allowed is not None:  # a query with no allowed key outputs zeros (then o_proj's bias), finite gradients
+        return c.o_proj(self._merge(o, allowed)), state
+
+    def _allowed(self, allow: Any, batch: int, t: int, keys: int, where: str) -> jax.Array:
+        """``allow`` checked (boolean, ``[t, keys]`` or ``[batch|1, heads|1, t|1, keys]``) and made 4-d;
+        ``where`` ends the error message."""
+        if getattr(allow, "dtype", None) != jnp.bool_:
+            raise TypeError(f"{self!r}: allow must be boolean (True = may attend), got "
+                            f"{getattr(allow, 'dtype', type(allow).__name__)}")
+        full = (batch, self.num_heads, t, keys)
+        if allow.shape == (t, keys):
+            return allow[None, None]
+        if allow.ndim == 4 and all(d in (1, f) for d, f in zip(allow.shape[:3], full)) and allow.shape[3] == keys:
+            return allow
+        raise ShapeError(self, f"allow [{t}, {keys}] or [{batch}|1, {self.num_heads}|1, {t}|1, {keys}]{where}",
+                         allow.shape)
+
+    def _merge(self, o: jax.Array, allowed: jax.Array | None) -> jax.Array:
+        """Heads ``o [b, t, heads, d]`` merged to ``[b, t, heads * d]``; a query with no allowed key
+        gives zeros (then ``o_proj``'s bias), with finite gradients."""
+        if allowed is not None:
             rows_ok = jnp.transpose(jnp.any(allowed, axis=-1), (0, 2, 1))[..., None]
             o = jnp.where(rows_ok, o, jnp.zeros((), o.dtype))
-        return c.o_proj(o.reshape(o.shape[:2] + (self.num_heads * self.head_dim,))), state
+        return o.reshape(o.shape[:2] + (self.num_heads * self.head_dim,))
 
     def _check_input(self, x: Any) -> None:
         _util.check_float(self, x)
         if jnp.ndim(x) != 3 or jnp.shape(x)[-1] != self.hidden_size:
             raise ShapeError(self, f"input [batch, seq, {self.hidden_size}]", jnp.shape(x))
 
-    def _heads(self, c: Any, x: jax.Array, start_pos: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``q [b, t, heads, d]``, ``k, v [b, t, kv_heads, d]``, with ``rope`` applied at ``start_pos``."""
+    def _heads(self, c: Any, x: jax.Array, start_pos: Any,
+               position_ids: Any = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``q [b, t, heads, d]``, ``k, v [b, t, kv_heads, d]``, with ``rope`` applied at ``start_pos``
+        (or at ``position_ids [b|1, t]``)."""
         b, t = x.shape[:2]
         q = c.q_proj(x).reshape(b, t, self.num_heads, self.head_dim)
         k = c.k_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
         v = c.v_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
-        if self.rope is not None:  # RoPE rotates [..., seq, head_dim]
-            rotate = lambda a: jnp.swapaxes(self.rope.apply({}, {}, jnp.swapaxes(a, 1, 2), start_pos=start_pos)[0],  # noqa: E731
-                                            1, 2)
+        if self.rope is not None:  # RoPE rotates [..., seq, head_dim]: heads go to axis 1
+            if position_ids is None:
+                where = dict(start_pos=start_pos)
+            else:
+                position_ids = jnp.asarray(position_ids)
+                if position_ids.ndim != 2 or position_ids.shape[0] not in (1, b) or position_ids.shape[1] != t:
+                    raise ShapeError(self, f"position_ids [{b}|1, {t}]", position_ids.shape)
+                where = dict(position_ids=position_ids[:, None, :])
+
+            def rotate(a):
+                return jnp.swapaxes(self.rope.apply({}, {}, jnp.swapaxes(a, 1, 2), **where)[0], 1, 2)
+
             q, k = rotate(q), rotate(k)
         return q, k, v
 
@@ -184,23 +211,35 @@ class Attention(Layer):
         _util.positive("Attention.init_cache", batch=batch, max_len=max_len)
         return _kvcache.empty(batch, max_len, self.num_kv_heads, self.head_dim, dtype)
 
-    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq hidden"], start_pos: int | jax.Array):
+    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq hidden"], start_pos: int | jax.Array, *,
+               allow: Bool[Array, "..."] | None = None, position_ids: Integer[Array, "batch seq"] | None = None):
         """``(y, new cache)``: attend positions ``start_pos ..`` of ``x`` to the cache and to themselves (causal).
 
-        Decoding a sequence in chunks equals :meth:`apply` with ``causal=True`` on the whole
-        of it (``rope`` sees the absolute positions). A static ``start_pos`` out of range is a
-        ``ValueError`` / :class:`ShapeError` at trace time; a traced one out of range makes
-        ``y`` NaN and leaves the cache unchanged.
+        The keys and values of ``x`` are written at cache slots ``start_pos ..
+        start_pos + seq - 1``. Decoding a sequence in chunks equals :meth:`apply` with
+        ``causal=True`` on the whole of it (``rope`` sees the absolute positions). A static
+        ``start_pos`` out of range is a ``ValueError`` / :class:`ShapeError` at trace time; a
+        traced one out of range makes ``y`` NaN and leaves the cache unchanged.
+
+        Args:
+          allow: optional boolean over the cache slots, ``[seq, max_len]`` or ``[batch|1,
+            heads|1, seq|1, max_len]`` (a padding mask: ``[batch, 1, 1, max_len]``), combined
+            with the causal window; a query with no allowed slot outputs zeros.
+          position_ids: ``[batch|1, seq]`` integer positions for ``rope`` (default
+            ``start_pos + arange(seq)``), e.g. shifted by left padding.
         """
         if not self.causal:
             raise ValueError(f"{self!r}: KV-cache decoding needs a causal layer (causal=True)")
         self._check_input(x)
         start, in_range, max_len = _kvcache.position(self, cache, x, self.num_kv_heads, self.head_dim, start_pos)
-        q, k, v = self._heads(self.bind(params, {}), x, start)
+        q, k, v = self._heads(self.bind(params, {}), x, start if position_ids is None else None, position_ids)
         cache = _kvcache.write(cache, k, v, start, in_range)
+        allowed = _kvcache.causal_window(start, x.shape[1], max_len)
+        if allow is not None:
+            allowed = allowed & self._allowed(allow, x.shape[0], x.shape[1], max_len, " over the cache slots")
         o = jax.nn.dot_product_attention(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype),
-                                         mask=_kvcache.causal_window(start, x.shape[1], max_len))
-        y = self.o_proj.apply(params["o_proj"], {}, o.reshape(o.shape[:2] + (self.num_heads * self.head_dim,)))[0]
+                                         mask=allowed)
+        y = self.o_proj.apply(params["o_proj"], {}, self._merge(o, None if allow is None else allowed))[0]
         return jnp.where(in_range, y, jnp.nan), cache
 
 

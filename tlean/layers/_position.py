@@ -16,20 +16,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Integer
 
 from tlean._core import Layer, ShapeError
 from tlean.layers import _util
 
 
-def _check_start(layer: Layer, name: str) -> None:
+def _check_start(layer: Any, name: str) -> None:
     """Validate the ``start_pos`` field and store it as a Python int."""
     if not _util.is_int(layer.start_pos) or layer.start_pos < 0:
         raise ValueError(f"{name}: start_pos must be an int >= 0, got {layer.start_pos!r}")
     _util.set_field(layer, "start_pos", int(layer.start_pos))
 
 
-def _positions(layer: Layer, x: Any, dim: int, max_len: int, start_pos: Any) -> jax.Array:
+def _positions(layer: Any, x: Any, dim: int, max_len: int, start_pos: Any) -> jax.Array:
     """Check ``x [..., seq, dim]`` and return the float32 positions ``start + arange(seq)``."""
     _util.check_float(layer, x)
     shape = jnp.shape(x)
@@ -55,6 +55,62 @@ def _positions(layer: Layer, x: Any, dim: int, max_len: int, start_pos: Any) -> 
 def _inverse_frequencies(dim: int, pairs: int, base: float) -> jax.Array:
     """``base ** (-2i / dim)`` for ``i < pairs``, in float32."""
     return jnp.asarray(base ** (-2.0 * np.arange(pairs) / dim), jnp.float32)
+
+
+_SCALINGS = ("linear", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """How a :class:`RoPE` rescales its frequencies for a longer context (transformers' ``rope_parameters``).
+
+    ``rope_type="linear"`` divides every inverse frequency ``w_i = base^(-2i/d)`` by
+    ``factor`` (position interpolation). ``rope_type="llama3"`` (Llama 3.1) keeps the high
+    frequencies (wavelength ``2 pi / w_i`` below ``original_max_position_embeddings /
+    high_freq_factor``), divides the low ones (wavelength above ``original_max_position_embeddings
+    / low_freq_factor``) by ``factor`` and blends linearly in between with
+    ``s = (original_max_position_embeddings / wavelength - low_freq_factor) / (high_freq_factor -
+    low_freq_factor)``: ``w (1 - s) / factor + w s``. The formulas are transformers' 5.x
+    ``_compute_linear_scaling_rope_parameters`` and ``_compute_llama3_parameters``.
+
+    >>> from tlean.layers import RoPE, RopeScaling
+    >>> rope = RoPE(64, 256, interleaved=False, base=500000.0,
+    ...             scaling=RopeScaling("llama3", 8.0, 1.0, 4.0, 64))
+    >>> float(rope.inverse_frequencies()[-1]) < 500000.0 ** (-62 / 64) / 7
+    True
+    """
+
+    rope_type: str
+    factor: float
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+    def __post_init__(self):
+        if self.rope_type not in _SCALINGS:
+            raise ValueError(f"RopeScaling: rope_type must be one of {list(_SCALINGS)}, got {self.rope_type!r}")
+        for name in ("factor", "low_freq_factor", "high_freq_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not value > 0:
+                raise ValueError(f"RopeScaling: {name} must be a number > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        _util.positive("RopeScaling", original_max_position_embeddings=self.original_max_position_embeddings)
+        object.__setattr__(self, "original_max_position_embeddings", int(self.original_max_position_embeddings))
+        if self.rope_type == "llama3" and not self.high_freq_factor > self.low_freq_factor:
+            raise ValueError(f"RopeScaling: high_freq_factor={self.high_freq_factor} must exceed "
+                             f"low_freq_factor={self.low_freq_factor}")
+
+    def apply(self, inv_freq: np.ndarray) -> np.ndarray:
+        """The rescaled inverse frequencies (float64 in, float64 out)."""
+        if self.rope_type == "linear":
+            return inv_freq / self.factor
+        old = self.original_max_position_embeddings
+        wavelength = 2 * np.pi / inv_freq
+        scaled = np.where(wavelength > old / self.low_freq_factor, inv_freq / self.factor, inv_freq)
+        smooth = (old / wavelength - self.low_freq_factor) / (self.high_freq_factor - self.low_freq_factor)
+        blended = (1 - smooth) * scaled / self.factor + smooth * scaled
+        medium = (wavelength >= old / self.high_freq_factor) & (wavelength <= old / self.low_freq_factor)
+        return np.where(medium, blended, scaled)
 
 
 @dataclass(frozen=True)
@@ -166,7 +222,8 @@ class RoPE(Layer):
     ``(x[i], x[i + head_dim/2])``. Each pair ``(a, b)`` becomes
     ``(a cos t - b sin t, a sin t + b cos t)``. With an odd ``head_dim`` (interleaved only)
     the last element is left unchanged. Applied to queries and keys, the dot product of a
-    query at ``p`` and a key at ``p'`` depends on ``p - p'`` only.
+    query at ``p`` and a key at ``p'`` depends on ``p - p'`` only. ``scaling`` (a
+    :class:`RopeScaling`) rescales the frequencies for long contexts (Llama 3.1's ``"llama3"``).
 
     PyTorch analogue: none in ``torch.nn``. The rotation is computed in float32 and cast
     back to the input dtype.
@@ -176,7 +233,14 @@ class RoPE(Layer):
       max_len: the number of positions a static ``start_pos + seq`` may reach.
       start_pos: position of the first element (overridable in ``apply``).
       interleaved: pair layout, see above.
-      base: the ``10000`` of the angle.
+      base: the ``10000`` of the angle (transformers' ``rope_theta``).
+      scaling: a :class:`RopeScaling`, or ``None`` for the plain frequencies.
+
+    Apply keywords: ``start_pos`` (see above) or ``position_ids``, an integer array of
+    explicit positions whose shape broadcasts against ``x.shape[:-1]`` (``[seq]``, or
+    ``[batch, 1, seq]`` for ``x [batch, heads, seq, head_dim]``; transformers'
+    ``position_ids``, e.g. shifted by left padding). Explicit positions are not checked
+    against ``max_len`` (their values are not known at trace time).
 
     Shapes:
       ``x [batch, heads, seq, head_dim]`` (any leading axes: ``[..., seq, head_dim]``)
@@ -196,9 +260,12 @@ class RoPE(Layer):
     start_pos: int = 0
     interleaved: bool = True
     base: float = 10000.0
+    scaling: RopeScaling | None = None
 
     def __post_init__(self):
         _util.positive("RoPE", head_dim=self.head_dim, max_len=self.max_len)
+        if self.scaling is not None and not isinstance(self.scaling, RopeScaling):
+            raise TypeError(f"RoPE: scaling must be a tlean.layers.RopeScaling or None, got {type(self.scaling).__name__}")
         _check_start(self, "RoPE")
         if self.head_dim < 2:
             raise ValueError(f"RoPE: head_dim must be at least 2 (one pair to rotate), got {self.head_dim}")
@@ -212,12 +279,23 @@ class RoPE(Layer):
         _util.set_field(self, "interleaved", bool(self.interleaved))
         _util.set_field(self, "base", float(self.base))
 
-    def apply(self, params: dict, state: dict, x: Float[Array, "*batch seq head_dim"], *, key=None, train=False,
-              start_pos: int | jax.Array | None = None):
-        positions = _positions(self, x, self.head_dim, self.max_len, start_pos)
+    def inverse_frequencies(self) -> jax.Array:
+        """``[head_dim // 2]`` float32: ``base^(-2i / head_dim)``, rescaled by ``scaling``."""
         pairs = self.head_dim // 2
-        angles = positions.astype(jnp.float32)[:, None] * _inverse_frequencies(self.head_dim, pairs, self.base)[None, :]
-        cos, sin = _util.trailing(jnp.cos(angles), x.ndim), _util.trailing(jnp.sin(angles), x.ndim)
+        if self.scaling is None:
+            return _inverse_frequencies(self.head_dim, pairs, self.base)
+        plain = self.base ** (-2.0 * np.arange(pairs) / self.head_dim)
+        return jnp.asarray(self.scaling.apply(plain), jnp.float32)
+
+    def apply(self, params: dict, state: dict, x: Float[Array, "*batch seq head_dim"], *, key=None, train=False,
+              start_pos: int | jax.Array | None = None, position_ids: Integer[Array, "..."] | None = None):
+        if position_ids is None:
+            positions = _util.trailing(_positions(self, x, self.head_dim, self.max_len, start_pos), x.ndim - 1)
+        else:
+            positions = self._explicit(x, start_pos, position_ids)
+        angles = positions.astype(jnp.float32)[..., None] * _util.trailing(self.inverse_frequencies(), x.ndim)
+        cos, sin = jnp.cos(angles), jnp.sin(angles)
+        pairs = self.head_dim // 2
         h = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         if self.interleaved:
             even, odd = h[..., 0 : 2 * pairs : 2], h[..., 1 : 2 * pairs : 2]
@@ -231,3 +309,23 @@ class RoPE(Layer):
             y = jnp.concatenate([first, second], axis=-1)
         return y.astype(x.dtype), state
 
+    def _explicit(self, x: Any, start_pos: Any, position_ids: Any) -> jax.Array:
+        """Check ``x`` and ``position_ids`` (integers broadcasting against ``x.shape[:-1]``), rank-matched to it."""
+        _util.check_float(self, x)
+        shape = jnp.shape(x)
+        if len(shape) < 2 or shape[-1] != self.head_dim:
+            raise ShapeError(self, f"input [..., seq, {self.head_dim}]", shape)
+        if start_pos is not None:
+            raise TypeError(f"{self!r}: pass start_pos or position_ids, not both")
+        dtype = getattr(position_ids, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(f"{self!r}: position_ids must be an integer array, got "
+                            f"{dtype if dtype is not None else type(position_ids).__name__}")
+        lead, pos_shape = shape[:-1], jnp.shape(position_ids)
+        try:
+            fits = len(pos_shape) <= len(lead) and np.broadcast_shapes(pos_shape, lead) == lead
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ShapeError(self, f"position_ids broadcasting against the input's {tuple(lead)}", pos_shape)
+        return _util.trailing(position_ids, len(lead))

@@ -1,18 +1,18 @@
 """A tiny GPT: token and learned position embeddings, a causal pre-norm Transformer stack, a LM head.
 
 ``gpt(...)`` is the seeded builder (``nn.run(0, gpt(...))`` gives a Model), ``GPT`` the
-layer, and ``generate`` samples from a Model with a KV cache in one jitted ``lax.scan``.
+layer; it has the decode protocol of ``tlean.models``, so :func:`tlean.models.generate`
+samples from it with a KV cache in one jitted ``lax.scan``.
 """
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jaxtyping import Array, Float, Integer
 
 from tlean._core import Layer, ShapeError, sublayer
@@ -53,6 +53,15 @@ class GPT(Layer):
       dropout: embedding, attention and residual dropout in training.
       activation: ``"gelu"`` (default), ``"relu"`` or a hashable callable.
       layer_norm_eps, bias, scan, dtype, param_dtype, precision: as for the encoder.
+
+    Apply keywords (the ``tlean.models`` protocol, transformers' names):
+      ``attention_mask [batch, seq]`` (1 = real token, 0 = padding, whose keys get zero
+      weight) and ``position_ids [batch|1, seq]`` (rows of ``pos_emb``; default
+      ``arange(seq)``).
+
+    Decoding: :attr:`context_length` (``max_len``), :meth:`init_cache` and :meth:`decode`,
+    as :func:`tlean.models.generate` uses them (without a padding mask: left-padded
+    batches need ``models.gpt2`` or ``models.llama``).
 
     Shapes:
       ``ids [batch, seq]`` integers in ``[0, vocab_size)``, ``seq <= max_len`` ->
@@ -110,11 +119,23 @@ class GPT(Layer):
                                                 **numerics))
 
     # -- the full forward -------------------------------------------------------------------
-    def apply(self, params: dict, state: dict, x: Integer[Array, "batch seq"], *, key=None, train=False):
-        self._check_ids(x, 0)
+    def apply(self, params: dict, state: dict, x: Integer[Array, "batch seq"], *, key=None, train=False,
+              attention_mask: Any = None, position_ids: Any = None):
+        self._check_ids(x, 0 if position_ids is None else None)
+        padding = None if attention_mask is None else ~self._mask(attention_mask, x.shape, "attention_mask [batch, seq]")
         c = self.bind(params, state, key=key, train=train)
-        h = c.drop(c.pos_emb(c.tok_emb(x)))
-        return c.lm_head(c.ln_f(c.encoder(h))), state
+        if position_ids is None:
+            h = c.pos_emb(c.tok_emb(x))
+        else:
+            h = c.tok_emb(x) + self._rows(params, self._position_ids(position_ids, x.shape))
+        h = c.drop(h)
+        h = c.encoder(h) if padding is None else c.encoder(h, src_key_padding_mask=padding)
+        return c.lm_head(c.ln_f(h)), state
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence: ``max_len``."""
+        return self.max_len
 
     def _check_ids(self, ids: Any, start_pos: Any) -> None:
         dtype = getattr(ids, "dtype", None)
@@ -127,29 +148,64 @@ class GPT(Layer):
             raise ShapeError(self, f"ids [batch, seq] with at most {self.max_len - static} positions{where} "
                                    f"(max_len={self.max_len})", jnp.shape(ids))
 
-    def _embed(self, params: dict, ids: jax.Array, start_pos: Any) -> jax.Array:
-        h = self.tok_emb.apply(params["tok_emb"], {}, ids)[0]
-        return self.pos_emb.apply(params["pos_emb"], {}, h, start_pos=start_pos)[0]
+    def _position_ids(self, position_ids: Any, shape: tuple[int, ...]) -> jax.Array:
+        dtype = getattr(position_ids, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(f"{self!r}: position_ids must be integers, got "
+                            f"{dtype if dtype is not None else type(position_ids).__name__}")
+        batch, seq = shape
+        if jnp.ndim(position_ids) != 2 or position_ids.shape[0] not in (1, batch) or position_ids.shape[1] != seq:
+            raise ShapeError(self, f"position_ids [{batch}|1, {seq}]", jnp.shape(position_ids))
+        return position_ids
+
+    def _mask(self, mask: Any, shape: tuple[int, ...], expected: str) -> jax.Array:
+        mask = jnp.asarray(mask)
+        if mask.shape != tuple(shape):
+            raise ShapeError(self, expected, mask.shape)
+        return mask != 0
+
+    def _rows(self, params: dict, position_ids: jax.Array) -> jax.Array:
+        """``pos_emb``'s rows at ``position_ids`` (NaN past the table, never a clamped row)."""
+        weight = params["pos_emb"]["weight"]
+        dtype = _util.compute_dtype(self.dtype, weight)
+        return jnp.take(weight.astype(dtype), position_ids, axis=0, mode="fill", fill_value=jnp.nan)
 
     def _head(self, params: dict, h: jax.Array) -> jax.Array:
         h = self.ln_f.apply(params["ln_f"], {}, h)[0]
         return self.lm_head.apply(params["lm_head"], {}, h)[0]
 
     # -- KV-cache decoding ------------------------------------------------------------------
-    def init_cache(self, batch: int, dtype: Any = None) -> dict:
-        """An empty KV cache for ``batch`` sequences of up to ``max_len`` tokens (every layer's, stacked)."""
-        return self.encoder.init_cache(batch, self.max_len, dtype or self.dtype or self.param_dtype)
+    def init_cache(self, batch: int, max_len: int | None = None, dtype: Any = None) -> dict:
+        """An empty KV cache for ``batch`` sequences of up to ``max_len`` tokens (default and at
+        most the layer's ``max_len``): every layer's, stacked on a leading axis."""
+        max_len = self.max_len if max_len is None else max_len
+        if _util.is_int(max_len) and max_len > self.max_len:
+            raise ValueError(f"{self!r}: init_cache max_len={max_len} exceeds the model's max_len={self.max_len}")
+        if dtype is None:
+            dtype = self.dtype if self.dtype is not None else self.param_dtype
+        return self.encoder.init_cache(batch, max_len, dtype)
 
-    def decode(self, params: dict, cache: dict, ids: Integer[Array, "batch seq"], start_pos: int | jax.Array
-               ) -> tuple[Float[Array, "batch seq vocab"], dict]:
-        """``(logits, new cache)`` for ``ids`` at positions ``start_pos ..`` (eval mode).
+    def decode(self, params: dict, cache: dict, ids: Integer[Array, "batch seq"], start_pos: int | jax.Array, *,
+               attention_mask: Any = None, position_ids: Any = None) -> tuple[Float[Array, "batch seq vocab"], dict]:
+        """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos ..`` (eval mode).
 
         Prefill with the prompt at ``start_pos=0``, then feed one token at a time; the
         logits equal those of :meth:`apply` on the whole sequence. ``start_pos`` may be a
-        traced integer.
+        traced integer. ``position_ids [batch|1, seq]`` picks the rows of ``pos_emb``
+        (default ``start_pos + arange(seq)``). ``attention_mask`` is refused: the encoder's
+        :meth:`~tlean.layers.MultiheadAttention.decode` has no padding mask (decode
+        unpadded prompts, or use ``models.gpt2`` / ``models.llama``).
         """
-        self._check_ids(ids, start_pos)
-        h, cache = self.encoder.decode(params["encoder"], cache, self._embed(params, ids, start_pos), start_pos)
+        if attention_mask is not None:
+            raise ValueError(f"{self!r}: decode takes no attention_mask (MultiheadAttention.decode has no padding "
+                             f"mask); decode unpadded prompts, or use models.gpt2 / models.llama")
+        self._check_ids(ids, start_pos if position_ids is None else None)
+        h = self.tok_emb.apply(params["tok_emb"], {}, ids)[0]
+        if position_ids is None:
+            h = self.pos_emb.apply(params["pos_emb"], {}, h, start_pos=start_pos)[0]
+        else:
+            h = h + self._rows(params, self._position_ids(position_ids, ids.shape))
+        h, cache = self.encoder.decode(params["encoder"], cache, h, start_pos)
         return self._head(params, h), cache
 
 
@@ -161,70 +217,3 @@ def gpt(vocab_size: int, max_len: int, d_model: int = 64, nhead: int = 4, num_la
     ``bias``, ``scan``, ``dtype``, ``param_dtype``, ``precision``).
     """
     return build(GPT(vocab_size, max_len, d_model, nhead, num_layers, dim_feedforward, dropout, **options))
-
-
-def generate(model: Model, prompt_ids: Integer[Array, "*batch prompt"], steps: int, key: jax.Array,
-             temperature: float | jax.Array = 1.0) -> Integer[Array, "*batch total"]:
-    """Extend ``prompt_ids`` by ``steps`` tokens sampled from ``model`` (a :class:`GPT` Model).
-
-    The prompt is prefilled into a fixed-size KV cache, then each new token is decoded
-    at its position with one ``decode`` of a single token; the whole loop is one jitted
-    ``lax.scan``, compiled once per model config, prompt shape and ``steps`` (new keys,
-    prompts or temperatures of the same shapes reuse it). Token ``t`` is drawn with the
-    ``t``-th key of ``jax.random.split(key, steps)`` from ``softmax(logits / temperature)``;
-    ``temperature=0`` takes the argmax (greedy).
-
-    Args:
-      model: a Model whose layer has ``init_cache`` and ``decode`` (a GPT).
-      prompt_ids: ``[batch, prompt]`` (or ``[prompt]``) integer ids, ``prompt >= 1``.
-      steps: how many tokens to add; ``prompt + steps <= max_len``.
-      key: the sampling key.
-      temperature: ``>= 0``; may be traced.
-
-    Returns:
-      ``[batch, prompt + steps]`` (or ``[prompt + steps]``) ids: the prompt, then the new tokens.
-    """
-    layer = getattr(model, "layer", None)
-    if not (hasattr(layer, "init_cache") and hasattr(layer, "decode")):
-        raise TypeError(f"generate needs a Model of a decoder with init_cache/decode (a GPT), got {model!r}")
-    prompt = jnp.asarray(prompt_ids)
-    if not jnp.issubdtype(prompt.dtype, jnp.integer):
-        raise TypeError(f"generate: prompt_ids must be integer token ids, got {prompt.dtype}")
-    unbatched = prompt.ndim == 1
-    if unbatched:
-        prompt = prompt[None]
-    if prompt.ndim != 2 or prompt.shape[1] < 1:
-        raise ShapeError(layer, "prompt_ids [batch, prompt] or [prompt] with prompt >= 1", prompt_ids.shape)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"generate: steps must be an int >= 0, got {steps!r}")
-    if prompt.shape[1] + steps > layer.max_len:
-        raise ValueError(f"generate: prompt length {prompt.shape[1]} + steps {steps} exceeds {layer!r}'s "
-                         f"max_len={layer.max_len}")
-    if isinstance(temperature, (int, float)) and not temperature >= 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature!r}")
-    out = prompt if steps == 0 else _generate(model, prompt.astype(jnp.int32), key, jnp.float32(temperature), steps)
-    return out[0] if unbatched else out
-
-
-def _sample(logits: jax.Array, key: jax.Array, temperature: jax.Array) -> jax.Array:
-    logits = logits.astype(jnp.float32)
-    greedy = jnp.argmax(logits, axis=-1)
-    sampled = jax.random.categorical(key, logits / jnp.maximum(temperature, jnp.finfo(jnp.float32).tiny), axis=-1)
-    return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
-
-
-@functools.partial(jax.jit, static_argnames=("steps",))
-def _generate(model: Model, prompt: jax.Array, key: jax.Array, temperature: jax.Array, steps: int) -> jax.Array:
-    layer, params = model.layer, model.params
-    batch, length = prompt.shape
-    keys = jax.random.split(key, steps)
-    logits, cache = layer.decode(params, layer.init_cache(batch), prompt, 0)
-    first = _sample(logits[:, -1], keys[0], temperature)
-
-    def step(carry, k):
-        token, cache, pos = carry
-        logits, cache = layer.decode(params, cache, token[:, None], pos)
-        return (_sample(logits[:, -1], k, temperature), cache, pos + 1), token
-
-    (last, _, _), tokens = lax.scan(step, (first, cache, jnp.int32(length)), keys[1:])
-    return jnp.concatenate([prompt, jnp.transpose(tokens), last[:, None]], axis=1)

@@ -19,6 +19,7 @@ from tlean.nn._global import manual_seed as manual_seed
 from tlean.nn._global import next_seed as next_seed
 from tlean.nn._global import run_global as run_global
 from tlean.nn._global import with_model as with_model
+from tlean.nn._lora import lora as lora
 from tlean.nn._sequential import Sequential as Sequential
 from tlean.seed import Builder as Builder
 from tlean.seed import SeedStream as SeedStream
@@ -28,6 +29,7 @@ from tlean.seed import run as run
 
 AvgPool2d = _builder_of(_layers.AvgPool2d)
 BasicBlock = _builder_of(_layers.BasicBlock)
+Bottleneck = _builder_of(_layers.Bottleneck)
 BatchNorm2d = _builder_of(_layers.BatchNorm2d)
 Conv2d = _builder_of(_layers.Conv2d)
 Dropout = _builder_of(_layers.Dropout)
@@ -43,6 +45,7 @@ LayerNorm = _builder_of(_layers.LayerNorm)
 LearnedPositionalEmbedding = _builder_of(_layers.LearnedPositionalEmbedding)
 Linear = _builder_of(_layers.Linear)
 LinearVec = _builder_of(_layers.LinearVec)
+LoRALinear = _builder_of(_layers.LoRALinear)
 Mamba = _builder_of(_layers.Mamba)
 MaxPool2d = _builder_of(_layers.MaxPool2d)
 Mean = _builder_of(_layers.Mean)

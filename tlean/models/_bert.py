@@ -28,6 +28,7 @@ from tlean.layers._dropout import Dropout
 from tlean.layers._embedding import Embedding
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
+from tlean.models._hf import jitted_init
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -163,10 +164,9 @@ class Part(Layer):
     """A submodule of a transformers model built from its config (and the model's numerics)."""
 
     config: Any
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     @property
     def numerics(self) -> dict:
@@ -371,13 +371,6 @@ class BertPooler(Part):
     def apply(self, params, state, h, *, key=None, train=False):
         c = self.bind(params, state, key=key, train=train)
         return jnp.tanh(c.dense(h[:, 0])), c.state
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def jitted_init(layer: Layer, key: jax.Array) -> tuple[dict, dict]:
-    """``layer``'s derived init under one cached ``jax.jit`` (op by op, a model's many small
-    initialisers each compile on their own and take seconds); the same values (DESIGN 1.3)."""
-    return Layer.init(layer, key)
 
 
 def hf_init_overrides(std: float, special: dict[str, Callable] | None = None) -> dict[str, Callable]:

@@ -29,6 +29,7 @@ from tlean.layers._dropout import Dropout
 from tlean.layers._embedding import Embedding
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
+from tlean.models._hf import check_ids, check_mask, check_position_ids, jitted_init, numerics
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -203,10 +204,9 @@ class Conv1D(Layer):
     nf: int = _util.size()
     nx: int = _util.size()
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         return _conv1d_init(self, key)
@@ -225,10 +225,6 @@ def _conv1d_init(layer: Conv1D, key: jax.Array) -> tuple[dict, dict]:
     return {"weight": weight.astype(layer.param_dtype), "bias": jnp.zeros((layer.nf,), layer.param_dtype)}, {}
 
 
-def _numerics(layer: Any) -> dict:
-    return dict(dtype=layer.dtype, param_dtype=layer.param_dtype, precision=layer.precision)
-
-
 @dataclass(frozen=True)
 class GPT2Attention(Layer):
     """GPT-2's causal self-attention: ``c_attn`` (fused q, k, v), ``c_proj``, attention and residual dropout.
@@ -241,10 +237,9 @@ class GPT2Attention(Layer):
 
     config: GPT2Config
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     c_attn: Conv1D = sublayer()
     c_proj: Conv1D = sublayer()
@@ -252,7 +247,7 @@ class GPT2Attention(Layer):
     resid_dropout: Dropout = sublayer()
 
     def __post_init__(self):
-        e, num = self.config.n_embd, _numerics(self)
+        e, num = self.config.n_embd, numerics(self)
         _util.set_field(self, "c_attn", Conv1D(3 * e, e, **num))
         _util.set_field(self, "c_proj", Conv1D(e, e, **num))
         _util.set_field(self, "attn_dropout", Dropout(self.config.attn_pdrop))
@@ -305,17 +300,16 @@ class GPT2MLP(Layer):
 
     config: GPT2Config
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     c_fc: Conv1D = sublayer()
     c_proj: Conv1D = sublayer()
     dropout: Dropout = sublayer()
 
     def __post_init__(self):
-        e, inner, num = self.config.n_embd, self.config.inner_dim, _numerics(self)
+        e, inner, num = self.config.n_embd, self.config.inner_dim, numerics(self)
         _util.set_field(self, "c_fc", Conv1D(inner, e, **num))
         _util.set_field(self, "c_proj", Conv1D(e, inner, **num))
         _util.set_field(self, "dropout", Dropout(self.config.resid_pdrop))
@@ -331,10 +325,9 @@ class GPT2Block(Layer):
 
     config: GPT2Config
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     ln_1: LayerNorm = sublayer()
     attn: GPT2Attention = sublayer()
@@ -342,7 +335,7 @@ class GPT2Block(Layer):
     mlp: GPT2MLP = sublayer()
 
     def __post_init__(self):
-        cfg, num = self.config, _numerics(self)
+        cfg, num = self.config, numerics(self)
         norm = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         _util.set_field(self, "ln_1", LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, **norm))
         _util.set_field(self, "attn", GPT2Attention(cfg, **num))
@@ -368,10 +361,9 @@ class GPT2Model(Layer):
     config: GPT2Config
     _: KW_ONLY
     scan: bool = _util.flag(True)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     wte: Embedding = sublayer()
     wpe: Embedding = sublayer()
@@ -380,7 +372,7 @@ class GPT2Model(Layer):
     ln_f: LayerNorm = sublayer()
 
     def __post_init__(self):
-        cfg, num = self.config, _numerics(self)
+        cfg, num = self.config, numerics(self)
         norm = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         _util.set_field(self, "wte", Embedding(cfg.vocab_size, cfg.n_embd, **num))
         _util.set_field(self, "wpe", Embedding(cfg.n_positions, cfg.n_embd, **num))
@@ -389,10 +381,10 @@ class GPT2Model(Layer):
         _util.set_field(self, "ln_f", LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, **norm))
 
     def apply(self, params, state, ids, *, key=None, train=False, attention_mask=None, position_ids=None):
-        batch, seq = self._check_ids(ids, 0, position_ids)
+        batch, seq = check_ids(self, ids, 0, position_ids, self.config.n_positions, "n_positions")
         allow = jnp.tril(jnp.ones((seq, seq), bool))[None, None]
         if attention_mask is not None:
-            allow = allow & self._mask(attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
+            allow = allow & check_mask(self, attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
         c = self.bind(params, state, key=key, train=train)
         h = c.drop(c.wte(ids) + c.wpe(self._positions(position_ids, batch, seq, 0)))
         return c.ln_f(c.h(h, allow=allow)), state
@@ -406,7 +398,7 @@ class GPT2Model(Layer):
     def decode(self, params: dict, cache: dict, ids: jax.Array, start_pos: Any, *, attention_mask=None,
                position_ids=None) -> tuple[jax.Array, dict]:
         cfg, block = self.config, cast(GPT2Block, self.h.layer)
-        batch, seq = self._check_ids(ids, start_pos, position_ids)
+        batch, seq = check_ids(self, ids, start_pos, position_ids, self.config.n_positions, "n_positions")
         want = (cfg.n_layer, batch, None, cfg.n_head, cfg.head_dim)
         for name in ("key", "value"):
             value = cache.get(name) if isinstance(cache, dict) else None
@@ -418,7 +410,7 @@ class GPT2Model(Layer):
         start, _, max_len = _kvcache.position(block.attn, first, ids, cfg.n_head, cfg.head_dim, start_pos)
         slot_mask = None
         if attention_mask is not None:
-            slot_mask = self._mask(attention_mask, batch, max_len, f"attention_mask [batch, max_len={max_len}]")
+            slot_mask = check_mask(self, attention_mask, batch, max_len, f"attention_mask [batch, max_len={max_len}]")
         c = self.bind(params, {})
         h = c.wte(ids) + c.wpe(self._positions(position_ids, batch, seq, start))
         h = h.astype(self.dtype or jnp.result_type(h, params["h"]["ln_1"]["weight"]))  # the scan carry's dtype
@@ -434,35 +426,10 @@ class GPT2Model(Layer):
             cache = jax.tree.map(lambda *a: jnp.stack(a), *caches)
         return c.ln_f(h), cache
 
-    def _check_ids(self, ids: Any, start_pos: Any, position_ids: Any) -> tuple[int, int]:
-        dtype = getattr(ids, "dtype", None)
-        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: expected integer token ids, got {dtype if dtype is not None else type(ids).__name__}")
-        if jnp.ndim(ids) != 2:
-            raise ShapeError(self, "ids [batch, seq]", jnp.shape(ids))
-        batch, seq = ids.shape
-        limit = self.config.n_positions
-        if position_ids is None and _util.is_int(start_pos) and start_pos + seq > limit:
-            where = f" from start_pos={start_pos}" if start_pos else ""
-            raise ShapeError(self, f"ids [batch, seq] with at most {limit - start_pos} positions{where} "
-                                   f"(n_positions={limit})", ids.shape)
-        return batch, seq
-
     def _positions(self, position_ids: Any, batch: int, seq: int, start: Any) -> jax.Array:
         if position_ids is None:
             return (start + jnp.arange(seq, dtype=jnp.int32))[None]
-        dtype = getattr(position_ids, "dtype", None)
-        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: position_ids must be integers, got {dtype or type(position_ids).__name__}")
-        if jnp.ndim(position_ids) != 2 or position_ids.shape[0] not in (1, batch) or position_ids.shape[1] != seq:
-            raise ShapeError(self, f"position_ids [{batch}|1, {seq}]", jnp.shape(position_ids))
-        return position_ids
-
-    def _mask(self, mask: Any, batch: int, length: int, expected: str) -> jax.Array:
-        mask = jnp.asarray(mask)
-        if mask.shape != (batch, length):
-            raise ShapeError(self, expected, mask.shape)
-        return mask != 0
+        return check_position_ids(self, position_ids, batch, seq)
 
 
 def _normal(key: jax.Array, shape: tuple[int, ...], dtype: Any, std: float) -> jax.Array:
@@ -517,10 +484,9 @@ class GPT2LMHeadModel(Layer):
     config: GPT2Config
     _: KW_ONLY
     scan: bool = _util.flag(True)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     transformer: GPT2Model = sublayer()
     lm_head: Linear = sublayer()
@@ -528,7 +494,7 @@ class GPT2LMHeadModel(Layer):
     def __post_init__(self):
         if not isinstance(self.config, GPT2Config):
             raise TypeError(f"GPT2LMHeadModel: config must be a GPT2Config, got {type(self.config).__name__}")
-        cfg, num = self.config, _numerics(self)
+        cfg, num = self.config, numerics(self)
         _util.set_field(self, "transformer", GPT2Model(cfg, scan=self.scan, **num))
         _util.set_field(self, "lm_head", Linear(cfg.n_embd, cfg.vocab_size, False, **num))
 
@@ -556,7 +522,7 @@ class GPT2LMHeadModel(Layer):
         """
         if key is None:
             return Layer.init(self, key)  # the base class's error: GPT-2 has parameters
-        return _jitted_init(self, key)
+        return jitted_init(self, key)
 
     @property
     def context_length(self) -> int:
@@ -597,11 +563,6 @@ class GPT2LMHeadModel(Layer):
                                            attention_mask=attention_mask, position_ids=position_ids)
         head = with_ties(self, params)["lm_head"]
         return self.lm_head.apply(head, {}, h)[0], cache
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _jitted_init(layer: GPT2LMHeadModel, key: jax.Array) -> tuple[dict, dict]:
-    return Layer.init(layer, key)
 
 
 def gpt2(config: GPT2Config | None = None, **fields: Any) -> Builder[Model]:

@@ -31,6 +31,7 @@ from tlean.layers._gqa import Attention, GatedFeedForward
 from tlean.layers._linear import Linear
 from tlean.layers._norm import RMSNorm
 from tlean.layers._position import RoPE, RopeScaling
+from tlean.models._hf import check_ids, check_mask, check_position_ids, jitted_init, numerics
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -210,10 +211,6 @@ class LlamaConfig:
                     scaling=self.rope_scaling)
 
 
-def _numerics(layer: Any) -> dict:
-    return dict(dtype=layer.dtype, param_dtype=layer.param_dtype, precision=layer.precision)
-
-
 def _check_config(name: str, config: Any) -> None:
     if not isinstance(config, LlamaConfig):
         raise TypeError(f"{name}: config must be a LlamaConfig, got {type(config).__name__}")
@@ -231,10 +228,9 @@ class LlamaDecoderLayer(Layer):
 
     config: LlamaConfig
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     self_attn: Attention = sublayer()
     mlp: GatedFeedForward = sublayer()
@@ -243,7 +239,7 @@ class LlamaDecoderLayer(Layer):
 
     def __post_init__(self):
         _check_config("LlamaDecoderLayer", self.config)
-        cfg, num = self.config, _numerics(self)
+        cfg, num = self.config, numerics(self)
         norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
         _util.set_field(self, "self_attn", Attention(
             cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.attention_bias,
@@ -280,10 +276,9 @@ class LlamaModel(Layer):
     config: LlamaConfig
     _: KW_ONLY
     scan: bool = _util.flag(True)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     embed_tokens: Embedding = sublayer()
     layers: Stacked = sublayer()
@@ -291,7 +286,7 @@ class LlamaModel(Layer):
 
     def __post_init__(self):
         _check_config("LlamaModel", self.config)
-        cfg, num = self.config, _numerics(self)
+        cfg, num = self.config, numerics(self)
         _util.set_field(self, "embed_tokens", Embedding(cfg.vocab_size, cfg.hidden_size, cfg.pad_token_id, **num))
         _util.set_field(self, "layers", Stacked(LlamaDecoderLayer(cfg, **num), cfg.num_hidden_layers, self.scan))
         _util.set_field(self, "norm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=self.dtype,
@@ -299,12 +294,12 @@ class LlamaModel(Layer):
 
     def apply(self, params, state, ids: Integer[Array, "batch seq"], *, key=None, train=False, attention_mask=None,
               position_ids=None):
-        batch, seq = self._check_ids(ids, 0, position_ids)
+        batch, seq = check_ids(self, ids, 0, position_ids, self.config.max_position_embeddings, "max_position_embeddings")
         context = {}
         if attention_mask is not None:
-            context["allow"] = self._mask(attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
+            context["allow"] = check_mask(self, attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
         if position_ids is not None:
-            context["position_ids"] = self._position_ids(position_ids, batch, seq)
+            context["position_ids"] = check_position_ids(self, position_ids, batch, seq)
         c = self.bind(params, state, key=key, train=train)
         return c.norm(c.layers(c.embed_tokens(ids), **context)), state
 
@@ -312,7 +307,8 @@ class LlamaModel(Layer):
                position_ids: Any = None) -> tuple[jax.Array, dict]:
         """``(last hidden states, new cache)`` for ``ids`` at cache slots ``start_pos ..`` (see :meth:`Llama.decode`)."""
         cfg, block = self.config, cast(LlamaDecoderLayer, self.layers.layer)
-        batch, seq = self._check_ids(ids, start_pos, position_ids)
+        batch, seq = check_ids(self, ids, start_pos, position_ids, self.config.max_position_embeddings,
+                               "max_position_embeddings")
         want = (cfg.num_hidden_layers, batch, None, cfg.num_key_value_heads, cfg.head_dim)
         for name in ("key", "value"):
             got = jnp.shape(cache[name]) if isinstance(cache, dict) and name in cache else None
@@ -322,10 +318,10 @@ class LlamaModel(Layer):
         max_len = cache["key"].shape[2]
         allow = None
         if attention_mask is not None:
-            allow = self._mask(attention_mask, batch, max_len, f"attention_mask [batch, max_len={max_len}]")
+            allow = check_mask(self, attention_mask, batch, max_len, f"attention_mask [batch, max_len={max_len}]")
             allow = allow[:, None, None, :]
         if position_ids is not None:
-            position_ids = self._position_ids(position_ids, batch, seq)
+            position_ids = check_position_ids(self, position_ids, batch, seq)
         c = self.bind(params, {})
         h = c.embed_tokens(ids)
         h = h.astype(_util.compute_dtype(self.dtype, h, params["norm"]["weight"]))  # the scan carry's dtype
@@ -336,34 +332,6 @@ class LlamaModel(Layer):
         h, cache = lax.scan(step, h, (params["layers"], cache))
         return c.norm(h), cache
 
-    def _check_ids(self, ids: Any, start_pos: Any, position_ids: Any) -> tuple[int, int]:
-        dtype = getattr(ids, "dtype", None)
-        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: expected integer token ids, got {dtype if dtype is not None else type(ids).__name__}")
-        if jnp.ndim(ids) != 2:
-            raise ShapeError(self, "ids [batch, seq]", jnp.shape(ids))
-        batch, seq = ids.shape
-        limit = self.config.max_position_embeddings
-        if position_ids is None and _util.is_int(start_pos) and start_pos + seq > limit:
-            where = f" from start_pos={start_pos}" if start_pos else ""
-            raise ShapeError(self, f"ids [batch, seq] with at most {limit - start_pos} positions{where} "
-                                   f"(max_position_embeddings={limit})", ids.shape)
-        return batch, seq
-
-    def _position_ids(self, position_ids: Any, batch: int, seq: int) -> jax.Array:
-        dtype = getattr(position_ids, "dtype", None)
-        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: position_ids must be integers, got "
-                            f"{dtype if dtype is not None else type(position_ids).__name__}")
-        if jnp.ndim(position_ids) != 2 or position_ids.shape[0] not in (1, batch) or position_ids.shape[1] != seq:
-            raise ShapeError(self, f"position_ids [{batch}|1, {seq}]", jnp.shape(position_ids))
-        return position_ids
-
-    def _mask(self, mask: Any, batch: int, length: int, expected: str) -> jax.Array:
-        mask = jnp.asarray(mask)
-        if mask.shape != (batch, length):
-            raise ShapeError(self, expected, mask.shape)
-        return mask != 0
 
 
 def _normal(key: jax.Array, shape: tuple[int, ...], dtype: Any, std: float, zero_row: int | None = None) -> jax.Array:
@@ -430,24 +398,23 @@ class Llama(Layer):
     config: LlamaConfig
     _: KW_ONLY
     scan: bool = _util.flag(True)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     model: LlamaModel = sublayer()
     lm_head: Linear = sublayer()
 
     def __post_init__(self):
         _check_config("Llama", self.config)
-        cfg, num = self.config, _numerics(self)
+        cfg, num = self.config, numerics(self)
         _util.set_field(self, "model", LlamaModel(cfg, scan=self.scan, **num))
         _util.set_field(self, "lm_head", Linear(cfg.hidden_size, cfg.vocab_size, False, **num))
 
     def init(self, key: jax.Array | None) -> tuple[dict, dict]:
         """The derived init (children, then ``init_overrides``, then ties) as one cached ``jax.jit``
         program: op by op, every leaf and override would compile its own random draw."""
-        return Layer.init(self, key) if key is None else _init(self, key)
+        return Layer.init(self, key) if key is None else jitted_init(self, key)
 
     @property
     def ties(self) -> dict | None:
@@ -510,11 +477,6 @@ class Llama(Layer):
         h, cache = self.model.decode(params["model"], cache, ids, start_pos, attention_mask=attention_mask,
                                      position_ids=position_ids)
         return self.bind(params, {}).lm_head(h), cache
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _init(layer: Llama, key: jax.Array) -> tuple[dict, dict]:
-    return Layer.init(layer, key)
 
 
 def llama(config: LlamaConfig | None = None, **fields: Any) -> Builder[Model]:

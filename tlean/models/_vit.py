@@ -39,8 +39,8 @@ from tlean.models._bert import (
     config_from_hf,
     config_repr,
     hf_init_overrides,
-    jitted_init,
 )
+from tlean.models._hf import jitted_init
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder, SeedStream

@@ -17,6 +17,7 @@ from configs.adding_mamba import AddingMamba as AddingMamba
 from configs.char_gpt import CharGPT as CharGPT
 from configs.digits_cnn import DigitsCNN as DigitsCNN
 from configs.digits_mlp import DigitsMLP as DigitsMLP
+from configs.finetune import Finetune as Finetune
 
 CONFIGS: dict[str, type[Config]] = {
     "adding_lstm": AddingLSTM,
@@ -24,10 +25,12 @@ CONFIGS: dict[str, type[Config]] = {
     "char_gpt": CharGPT,
     "digits_cnn": DigitsCNN,
     "digits_mlp": DigitsMLP,
+    "finetune": Finetune,
 }
 DEFAULT = "digits_cnn"
 
-__all__ = ["CONFIGS", "DEFAULT", "AddingLSTM", "AddingMamba", "CharGPT", "Config", "DigitsCNN", "DigitsMLP", "get"]
+__all__ = ["CONFIGS", "DEFAULT", "AddingLSTM", "AddingMamba", "CharGPT", "Config", "DigitsCNN", "DigitsMLP", "Finetune",
+           "get"]
 
 
 def get(name: str = DEFAULT) -> Config:

@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import configs
 from examples import train as cli
-from tlean import checkpoint
+from tlean import checkpoint, models, nn
+from tlean.layers import LoRALinear
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +32,9 @@ TINY = {
                     "test_examples": 64},
     "adding_mamba": {"steps": 30, "batch_size": 32, "seq_len": 10, "hidden": 16, "log_every": 5, "eval_every": 15,
                      "test_examples": 64},
+    "finetune": {"steps": 30, "batch_size": 8, "context": 16, "d_model": 16, "nhead": 2, "num_layers": 1,
+                 "family": "llama", "lora_rank": 2, "lr": 3e-2, "log_every": 5, "eval_every": 15, "sample_len": 6,
+                 "eval_windows": 8},
 }
 
 
@@ -63,6 +69,32 @@ def test_example_runs_and_its_loss_falls(name, tmp_path, capsys):
     check_run(name, tmp_path, results, out, err)
     if name == "char_gpt":
         assert results["sample"].startswith(config.prompt) and len(results["sample"]) == len(config.prompt) + 12
+    if name == "finetune":
+        check_finetune_with_lora(config, results, out)
+
+
+def check_finetune_with_lora(config, results, out):
+    """From scratch (a tiny llama) with LoRA on q_proj/v_proj: the base is bit-identical after training, the
+    adapters moved, the held-out loss fell, and the directory written holds the merged model."""
+    from examples import finetune
+
+    assert results["test_loss"] < results["loss_before"]
+    assert results["sample"].startswith(config.prompt) and len(results["sample"]) == len(config.prompt) + 6
+    assert "training 128 of" in out and "LoRA rank 2" in out and "saved (LoRA merged)" in out
+    base = finetune.build(config)[0].named_parameters()
+    initial = finetune.add_lora(config, finetune.build(config)[0], "llama").named_parameters()
+    tuned = results["model"].named_parameters()
+    adapters = {k for k in tuned if ".lora_" in k}
+    assert adapters == {f"model.layers.*.self_attn.{p}_proj.lora_{m}.weight" for p in "qv" for m in "AB"}
+    assert set(tuned) - adapters == set(base)
+    for name in base:
+        np.testing.assert_array_equal(tuned[name], base[name], err_msg=name)  # frozen: not one bit moved
+    for name in adapters:
+        assert not np.array_equal(tuned[name], initial[name]), name
+    saved = models.from_pretrained(results["saved"])
+    assert saved.layer == nn.lora.merge(results["model"]).layer
+    ids = jnp.arange(12, dtype=jnp.int32)[None] * 7 % 256
+    np.testing.assert_allclose(saved(ids), results["model"](ids), atol=1e-5, rtol=1e-5)
 
 
 def test_main_command_trains_the_default_example(tmp_path):
@@ -137,3 +169,50 @@ def test_list_shows_every_config(capsys):
     for name in configs.CONFIGS:
         assert name in out
     assert "digits_cnn (default)" in out
+
+
+# -- the fine-tuning example (examples/finetune.py) -----------------------------------------------
+FINETUNE = {"steps": 6, "batch_size": 4, "context": 16, "d_model": 16, "nhead": 2, "num_layers": 1, "log_every": 3,
+            "eval_every": 6, "checkpoint_every": 6, "sample_len": 4, "eval_windows": 4, "progress": False}
+
+
+def test_finetune_from_a_pretrained_gpt2_directory(tmp_path, capsys):
+    """A directory written by models.save_pretrained (a tiny random GPT-2 with a vocabulary of 100, so the bytes
+    fold modulo 100) fine-tunes in full; the loss falls and the directory written back has the trained weights."""
+    source = tmp_path / "gpt2"
+    base = nn.run(1, models.gpt2(vocab_size=100, n_positions=24, n_embd=16, n_layer=1, n_head=2))
+    models.save_pretrained(base, source)
+    config = configs.get("finetune").replace(out_dir=str(tmp_path / "run"), from_pretrained=str(source), lr=1e-2,
+                                             **FINETUNE)
+    results = cli.run(config)
+    out = capsys.readouterr().out
+    assert f"gpt2 {source}" in out and "vocabulary 100 (bytes folded modulo it)" in out and "training 5," in out
+    assert results["family"] == "gpt2" and results["test_loss"] < results["loss_before"]
+    assert all(0 <= ord(c) < 128 or c == "\ufffd" for c in results["sample"])
+    saved = models.from_pretrained(results["saved"])
+    assert saved.layer == base.layer
+    for name, value in saved.named_parameters().items():
+        np.testing.assert_array_equal(value, results["model"].named_parameters()[name], err_msg=name)
+    assert not np.array_equal(saved.named_parameters()["transformer.wte.weight"],
+                              base.named_parameters()["transformer.wte.weight"])
+
+
+def test_finetune_refuses_other_families_and_unadaptable_targets(tmp_path):
+    bert = tmp_path / "bert"  # what save_pretrained writes as config.json; the example stops before the weights
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({**models.BertConfig(hidden_size=8, num_attention_heads=2).to_hf(),
+                                                  "model_type": "bert", "architectures": ["BertForMaskedLM"]}))
+    config = configs.get("finetune").replace(out_dir=str(tmp_path / "run"), **FINETUNE)
+    with pytest.raises(ValueError, match=r"holds a 'bert' model; this example fine-tunes causal language models "
+                                         r"of the families \['gpt2', 'llama'\]"):
+        cli.run(config.replace(from_pretrained=str(bert)))
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        cli.run(config.replace(from_pretrained=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"--lora_rank must be >= 0 \(0 fine-tunes every parameter\), got -1"):
+        cli.run(config.replace(lora_rank=-1))
+    with pytest.raises(ValueError, match=r"--family must be one of \['gpt2', 'llama'\], got 'vit'"):
+        cli.run(config.replace(family="vit"))
+    if "fan_in_fan_out" not in {f.name for f in dataclasses.fields(LoRALinear)}:  # until nn.lora adapts Conv1D
+        with pytest.raises(ValueError, match=r"(?s)--lora_targets '\.\*c_attn': nn\.lora: targets .* match none of "
+                                             r"the model's Linears.*GPT-2's c_attn/c_proj/c_fc are Conv1D layers"):
+            cli.run(config.replace(lora_rank=2))

@@ -168,3 +168,24 @@ def test_errors():
     with pytest.raises(ShapeError, match=r"^seq\[0\] LoRALinear\(in_features=6, out_features=16, rank=2\): "
                                          r"expected input \[\.\.\., 6\], got shape \(3, 5\)"):
         tuned(jnp.ones((3, 5)))
+
+
+def test_lora_on_gpt2_conv1d_is_exact_at_init_and_merges_back():
+    """transformers' Conv1D (weight [in, out]) is adapted as peft's fan_in_fan_out: y = x W + b + s (x A^T) B^T."""
+    base = nn.run(0, models.gpt2(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2))
+    tuned = nn.lora(base, 4, 8, targets=r".*c_attn", key=1)
+    names = {k for k in tuned.named_parameters() if ".lora_" in k}
+    assert names == {"transformer.h.*.attn.c_attn.lora_A.weight", "transformer.h.*.attn.c_attn.lora_B.weight"}
+    assert tuned.named_parameters()["transformer.h.*.attn.c_attn.lora_B.weight"].shape == (2, 48, 4)
+    ids = jnp.arange(10)[None] % 50
+    np.testing.assert_array_equal(tuned(ids), base(ids))
+    bump = lambda path, x: x + 0.1 if "lora_B" in jax.tree_util.keystr(path) else x
+    moved = tuned.replace(params=jax.tree_util.tree_map_with_path(bump, tuned.params))
+    merged = nn.lora.merge(moved)
+    assert merged.layer == base.layer
+    np.testing.assert_allclose(merged(ids), moved(ids), atol=1e-5)
+    w = base.named_parameters()["transformer.h.*.attn.c_attn.weight"]
+    p = moved.named_parameters()
+    delta = 2.0 * np.einsum("lor,lri->lio", p["transformer.h.*.attn.c_attn.lora_B.weight"],
+                            p["transformer.h.*.attn.c_attn.lora_A.weight"])
+    np.testing.assert_allclose(merged.named_parameters()["transformer.h.*.attn.c_attn.weight"], w + delta, atol=1e-6)

@@ -40,6 +40,9 @@ class LoRALinear(Layer):
       in_features, out_features, bias: as for :class:`Linear`.
       rank: the rank ``r`` of the update (keyword-only).
       alpha: the update is scaled by ``alpha / rank`` (keyword-only; peft's ``lora_alpha``).
+      fan_in_fan_out: the base weight is stored ``[in_features, out_features]`` (transformers'
+        ``Conv1D``, GPT-2's projections; peft's option of the same name): ``y = x @ weight + ...``,
+        and :attr:`base` is that Conv1D (keyword-only).
       dtype, param_dtype, precision: as for :class:`Linear`.
 
     Params:
@@ -66,10 +69,10 @@ class LoRALinear(Layer):
     _: KW_ONLY
     rank: int = _util.size(8)
     alpha: float = _util.checked(check_alpha, 8.0)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    fan_in_fan_out: bool = _util.flag(False)
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     @property
     def scaling(self) -> float:
@@ -77,10 +80,15 @@ class LoRALinear(Layer):
         return self.alpha / self.rank
 
     @property
-    def base(self) -> Linear:
-        """The Linear this layer adapts (the same config without the adapter)."""
-        return Linear(self.in_features, self.out_features, self.bias, dtype=self.dtype,
-                      param_dtype=self.param_dtype, precision=self.precision)
+    def base(self) -> Layer:
+        """The layer this one adapts (the same config without the adapter): a Linear, or with
+        ``fan_in_fan_out`` transformers' ``Conv1D`` (weight ``[in_features, out_features]``)."""
+        numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
+        if self.fan_in_fan_out:
+            from tlean.models._gpt2 import Conv1D  # tlean.models imports tlean.layers
+
+            return Conv1D(self.out_features, self.in_features, **numerics)
+        return Linear(self.in_features, self.out_features, self.bias, **numerics)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         k_base, k_adapter = jax.random.split(key)
@@ -99,13 +107,13 @@ class LoRALinear(Layer):
         _util.check_features(self, x, self.in_features)
         x, weight, bias, a, b = _util.promote(self, x, params["weight"], params.get("bias"),
                                               params["lora_A"]["weight"], params["lora_B"]["weight"])
-        y = jnp.matmul(x, weight.T, precision=self.precision)
+        y = jnp.matmul(x, weight if self.fan_in_fan_out else weight.T, precision=self.precision)
         if bias is not None:
             y = _util.add_bias(y, bias)
         update = jnp.matmul(jnp.matmul(x, a.T, precision=self.precision), b.T, precision=self.precision)
         return y + jnp.asarray(self.scaling, y.dtype) * update, state
 
-    def merged(self, params: dict) -> tuple[Linear, dict]:
+    def merged(self, params: dict) -> tuple[Layer, dict]:
         """``(base Linear, its params)`` with the update folded in: ``weight + (alpha / rank) * B @ A``.
 
         Works on stacked params too (leading axes of a Stacked layer). The sum is computed
@@ -115,6 +123,8 @@ class LoRALinear(Layer):
         wide = jnp.promote_types(weight.dtype, jnp.float32)
         delta = jnp.matmul(params["lora_B"]["weight"].astype(wide), params["lora_A"]["weight"].astype(wide),
                            precision=jax.lax.Precision.HIGHEST)
+        if self.fan_in_fan_out:
+            delta = jnp.swapaxes(delta, -1, -2)
         merged = {"weight": (weight.astype(wide) + jnp.asarray(self.scaling, wide) * delta).astype(weight.dtype)}
         if "bias" in params:
             merged["bias"] = params["bias"]

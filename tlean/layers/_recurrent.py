@@ -11,8 +11,9 @@ input projection ``W_ih x_t + b_ih`` of all timesteps is one matmul; the recurre
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -85,8 +86,9 @@ class _LSTMMaths(_RNNMaths):
 
 
 # -- the sequence layers -------------------------------------------------------------------------
-class _Recurrent(Layer):
-    """Shared machinery of RNN, GRU and LSTM; the maths comes from a ``_*Maths`` mixin."""
+class _Fields(Layer):
+    """What the recurrent layers and cells share: the fields each subclass declares and the ``_*Maths``
+    mixin's hooks (annotations for type checkers only; not fields of this base)."""
 
     if TYPE_CHECKING:  # fields every subclass declares (not fields of this base)
         input_size: int
@@ -100,6 +102,12 @@ class _Recurrent(Layer):
         _pair_state: bool
         _cell: Callable[..., Any]
         _check_nonlinearity: Callable[[], None]
+
+
+class _Recurrent(_Fields):
+    """Shared machinery of RNN, GRU and LSTM; the maths comes from a ``_*Maths`` mixin."""
+
+    if TYPE_CHECKING:
         num_layers: int
         batch_first: bool
         dropout: float
@@ -303,10 +311,9 @@ class RNN(_RNNMaths, _Recurrent):
     dropout: float = _util.probability(0.0)
     bidirectional: bool = _util.flag(False)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
 
 @dataclass(frozen=True)
@@ -343,10 +350,9 @@ class GRU(_GRUMaths, _Recurrent):
     dropout: float = _util.probability(0.0)
     bidirectional: bool = _util.flag(False)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
 
 @dataclass(frozen=True)
@@ -390,10 +396,9 @@ class LSTM(_LSTMMaths, _Recurrent):
     bidirectional: bool = _util.flag(False)
     proj_size: int = 0
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     def __post_init__(self):
         super().__post_init__()
@@ -406,21 +411,8 @@ class LSTM(_LSTMMaths, _Recurrent):
 
 
 # -- the cells -----------------------------------------------------------------------------------
-class _Cell(Layer):
+class _Cell(_Fields):
     """Shared machinery of RNNCell, GRUCell and LSTMCell: one step on ``x`` and ``hx``."""
-
-    if TYPE_CHECKING:  # fields every subclass declares (not fields of this base)
-        input_size: int
-        hidden_size: int
-        bias: bool
-        dtype: Any
-        param_dtype: Any
-        precision: Any
-        # from the ``_*Maths`` mixin
-        _gates: int
-        _pair_state: bool
-        _cell: Callable[..., Any]
-        _check_nonlinearity: Callable[[], None]
 
     inputs = ("hx",)  # Model(x, hx) maps the second positional input onto hx, as torch's forward
 
@@ -518,10 +510,9 @@ class RNNCell(_RNNMaths, _Cell):
     bias: bool = _util.flag(True)
     nonlinearity: str = "tanh"
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
 
 @dataclass(frozen=True)
@@ -534,10 +525,9 @@ class GRUCell(_GRUMaths, _Cell):
     hidden_size: int = _util.size()
     bias: bool = _util.flag(True)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
 
 @dataclass(frozen=True)
@@ -550,7 +540,6 @@ class LSTMCell(_LSTMMaths, _Cell):
     hidden_size: int = _util.size()
     bias: bool = _util.flag(True)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()

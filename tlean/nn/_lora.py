@@ -35,10 +35,10 @@ FREEZE_BASE = rf"(?!{ADAPTERS}$).*"
 
 
 # -- walking and rewriting the layer tree ------------------------------------------------------
-def _found(layer: Layer, kind: type, where: tuple = (), name: tuple = (), stack: tuple = ()
+def _found(layer: Layer, kind: type | tuple[type, ...], where: tuple = (), name: tuple = (), stack: tuple = ()
            ) -> Iterator[tuple[tuple, str, tuple, Layer]]:
     """``(params path, name, stacked axis sizes, layer)`` of every layer of exactly type ``kind``, in walk order."""
-    if type(layer) is kind:
+    if type(layer) in (kind if isinstance(kind, tuple) else (kind,)):
         yield where, ".".join(map(str, name)), stack, layer
         return
     stacked = layer.stacked()
@@ -51,9 +51,9 @@ def _found(layer: Layer, kind: type, where: tuple = (), name: tuple = (), stack:
             yield from _found(c, kind, where + sub, name + sub, stack)
 
 
-def _rewrite(layer: Any, kind: type, fn: Callable[[str, Any], Layer], name: tuple = ()) -> Layer:
+def _rewrite(layer: Any, kind: type | tuple[type, ...], fn: Callable[[str, Any], Layer], name: tuple = ()) -> Layer:
     """``layer`` with every layer of type ``kind`` replaced by ``fn(name, it)`` (the same object where nothing changes)."""
-    if type(layer) is kind:
+    if type(layer) in (kind if isinstance(kind, tuple) else (kind,)):
         return fn(".".join(map(str, name)), layer)
     stacked = layer.stacked()
     if stacked is not None:
@@ -176,7 +176,9 @@ def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequ
     Each matching :class:`~tlean.layers.Linear` becomes a :class:`~tlean.layers.LoRALinear`
     that keeps the Linear's arrays under the same names and adds ``lora_A.weight [rank,
     in]`` (U(-1/sqrt(in), 1/sqrt(in)), peft's kaiming-uniform) and ``lora_B.weight [out,
-    rank]`` (zeros), scaled by ``alpha / rank``; so the new model computes exactly what
+    rank]`` (zeros), scaled by ``alpha / rank``; transformers' ``Conv1D`` (GPT-2's ``c_attn``,
+    ``c_proj``, ``c_fc``, weight ``[in, out]``) is adapted the same way with
+    ``fan_in_fan_out=True``, as peft does; so the new model computes exactly what
     ``model`` computes until ``lora_B`` is trained. Linears inside a
     :class:`~tlean.layers.Stacked` layer (a scanned encoder) get stacked adapters
     (``encoder.layers.*.linear1.lora_A.weight [num_layers, rank, in]``).
@@ -222,7 +224,9 @@ def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequ
         raise TypeError(f"nn.lora takes a tlean Model, got {type(model).__name__}")
     adapted = LoRALinear(1, 1, rank=rank, alpha=alpha)  # checks rank and alpha, naming the layer
     matches = _matcher(targets)
-    found = list(_found(model.layer, Linear))
+    from tlean.models._gpt2 import Conv1D  # tlean.models imports tlean.nn
+
+    found = list(_found(model.layer, (Linear, Conv1D)))
     chosen = [(where, name, stack, layer) for where, name, stack, layer in found if matches(name)]
     if not chosen:
         available = [name for _, name, _, _ in found]
@@ -235,14 +239,17 @@ def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequ
     keys = jax.random.split(as_key(key), len(chosen))
     chosen_names = {name for _, name, _, _ in chosen}
 
-    def adapt(name: str, linear: Linear) -> Layer:
+    def adapt(name: str, linear: Any) -> Layer:
         if name not in chosen_names:
             return linear
+        numerics = dict(dtype=linear.dtype, param_dtype=linear.param_dtype, precision=linear.precision)
+        if isinstance(linear, Conv1D):  # transformers' Conv1D: weight [in, out], always a bias (peft's fan_in_fan_out)
+            return LoRALinear(linear.nx, linear.nf, True, rank=adapted.rank, alpha=adapted.alpha,
+                              fan_in_fan_out=True, **numerics)
         return LoRALinear(linear.in_features, linear.out_features, linear.bias, rank=adapted.rank,
-                          alpha=adapted.alpha, dtype=linear.dtype, param_dtype=linear.param_dtype,
-                          precision=linear.precision)
+                          alpha=adapted.alpha, **numerics)
 
-    layer = _rewrite(model.layer, Linear, adapt)
+    layer = _rewrite(model.layer, (Linear, Conv1D), adapt)
     params = model.params
     new_layers = {name: lyr for _, name, _, lyr in _found(layer, LoRALinear)}
     for k, (where, name, stack, _) in zip(keys, chosen):

@@ -9,8 +9,9 @@ built first and its weights are copied into the others (transposed where flax st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

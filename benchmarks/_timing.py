@@ -13,8 +13,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
@@ -78,7 +79,7 @@ def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int],
     as long (:func:`repeats_for`); the result is always per call.
     """
     names = list(calls)
-    inner = inner if isinstance(inner, dict) else {name: inner for name in names}
+    inner = inner if isinstance(inner, dict) else dict.fromkeys(names, inner)
     for name in names:
         for _ in range(warmup):
             block(calls[name]())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,7 @@ def tlean_model(widths):
     from tlean import nn
 
     layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(a, b))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
@@ -58,7 +60,7 @@ def setups(quick: bool) -> dict:
         class MLP(nnx.Module):
             def __init__(self, rngs):
                 self.layers = nnx.List(
-                    [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
+                    [nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)]
                 )
 
             def __call__(self, x):
@@ -99,7 +101,7 @@ def setups(quick: bool) -> dict:
         layers = []
         for i, ((w, b), k) in enumerate(zip(weights, keys)):
             lin = eqx.nn.Linear(w.shape[1], w.shape[0], key=k)
-            lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin, (jnp.asarray(w), jnp.asarray(b)))
+            lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.asarray(w), jnp.asarray(b)))
             layers.append(lin)
             if i < len(weights) - 1:
                 layers.append(eqx.nn.Lambda(jax.nn.relu))

@@ -25,7 +25,7 @@ import importlib
 import pathlib
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from benchmarks import _common, _timing
 

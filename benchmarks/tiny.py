@@ -52,7 +52,7 @@ def setups() -> dict:
         import equinox as eqx
 
         lin = eqx.nn.Linear(FEATURES, FEATURES, key=jax.random.key(0))
-        lin = eqx.tree_at(lambda l: (l.weight, l.bias), lin, (jnp.asarray(w), jnp.asarray(b)))
+        lin = eqx.tree_at(lambda m: (m.weight, m.bias), lin, (jnp.asarray(w), jnp.asarray(b)))
         forward = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))
         return lambda: forward(lin, x)
 

@@ -227,7 +227,7 @@ def setups(quick: bool) -> dict:
         with torch.no_grad():
             for i, blk in enumerate(blocks):
                 for path, leaf in jax.tree_util.tree_flatten_with_path(blk)[0]:
-                    name = "encoder.layers.%d.%s" % (i, ".".join(str(getattr(p, "key", p)) for p in path))
+                    name = "encoder.layers.{}.{}".format(i, ".".join(str(getattr(p, "key", p)) for p in path))
                     state[name].copy_(torch.from_numpy(np.array(leaf)))
             state["head.weight"].copy_(torch.from_numpy(np.array(head["weight"])))
             state["head.bias"].copy_(torch.from_numpy(np.array(head["bias"])))

@@ -376,7 +376,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path):
     optimizer = optax.adam(1e-2)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     batches = train.Minibatches((x, (x[:, 0] > 0).astype(np.int32)), 16)
-    fresh = lambda: train.TrainState.create(make_model(), optimizer, key=2)  # noqa: E731
+    fresh = lambda: train.TrainState.create(make_model(), optimizer, key=2)
     step = train.make_train_step(train.classification_loss, optimizer)
 
     straight = fresh()

@@ -171,7 +171,7 @@ def test_fit_killed_while_rotating_resumes_and_cleans_up(tmp_path, crash):
 def test_restore_in_a_fresh_process_with_partial_and_function_configs(tmp_path):
     """Layer configs holding a functools.partial or a function are recorded without memory addresses, so a
     new process restores them (before: the partial's repr held an address and the config check failed)."""
-    build = lambda: nn.run(0, nn.Sequential(nn.Linear(3, 4), nn.build(layers.Lambda(functools.partial(  # noqa: E731
+    build = lambda: nn.run(0, nn.Sequential(nn.Linear(3, 4), nn.build(layers.Lambda(functools.partial(
         jnp.clip, min=0.0))), nn.build(layers.Lambda(jnp.tanh))))
     model = build()
     checkpoint.save(tmp_path / "m", {"model": model, "f64": np.linspace(0, 1, 3)})

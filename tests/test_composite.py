@@ -10,12 +10,11 @@ import optax
 import pytest
 import torch
 
-from tlean import Layer, ShapeError, check_finite, nn, seq, train
+from tests.torch_utils import n, t
+from tlean import Layer, ShapeError, check_finite, models, nn, seq, train
 from tlean import layers as L
-from tlean import models
 from tlean.interop import load_torch_state_dict, to_torch_state_dict
 from tlean.seed import SeedStream
-from tests.torch_utils import n, t
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ def test_a_composite_equals_the_named_seq_of_its_fields():
     jax.tree.map(np.testing.assert_array_equal, composite, named)
     # the derived init is SeedStream(key) threaded through the fields in order
     k1, stream = SeedStream(key).fresh()
-    k2, _ = stream.fresh()
+    _k2, _ = stream.fresh()
     np.testing.assert_array_equal(composite[0]["fc1"]["weight"], a.init(k1)[0]["weight"])
 
 
@@ -142,7 +141,7 @@ def test_stacked_equals_unrolled_copies_in_outputs_and_gradients():
             x = inner.apply(jax.tree.map(lambda a: a[i], params), state, x)[0]
         return x
 
-    loss = lambda f: lambda p, x: (f(p, x) ** 2).sum()  # noqa: E731
+    loss = lambda f: lambda p, x: (f(p, x) ** 2).sum()
     for scan in (True, False):
         layer = L.Stacked(inner, 6, scan=scan)
         ours = jax.value_and_grad(loss(lambda p, x: layer.apply(p, state, x)[0]), argnums=(0, 1))(params, x)
@@ -214,7 +213,7 @@ def test_keywords_are_routed_to_the_children_that_take_them():
     with pytest.raises(TypeError, match=r"'return_final' carries one layer's value, but 2 layers inside take it"):
         lstm(jnp.ones((5, 3)), return_final=True)
     one = nn.run(0, nn.Sequential(nn.Linear(3, 3), nn.LSTM(3, 4)))
-    y, (h, c) = one(jnp.ones((5, 3)), return_final=True)  # exactly one LSTM, the last child: allowed
+    y, (h, _c) = one(jnp.ones((5, 3)), return_final=True)  # exactly one LSTM, the last child: allowed
     assert y.shape == (5, 4) and h.shape == (1, 4)
     first = nn.run(0, nn.Sequential(nn.LSTM(3, 3), nn.Linear(3, 3)))
     with pytest.raises(TypeError, match=r"only the last child of a seq may take it"):

@@ -112,7 +112,7 @@ def test_bf16_dtypes_of_composite_layers(case):
     y, new_state = jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, **case.apply_kwargs), params, state, x)
     assert all(leaf.dtype == BF16 for leaf in _floats(y))
     assert jax.tree.map(_dtype, new_state) == jax.tree.map(_dtype, state)
-    loss = lambda p, s, x: jnp.sum(layer.apply(p, s, x, **case.apply_kwargs)[0].astype(jnp.float32))  # noqa: E731
+    loss = lambda p, s, x: jnp.sum(layer.apply(p, s, x, **case.apply_kwargs)[0].astype(jnp.float32))
     grads = jax.eval_shape(jax.grad(loss), params, state, x)
     assert jax.tree.map(_dtype, grads) == jax.tree.map(_dtype, params)
 

@@ -53,7 +53,7 @@ def test_key_paths_print_pytorch_names(mlp):
 
 def test_forward_returns_model_with_state_and_call_is_eval(mlp):
     x = jnp.ones((3, 4))
-    y, m2 = mlp.forward(x, key=jax.random.key(0), train=True)
+    _y, m2 = mlp.forward(x, key=jax.random.key(0), train=True)
     assert isinstance(m2, Model) and m2.params is mlp.params
     np.testing.assert_array_equal(mlp(x), mlp.forward(x)[0])
     with pytest.raises(ValueError, match="needs a dropout key"):
@@ -87,7 +87,7 @@ def test_num_params_and_summary(mlp):
 
 
 def test_composition_of_models(mlp):
-    k1, k2 = jax.random.split(jax.random.key(0))
+    k1, _k2 = jax.random.split(jax.random.key(0))
     a = nn.pure.linear(4, 4, key=k1)
     net = a >> L.relu >> a
     assert len(net) == 3 and net.layer == seq(L.Linear(4, 4), L.relu, L.Linear(4, 4))

@@ -128,7 +128,7 @@ def test_manual_seed_reproduces():
     nn.manual_seed(42)
     np.testing.assert_array_equal(data(a), data(nn.next_seed()))
     np.testing.assert_array_equal(data(b), data(nn.next_seed()))
-    first, second = iterated_splits(42, 2)
+    first, _second = iterated_splits(42, 2)
     np.testing.assert_array_equal(data(a), data(first))
     nn.manual_seed(5)
     m1 = nn.run_global(MLP())

@@ -325,11 +325,11 @@ def test_fit_resumes_bit_identically(tmp_path):
     (BatchNorm statistics, dropout keys, optimiser moments included)."""
     x, y = image_data(96)
     optimizer = optax.adam(3e-3)
-    fresh = lambda: train.TrainState.create(conv_model(), optimizer, key=4)  # noqa: E731
+    fresh = lambda: train.TrainState.create(conv_model(), optimizer, key=4)
     kwargs = dict(loss_fn=train.classification_loss, optimizer=optimizer,
                   train_data=train.Minibatches((x, y), 16, seed=2), log=train.LogConfig(every=6, progress=False))
     straight, _ = train.fit(fresh(), steps=30, **kwargs)
-    first, _ = train.fit(fresh(), steps=12, checkpoints=train.CheckpointConfig(tmp_path, every=6), **kwargs)
+    _first, _ = train.fit(fresh(), steps=12, checkpoints=train.CheckpointConfig(tmp_path, every=6), **kwargs)
     assert train.latest_checkpoint(tmp_path).name == "step_00000012"
     resumed, history = train.fit(fresh(), steps=30, checkpoints=tmp_path, **kwargs)
     assert int(resumed.step) == 30

@@ -13,8 +13,9 @@ import dataclasses
 import functools
 import inspect
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,7 @@ class ShapeError(ValueError):
         got = f"shape {tuple(self.got)}" if isinstance(self.got, (tuple, list)) else str(self.got)
         return f"{loc}{self.layer!r}: expected {self.expected}, got {got}"
 
-    def _within(self, index: int | str) -> "ShapeError":
+    def _within(self, index: int | str) -> ShapeError:
         """Prefix the location with the position of the enclosing child (in place)."""
         self.where = (index,) + self.where
         self.args = (self._message(),)
@@ -109,14 +110,14 @@ def child_config(**kwargs: Any) -> Any:
     return dataclasses.field(metadata=metadata, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _child_field_names(cls: type) -> tuple[str, ...]:
     if not dataclasses.is_dataclass(cls):
         return ()
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("child", True))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _declared_keywords(apply: Callable) -> frozenset[str]:
     parameters = inspect.signature(apply).parameters.values()
     return frozenset(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY) - {"key", "train"}
@@ -234,7 +235,7 @@ class Layer:
         leading axis (:class:`~tlean.layers.Stacked`); ``None`` for every other layer."""
         return None
 
-    def _init_stream(self, stream: SeedStream | None) -> tuple[tuple[Params, State], SeedStream | None]:
+    def _init_stream(self, stream: SeedStream | None) -> tuple[tuple[Params, State], Any]:
         """Initialise from a seed stream: draw one key if the layer has arrays, none otherwise."""
         if not self.has_params:
             return self.init(None), stream
@@ -245,7 +246,7 @@ class Layer:
 
     # -- calling children -----------------------------------------------------------------
     def bind(self, params: Params, state: State, *, key: jax.Array | None = None, train: bool = False,
-             **context: Any) -> "Bound":
+             **context: Any) -> Bound:
         """A view for calling children in ``apply``: ``c = self.bind(params, state, key=key, train=train)``.
 
         ``c.fc1(x, **kw)`` applies child ``fc1`` (see :func:`call_child`) with field ``j``'s
@@ -298,7 +299,7 @@ def check_fields(layer: Layer) -> None:
         object.__setattr__(layer, name, check(type(layer).__name__, name, getattr(layer, name)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_checks(cls: type) -> tuple:
     return tuple((f.name, f.metadata["check"]) for f in dataclasses.fields(cls) if "check" in f.metadata)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -124,8 +126,8 @@ def record(y: Any, layer: Any, where: tuple, what: str = "") -> None:
 
 
 def _raise_first(flags: np.ndarray, messages: list[str]) -> None:
-    flags = flags.reshape(len(messages), -1).any(axis=1)  # vmap adds a trailing batch axis
-    for flag, message in zip(flags, messages):
+    any_flag = flags.reshape(len(messages), -1).any(axis=1)  # vmap adds a trailing batch axis
+    for flag, message in zip(np.atleast_1d(any_flag).tolist(), messages):
         if flag:
             raise FloatingPointError(message)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from tlean.seed import Builder
 __all__ = ["Model", "combine", "torch_name"]
 
 #: ``nn.pure`` registers its constructor names here (the core imports nothing from tlean.nn).
-PURE_NAMES: dict[type, str] = {}
+PURE_NAMES: dict[Any, str] = {}
 
 
 def torch_name(path: tuple) -> str:
@@ -60,7 +61,7 @@ class Model:
     26
     """
 
-    __slots__ = ("layer", "params", "state", "frozen")
+    __slots__ = ("frozen", "layer", "params", "state")
 
     def __init__(self, layer: Layer, params: Any, state: Any = _NO_STATE, *, frozen: tuple[str, ...] = ()):
         if not isinstance(layer, Layer):
@@ -92,7 +93,7 @@ class Model:
         return self.forward(x, *others, key=key, train=train, **kwargs)[0]
 
     def forward(self, x: Any, *others: Any, key: jax.Array | None = None, train: bool = False,
-                **kwargs) -> tuple[Any, "Model"]:
+                **kwargs) -> tuple[Any, Model]:
         """Apply the layer: ``(y, model with the updated state)``.
 
         Args:
@@ -114,7 +115,7 @@ class Model:
             y, state = self.layer.apply(self.params, self.state, x, key=key, train=train, **kwargs)
         return y, self.replace(state=state)
 
-    def replace(self, **fields: Any) -> "Model":
+    def replace(self, **fields: Any) -> Model:
         """A copy with some of ``layer``, ``params``, ``state``, ``frozen`` replaced."""
         unknown = set(fields) - {"layer", "params", "state", "frozen"}
         if unknown:
@@ -142,7 +143,7 @@ class Model:
     def trainable(self) -> Any:
         """A tree shaped as ``params`` with ``True`` for each trained leaf, ``False`` for the frozen ones."""
         names = [leaf.name for leaf in self.named_leaves() if leaf.part == "params"]
-        leaves, treedef = jax.tree.flatten(self.params)
+        _, treedef = jax.tree.flatten(self.params)
         return jax.tree.unflatten(treedef, [not any(p.fullmatch(n) for p in self._frozen_res) for n in names])
 
     @property
@@ -217,19 +218,19 @@ class Model:
         return "\n".join(out)
 
     # -- composition ---------------------------------------------------------
-    def __rshift__(self, other: Any) -> "Model":
+    def __rshift__(self, other: Any) -> Model:
         return _compose(self, _as_model(other))
 
-    def __rrshift__(self, other: Any) -> "Model":
+    def __rrshift__(self, other: Any) -> Model:
         return _compose(_as_model(other), self)
 
     def __len__(self) -> int:
         return len(self._seq())
 
-    def __iter__(self) -> Iterator["Model"]:
+    def __iter__(self) -> Iterator[Model]:
         return (self[i] for i in range(len(self)))
 
-    def __getitem__(self, index: int | slice | str) -> "Model":
+    def __getitem__(self, index: int | slice | str) -> Model:
         """The child (or a slice of children) of a Seq model, with its arrays."""
         s = self._seq()
         if isinstance(index, slice):
@@ -378,7 +379,7 @@ def _summary_rows(model: Model, x: Any, kwargs: dict, count_flops: bool = True) 
     deepest row whose path holds it, and each FLOP once, in the row whose own ops make it."""
     with _debug.collect_rows() as recorded:
         y = jax.eval_shape(lambda m, v: m(v, **kwargs), model, x)
-    shape = lambda t: jax.tree.map(lambda a: tuple(a.shape), t)  # noqa: E731
+    shape = lambda t: jax.tree.map(lambda a: tuple(a.shape), t)
     rows = [r for r in recorded if r["shape"] is not None]
     if not rows:  # a layer with no children: one row
         rows = [{"path": (), "layer": model.layer, "shape": shape(y), "input": x}]

@@ -12,8 +12,9 @@ A tied leaf (a layer's ``ties``) has its alias names too. Interop, ``Model.summa
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 

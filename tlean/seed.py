@@ -18,8 +18,9 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,7 @@ def as_key(seed: Any) -> jax.Array:
         return jax.random.key(int(seed))
     dtype = getattr(seed, "dtype", None)
     shape = getattr(seed, "shape", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         if shape != ():
             raise TypeError(f"a seed key must be a single key (shape ()), got shape {shape}")
         return seed
@@ -138,7 +139,7 @@ class SeedStream:
     def __setattr__(self, name, value):
         raise AttributeError("SeedStream is immutable: fresh() returns the next stream")
 
-    def fresh(self) -> tuple[jax.Array, "SeedStream"]:
+    def fresh(self) -> tuple[jax.Array, SeedStream]:
         """Draw one key: ``key, sub = jax.random.split(key)``; return ``(sub, SeedStream(key))``."""
         key, sub = split(self.key)
         return sub, SeedStream(key)
@@ -171,7 +172,7 @@ class Builder(Generic[T]):
     def __repr__(self) -> str:
         return f"Builder({self.label or getattr(self.fn, '__qualname__', self.fn)})"
 
-    def map(self, f: Callable[[T], U]) -> "Builder[U]":
+    def map(self, f: Callable[[T], U]) -> Builder[U]:
         """A builder of ``f(value)``; draws what this builder draws, nothing more."""
 
         def step(stream):
@@ -180,7 +181,7 @@ class Builder(Generic[T]):
 
         return Builder(step)
 
-    def bind(self, f: Callable[[T], "Builder[U]"]) -> "Builder[U]":
+    def bind(self, f: Callable[[T], Builder[U]]) -> Builder[U]:
         """Run this builder, then ``f(value)`` on the stream it leaves."""
 
         def step(stream):

@@ -177,7 +177,7 @@ def conv2d(params: dict, x: Any, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     ``y[n, o, i, j] = b[o] + sum_{c in group(o), p, q} x[n, c, i*s + p*d - pad, j*s + q*d - pad] W[o, c', p, q]``.
     """
     x, w = _f64(x), _f64(params["weight"])
-    n, cin, h, wd = x.shape
+    n, _, h, wd = x.shape
     cout, cin_g, kh, kw = w.shape
     oh, ow = _out_size(h, kh, stride[0], padding[0], dilation[0]), _out_size(wd, kw, stride[1], padding[1], dilation[1])
     cout_g = cout // groups

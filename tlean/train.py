@@ -35,8 +35,9 @@ import shutil
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +93,7 @@ class TrainState:
     key: jax.Array
 
     @classmethod
-    def create(cls, model: Model, optimizer: optax.GradientTransformation, *, key: Any = 0) -> "TrainState":
+    def create(cls, model: Model, optimizer: optax.GradientTransformation, *, key: Any = 0) -> TrainState:
         """A fresh state at step 0.
 
         The state holds copies of ``model``'s arrays (and of ``key``), so the train
@@ -114,11 +115,11 @@ class TrainState:
         opt_state = _copy_aliases(optimizer.init(model.partition()[0]), jax.tree.leaves(model))
         return cls(model, opt_state, jnp.zeros((), jnp.int32), _copy(as_key(key)))
 
-    def replace(self, **fields: Any) -> "TrainState":
+    def replace(self, **fields: Any) -> TrainState:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **fields)
 
-    def shardings(self, rules: Any, mesh: Any, optimizer: optax.GradientTransformation) -> "TrainState":
+    def shardings(self, rules: Any, mesh: Any, optimizer: optax.GradientTransformation) -> TrainState:
         """The state's layout on ``mesh`` (a TrainState of ``NamedSharding``\\ s, for
         :func:`tlean.parallel.shard_step`): the model by the sharding ``rules``, the optimiser
         state like the params it mirrors, the step count and key replicated. The state may be
@@ -134,7 +135,7 @@ class TrainState:
 
     @classmethod
     def create_sharded(cls, builder: Any, seed: Any, optimizer: optax.GradientTransformation, rules: Any, mesh: Any,
-                       *, key: Any = 0) -> "TrainState":
+                       *, key: Any = 0) -> TrainState:
         """``TrainState.create(nn.run(seed, builder), optimizer, key=key)``, built directly sharded.
 
         As :func:`tlean.parallel.init_sharded`: the model and the optimiser state are
@@ -143,7 +144,7 @@ class TrainState:
         """
         from tlean.seed import run
 
-        build = lambda k, dk: cls.create(run(k, builder), optimizer, key=dk)  # noqa: E731
+        build = lambda k, dk: cls.create(run(k, builder), optimizer, key=dk)
         seed_key, dropout_key = as_key(seed), as_key(key)
         shardings = jax.eval_shape(build, seed_key, dropout_key).shardings(rules, mesh, optimizer)
         return jax.jit(build, out_shardings=shardings)(seed_key, dropout_key)
@@ -408,7 +409,7 @@ def eval_batches(arrays: Any, batch_size: int) -> list:
     if not leaves:
         raise ValueError("eval_batches: arrays holds no array")
     n = len(leaves[0])
-    return [jax.tree.map(lambda a: np.asarray(a)[i:i + batch_size], arrays) for i in range(0, n, batch_size)]
+    return [jax.tree.map(lambda a, i=i: np.asarray(a)[i:i + batch_size], arrays) for i in range(0, n, batch_size)]
 
 
 @dataclasses.dataclass
@@ -434,7 +435,7 @@ class History:
         return {"train": list(self.train), "eval": list(self.eval)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "History":
+    def from_dict(cls, data: dict) -> History:
         """The inverse of :meth:`to_dict`."""
         return cls(list(data.get("train", [])), list(data.get("eval", [])))
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.torch_utils import load, n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 PAIRS = [
     (nn.pure.relu(), torch.nn.ReLU()),

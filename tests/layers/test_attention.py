@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.torch_utils import load, n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 E, H, B, T = 8, 2, 2, 5
 
@@ -83,7 +83,7 @@ class MultiheadAttentionParityTest(chex.TestCase):
             yt = tm(xt, xt, xt, need_weights=False, attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1),
                     key_padding_mask=torch.from_numpy(padding))[0]
             (yt ** 2).sum().backward()
-            loss = lambda x, m: (m(x, key_padding_mask=padding) ** 2).sum()  # noqa: E731
+            loss = lambda x, m: (m(x, key_padding_mask=padding) ** 2).sum()
             gx, gm = self.variant(jax.grad(loss, argnums=(0, 1)))(x, model)
             assert_close(gx, n(xt.grad))
             assert_close(gm.params["in_proj_weight"], n(tm.in_proj_weight.grad))
@@ -124,7 +124,7 @@ class FullyMaskedRowTest(chex.TestCase):
             assert_close(y, n(tm(t(x), t(x), t(x), need_weights=False, **torch_kw)[0]))  # PyTorch's SDPA path agrees
             with torch.no_grad():  # its need_weights=True path gives NaN there
                 assert np.isnan(n(tm(t(x), t(x), t(x), need_weights=True, **torch_kw)[0])[empty]).all()
-            loss = lambda x, m: (m(x, **kw) ** 2).sum()  # noqa: E731
+            loss = lambda x, m: (m(x, **kw) ** 2).sum()
             gx, gm = self.variant(jax.grad(loss, argnums=(0, 1)))(x, model)
             assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves((gx, gm)))
 
@@ -133,7 +133,7 @@ class FullyMaskedRowTest(chex.TestCase):
         params, _ = layer.init(jax.random.key(0))
         mask = random_mask(7)
         mask[0] = False
-        f = lambda p, x: layer.apply(p, {}, x, key=jax.random.key(1), train=True, allow=mask)[0]  # noqa: E731
+        f = lambda p, x: layer.apply(p, {}, x, key=jax.random.key(1), train=True, allow=mask)[0]
         x = jnp.asarray(inputs(4))
         y = jax.jit(f)(params, x)
         assert_close(y[:, 0], jnp.broadcast_to(params["out_proj"]["bias"], (B, E)))
@@ -367,7 +367,7 @@ class CrossAttentionParityTest(chex.TestCase):
             # torch's is_causal hint would drop attn_mask (and the bias_k column's padding): pass the mask alone
             (tm(xt, kt, vt, need_weights=False, attn_mask=torch.ones(T, S, dtype=torch.bool).triu(1))[0]
              ** 2).sum().backward()
-            loss = lambda x, k, v, m: (m(x, kv=(k, v), is_causal=True) ** 2).sum()  # noqa: E731
+            loss = lambda x, k, v, m: (m(x, kv=(k, v), is_causal=True) ** 2).sum()
             gx, gk, gv, gm = self.variant(jax.grad(loss, argnums=(0, 1, 2, 3)))(x, k, v, model)
             for ours, theirs in ((gx, xt), (gk, kt), (gv, vt)):
                 assert_close(ours, n(theirs.grad), tol=1e-4)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.torch_utils import load, n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 
 @pytest.mark.parametrize("args,shape", [((3, 2, 4), (5,)), ((3, 2, 4, False), (2, 5)), ((1, 4, 2), ()), ((3, 3, 1), (2, 2, 3))],

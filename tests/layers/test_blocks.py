@@ -8,10 +8,10 @@ import pytest
 import torch
 from absl.testing import parameterized
 
+from tests.torch_utils import load, n, t
 from tlean import Model, ShapeError, nn
 from tlean import layers as L
 from tlean.seed import SeedStream
-from tests.torch_utils import load, n, t
 
 
 class TorchBasicBlock(torch.nn.Module):

@@ -13,10 +13,10 @@ from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.torch_utils import load, n, t
 from tlean import Model, ShapeError, nn, seq
 from tlean import layers as L
 from tlean.seed import SeedStream
-from tests.torch_utils import load, n, t
 
 # torch warns that it copies the input for an even kernel with padding="same"; that is its business.
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.torch_utils import load, n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 D, NH, FF, B, T, S = 8, 2, 16, 2, 5, 4
 
@@ -210,7 +210,7 @@ def test_bad_input_and_config():
         L.Transformer(D, NH, custom_encoder="encoder")
     layer = L.TransformerDecoderLayer(D, NH, FF)
     params, state = jax.eval_shape(layer.init, jax.random.key(0))
-    trace = lambda x, **kw: jax.eval_shape(lambda p, x: layer.apply(p, state, x, **kw), params, x)  # noqa: E731
+    trace = lambda x, **kw: jax.eval_shape(lambda p, x: layer.apply(p, state, x, **kw), params, x)
     x, memory = jnp.ones((B, T, D)), jnp.ones((B, S, D))
     with pytest.raises(TypeError, match=r"TransformerDecoderLayer\(.*\) needs memory=.*decoder\(tgt, memory\)"):
         trace(x)

@@ -10,9 +10,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.torch_utils import n
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import n
 
 
 class DropoutTest(chex.TestCase):

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.torch_utils import load, n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 
 class LinearParityTest(chex.TestCase):

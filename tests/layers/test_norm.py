@@ -14,9 +14,9 @@ from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.torch_utils import load, n, t
 from tlean import Model, ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 
 def from_torch(layer, module):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from absl.testing import parameterized
 
+from tests.torch_utils import n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import n, t
 
 # (kernel_size, stride, padding, extra, input shape); extra is dilation (max) or count_include_pad (avg)
 MAX_CONFIGS = [

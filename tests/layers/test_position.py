@@ -13,10 +13,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.torch_utils import n
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import n
-
 
 # --- slow references, one loop per index of the formulas -------------------------------------
 
@@ -33,7 +32,7 @@ def sinusoidal_reference(seq: int, dim: int, start_pos: int) -> np.ndarray:
 
 def rope_reference(x: np.ndarray, start_pos: int, interleaved: bool) -> np.ndarray:
     """Rotate pair i of every vector x[..., p, :] by (start+p) / 10000^(2i/d)."""
-    *lead, seq, d = x.shape
+    *_, seq, d = x.shape
     flat = x.reshape(-1, seq, d).astype(np.float64)
     out = flat.copy()
     for b in range(flat.shape[0]):
@@ -49,7 +48,7 @@ def rope_reference(x: np.ndarray, start_pos: int, interleaved: bool) -> np.ndarr
 
 # --- sinusoidal ------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jitted(layer):
     """One compiled apply per layer and shape; start_pos is traced, so examples do not recompile."""
     return jax.jit(lambda x, s: layer.apply({}, {}, x, start_pos=s)[0])

@@ -10,9 +10,9 @@ from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.torch_utils import load, n, t
 from tlean import SeedStream, ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import load, n, t
 
 # name -> (PyTorch class name, extra constructor arguments)
 KINDS = {

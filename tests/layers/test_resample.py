@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.torch_utils import n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import n, t
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # torch's notes on recompute_scale_factor
 

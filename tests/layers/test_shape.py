@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.torch_utils import n
 from tlean import ShapeError, nn
 from tlean import layers as L
-from tests.torch_utils import n
 
 
 class ShapeLayersTest(chex.TestCase):

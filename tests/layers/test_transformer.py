@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from tlean.seed import SeedStream
+from tests.torch_utils import load, n, t
 from tlean import ShapeError, nn
 from tlean import layers as L
 from tlean.layers import _combinators
-from tests.torch_utils import load, n, t
+from tlean.seed import SeedStream
 
 D, NH, FF, B, T = 8, 2, 16, 2, 5
 
@@ -78,7 +78,7 @@ class BlockParityTest(chex.TestCase):
         causal = torch.ones(T, T, dtype=torch.bool).triu(1)
         yt = tl(xt, src_mask=causal, src_key_padding_mask=torch.from_numpy(padding()), is_causal=True)
         (yt ** 2).sum().backward()
-        loss = lambda x, m: (m(x, key_padding_mask=padding()) ** 2).sum()  # noqa: E731
+        loss = lambda x, m: (m(x, key_padding_mask=padding()) ** 2).sum()
         y = self.variant(lambda m, x: m(x, key_padding_mask=padding()))(model, x)
         assert_close(y, n(yt))
         gx, gm = self.variant(jax.grad(loss, argnums=(0, 1)))(x, model)
@@ -109,8 +109,8 @@ class EncoderParityTest(chex.TestCase):
         yt = te(xt, mask=torch.ones(T, T, dtype=torch.bool).triu(1), src_key_padding_mask=torch.from_numpy(padding()))
         (yt ** 2).sum().backward()
         causal = np.where(np.triu(np.ones((T, T), bool), 1), -np.inf, 0.0).astype(np.float32)  # torch's float mask
-        run = lambda m, x: m(x, mask=causal, src_key_padding_mask=padding())  # noqa: E731
-        loss = lambda x, m: (run(m, x) ** 2).sum()  # noqa: E731
+        run = lambda m, x: m(x, mask=causal, src_key_padding_mask=padding())
+        loss = lambda x, m: (run(m, x) ** 2).sum()
         (value, (gx, gm)) = self.variant(jax.value_and_grad(loss, argnums=(0, 1)))(x, model)
         assert_close(value, (yt ** 2).sum().item(), tol=1e-4)
         assert_close(self.variant(run)(model, x), n(yt))
@@ -127,12 +127,12 @@ class ScanTest(chex.TestCase):
         scanned = nn.pure.transformer_encoder(block, 2, key=jax.random.key(0))
         unrolled = scanned.replace(layer=L.TransformerEncoder(block, 2, scan=False))
         x, key = inputs(3), jax.random.key(7, impl="rbg")  # any key type; rbg's bits compile faster on CPU
-        loss = lambda p, m, x: (m.replace(params=p)(x, key=key, train=True) ** 2).sum()  # noqa: E731
+        loss = lambda p, m, x: (m.replace(params=p)(x, key=key, train=True) ** 2).sum()
         ys, gs = self.variant(jax.value_and_grad(loss, argnums=(0, 2)))(scanned.params, scanned, x)
         yu, gu = self.variant(jax.value_and_grad(loss, argnums=(0, 2)))(unrolled.params, unrolled, x)
         assert_close(ys, yu)
         jax.tree.map(lambda a, b: assert_close(a, b), gs, gu)
-        evaluate = lambda m, x: m(x)  # noqa: E731
+        evaluate = lambda m, x: m(x)
         assert_close(self.variant(evaluate)(scanned, x), self.variant(evaluate)(unrolled, x), tol=1e-6)
 
 
@@ -217,7 +217,7 @@ def test_bad_input_and_config():
     assert L.TransformerEncoderBlock(8, 2, activation=jnp.tanh) == L.TransformerEncoderBlock(8, 2, activation=jnp.tanh)
     encoder = L.TransformerEncoder.of(2, D, NH, FF)
     params, state = jax.eval_shape(encoder.init, jax.random.key(0))  # every error comes at trace time
-    trace = lambda x, **kw: jax.eval_shape(lambda p, x: encoder.apply(p, state, x, **kw), params, x)  # noqa: E731
+    trace = lambda x, **kw: jax.eval_shape(lambda p, x: encoder.apply(p, state, x, **kw), params, x)
     with pytest.raises(ShapeError, match=r"seq.layers\[\*\] TransformerEncoderBlock\(d_model=8, nhead=2, dim_feedforward=16\): "
                                          r"expected input \[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 6\)"):
         trace(jnp.ones((B, T, 6)))

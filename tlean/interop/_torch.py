@@ -10,7 +10,8 @@ written under both names and loaded from either (or both, if equal).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -126,10 +126,9 @@ class MultiheadAttention(Layer):
     causal: bool = _util.flag(False, kw_only=True)
     implementation: Literal["xla", "cudnn"] | None = dataclasses.field(default=None, kw_only=True)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     def __post_init__(self):
         if self.embed_dim % self.num_heads:
@@ -195,7 +194,7 @@ class MultiheadAttention(Layer):
         key: jax.Array | None = None,
         train: bool = False,
         kv: Any = None,
-        allow: Bool[Array, "..."] | None = None,
+        allow: Bool[Array, ...] | None = None,
         attn_mask: Array | None = None,
         key_padding_mask: Array | None = None,
         need_weights: bool = False,

@@ -58,10 +58,9 @@ class BasicBlock(Layer):
     stride: int = _util.size(1)
     _: KW_ONLY
     axis_name: Any = None
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     conv1: Conv2d = sublayer()
     bn1: BatchNorm2d = sublayer()
@@ -155,10 +154,9 @@ class Bottleneck(Layer):
     base_width: int = _util.size(64)
     _: KW_ONLY
     axis_name: Any = None
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     conv1: Conv2d = sublayer()
     bn1: BatchNorm2d = sublayer()

@@ -18,9 +18,9 @@ import numpy as np
 from jax import lax
 
 from tlean import _debug
-from tlean.seed import tracing
 from tlean._core import Layer, ShapeError, call_child, child_config, route, union_keywords
 from tlean.layers import _util
+from tlean.seed import tracing
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class Stacked(Layer):
     def init(self, key: jax.Array | None) -> tuple[Any, Any]:
         if not self.layer.has_params:
             return self.layer.init(None)
+        if key is None:
+            raise TypeError(f"{self!r}: init needs a key, the layer has parameters")
         return _stacked_init(self, key)
 
     def apply(self, params, state, x, *, key=None, train=False, **kwargs):
@@ -99,7 +101,7 @@ class Stacked(Layer):
             return x, new_state
         states = []
         for i in range(n):
-            params_i, state_i = jax.tree.map(lambda a: a[i], (params, state))
+            params_i, state_i = jax.tree.map(lambda a, i=i: a[i], (params, state))
             x, s = one(x, params_i, state_i, i)
             states.append(s)
         return x, jax.tree.map(lambda *a: jnp.stack(a), *states) if jax.tree.leaves(states) else state
@@ -118,7 +120,7 @@ class Stacked(Layer):
                     x = x.astype(y.dtype)
                     y = out(x)
         except ShapeError as err:
-            raise err._within("*")
+            raise err._within("*") from None
         if not isinstance(y, jax.ShapeDtypeStruct) or y.shape != jnp.shape(x) or y.dtype != x.dtype:
             got = jax.tree.map(lambda a: (a.shape, str(a.dtype)), y)
             raise ShapeError(self, f"a layer that maps {tuple(jnp.shape(x))} {x.dtype} to the same shape and dtype "

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
+import jax.core
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Integer
 
@@ -86,15 +87,19 @@ class Attention(Layer):
     _: KW_ONLY
     rope: RoPE | None = child_config(default=None)
     causal: bool = _util.flag(False)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     q_proj: Linear = sublayer()
     k_proj: Linear = sublayer()
     v_proj: Linear = sublayer()
     o_proj: Linear = sublayer()
+
+    @property
+    def _ints(self) -> tuple[int, int]:
+        """``(num_kv_heads, head_dim)``: ``__post_init__`` has replaced their ``None`` defaults by ints."""
+        return cast(int, self.num_kv_heads), cast(int, self.head_dim)
 
     def __post_init__(self):
         name = type(self).__name__
@@ -117,10 +122,11 @@ class Attention(Layer):
             if self.rope.head_dim != self.head_dim:
                 raise ValueError(f"{name}: rope.head_dim={self.rope.head_dim} must equal head_dim={self.head_dim}")
         linear = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        e, q, kv_width = self.hidden_size, self.num_heads * self.head_dim, kv * self.head_dim
+        head_dim = self._ints[1]
+        e, q, kv_width = self.hidden_size, self.num_heads * head_dim, kv * head_dim
         for field, layer in dict(q_proj=Linear(e, q, self.bias, **linear), k_proj=Linear(e, kv_width, self.bias, **linear),
                                  v_proj=Linear(e, kv_width, self.bias, **linear),
-                                 o_proj=Linear(q, e, self.o_bias, **linear)).items():
+                                 o_proj=Linear(q, e, bool(self.o_bias), **linear)).items():
             _util.set_field(self, field, layer)
 
     def apply(
@@ -131,7 +137,7 @@ class Attention(Layer):
         *,
         key: jax.Array | None = None,
         train: bool = False,
-        allow: Bool[Array, "..."] | None = None,
+        allow: Bool[Array, ...] | None = None,
         is_causal: bool | None = False,
         start_pos: int | jax.Array | None = None,
         position_ids: Integer[Array, "batch seq"] | None = None,
@@ -142,8 +148,9 @@ class Attention(Layer):
         if start_pos is not None and position_ids is not None:
             raise TypeError(f"{self!r}: pass start_pos or position_ids, not both")
         start_pos = 0 if start_pos is None and position_ids is None else start_pos
-        if self.rope is not None and _util.is_int(start_pos) and start_pos + x.shape[1] > self.rope.max_len:
-            raise ShapeError(self, f"at most {self.rope.max_len - start_pos} positions from start_pos={start_pos} "
+        static = int(cast(int, start_pos)) if _util.is_int(start_pos) else None
+        if self.rope is not None and static is not None and static + x.shape[1] > self.rope.max_len:
+            raise ShapeError(self, f"at most {self.rope.max_len - static} positions from start_pos={static} "
                                    f"(rope max_len={self.rope.max_len})", x.shape)
         c = self.bind(params, state, key=key, train=train)
         q, k, v = self._heads(c, x, start_pos, position_ids)
@@ -175,7 +182,7 @@ class Attention(Layer):
         if allowed is not None:
             rows_ok = jnp.transpose(jnp.any(allowed, axis=-1), (0, 2, 1))[..., None]
             o = jnp.where(rows_ok, o, jnp.zeros((), o.dtype))
-        return o.reshape(o.shape[:2] + (self.num_heads * self.head_dim,))
+        return o.reshape(o.shape[:2] + (self.num_heads * self._ints[1],))
 
     def _check_input(self, x: Any) -> None:
         _util.check_float(self, x)
@@ -199,8 +206,10 @@ class Attention(Layer):
                     raise ShapeError(self, f"position_ids [{b}|1, {t}]", position_ids.shape)
                 where = dict(position_ids=position_ids[:, None, :])
 
+            rope = self.rope
+
             def rotate(a):
-                return jnp.swapaxes(self.rope.apply({}, {}, jnp.swapaxes(a, 1, 2), **where)[0], 1, 2)
+                return jnp.swapaxes(rope.apply({}, {}, jnp.swapaxes(a, 1, 2), **where)[0], 1, 2)
 
             q, k = rotate(q), rotate(k)
         return q, k, v
@@ -209,10 +218,10 @@ class Attention(Layer):
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
         """An empty cache ``{"key", "value": [batch, max_len, num_kv_heads, head_dim]}`` of zeros."""
         _util.positive("Attention.init_cache", batch=batch, max_len=max_len)
-        return _kvcache.empty(batch, max_len, self.num_kv_heads, self.head_dim, dtype)
+        return _kvcache.empty(batch, max_len, *self._ints, dtype)
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq hidden"], start_pos: int | jax.Array, *,
-               allow: Bool[Array, "..."] | None = None, position_ids: Integer[Array, "batch seq"] | None = None):
+               allow: Bool[Array, ...] | None = None, position_ids: Integer[Array, "batch seq"] | None = None):
         """``(y, new cache)``: attend positions ``start_pos ..`` of ``x`` to the cache and to themselves (causal).
 
         The keys and values of ``x`` are written at cache slots ``start_pos ..
@@ -231,7 +240,7 @@ class Attention(Layer):
         if not self.causal:
             raise ValueError(f"{self!r}: KV-cache decoding needs a causal layer (causal=True)")
         self._check_input(x)
-        start, in_range, max_len = _kvcache.position(self, cache, x, self.num_kv_heads, self.head_dim, start_pos)
+        start, in_range, max_len = _kvcache.position(self, cache, x, *self._ints, start_pos)
         q, k, v = self._heads(self.bind(params, {}), x, start if position_ids is None else None, position_ids)
         cache = _kvcache.write(cache, k, v, start, in_range)
         allowed = _kvcache.causal_window(start, x.shape[1], max_len)
@@ -303,10 +312,9 @@ class GatedFeedForward(Layer):
     activation: str | Callable = _util.checked(_check_gate_activation, "silu")
     bias: bool = _util.flag(False)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     gate_proj: Linear = sublayer()
     up_proj: Linear = sublayer()

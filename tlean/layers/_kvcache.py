@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 from jax import lax
 
@@ -29,7 +30,7 @@ def position(layer: Layer, cache: Any, x: jax.Array, heads: int, head_dim: int,
     batch, seq = x.shape[:2]
     want = (batch, None, heads, head_dim)
     for name in ("key", "value"):
-        got = jnp.shape(cache.get(name)) if isinstance(cache, dict) else None
+        got = jnp.shape(cache[name]) if isinstance(cache, dict) and name in cache else None
         if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != want:
             raise ShapeError(layer, f"cache[{name!r}] [{batch}, max_len, {heads}, {head_dim}]", got)
     max_len = cache["key"].shape[1]

@@ -46,10 +46,9 @@ class Linear(Layer):
     out_features: int = _util.size()
     bias: bool = _util.flag(True)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         shape = (self.out_features, self.in_features)

@@ -132,7 +132,7 @@ class _MaxPoolNd(_WindowPool):
             raise ValueError(f"{type(self).__name__}: return_indices=True is not supported (tlean returns only the pooled "
                              f"values; take jnp.argmax over the windows if you need them), got {self.return_indices!r}")
 
-    def apply(self, params, state, x: Float[Array, "..."], *, key=None, train=False):
+    def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
         pads = self._check(x)
         x = jnp.asarray(x)
         if self.dilation == (1,) * self.spatial:
@@ -192,7 +192,7 @@ class _AvgPoolNd(_WindowPool):
         if self.divisor_override is not None and (not _util.is_int(self.divisor_override) or self.divisor_override == 0):
             raise ValueError(f"{name}: divisor_override must be a non-zero int or None, got {self.divisor_override!r}")
 
-    def apply(self, params, state, x: Float[Array, "..."], *, key=None, train=False):
+    def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
         pads = self._check(x)
         x = jnp.asarray(x)
         total = self._crop(self._reduce(x.astype(_accumulator(x)), 0, lax.add, pads), x.shape)
@@ -314,7 +314,7 @@ class _AdaptivePoolNd(Layer):
             raise ValueError(f"{name}: output_size must be an int >= 1, None or a tuple of {n} of those, got {self.output_size!r}")
         _util.set_field(self, "output_size", tuple(None if v is None else int(v) for v in items))
 
-    def apply(self, params, state, x: Float[Array, "..."], *, key=None, train=False):
+    def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
         check_input(self, x, None, self.spatial)
         shape = jnp.shape(x)
         sizes = tuple(s if o is None else o for s, o in zip(shape[-self.spatial:], self.output_size))

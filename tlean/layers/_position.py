@@ -288,7 +288,7 @@ class RoPE(Layer):
         return jnp.asarray(self.scaling.apply(plain), jnp.float32)
 
     def apply(self, params: dict, state: dict, x: Float[Array, "*batch seq head_dim"], *, key=None, train=False,
-              start_pos: int | jax.Array | None = None, position_ids: Integer[Array, "..."] | None = None):
+              start_pos: int | jax.Array | None = None, position_ids: Integer[Array, ...] | None = None):
         if position_ids is None:
             positions = _util.trailing(_positions(self, x, self.head_dim, self.max_len, start_pos), x.ndim - 1)
         else:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -121,10 +122,9 @@ class TransformerEncoderBlock(Layer):
     bias: bool = _util.flag(True)
     _: KW_ONLY
     causal: bool = _util.flag(False)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     # the children, in torch's order (their keys are drawn in this order)
     self_attn: MultiheadAttention = sublayer()
@@ -175,7 +175,7 @@ class TransformerEncoderBlock(Layer):
         padding = _one_of(self, ("src_key_padding_mask", src_key_padding_mask), ("key_padding_mask", key_padding_mask))
         x, seq_first = self._check_input(x)
         c = self.bind(params, state, key=key, train=train)
-        attend = lambda h: c.self_attn(h, allow=allow, attn_mask=src_mask, key_padding_mask=padding,  # noqa: E731
+        attend = lambda h: c.self_attn(h, allow=allow, attn_mask=src_mask, key_padding_mask=padding,
                                        is_causal=bool(is_causal))
         y = self._forward(c, x, attend)
         return (jnp.swapaxes(y, 0, 1) if seq_first else y), state
@@ -283,7 +283,7 @@ class TransformerEncoder(Layer):
     @classmethod
     def of(cls, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
            activation: str | Callable = "relu", norm_first: bool = False, *, final_norm: bool = False,
-           scan: bool = True, **block_options: Any) -> "TransformerEncoder":
+           scan: bool = True, **block_options: Any) -> TransformerEncoder:
         """The encoder of ``num_layers`` :class:`TransformerEncoderBlock`\\ s built from the block's options.
 
         ``final_norm=True`` adds torch's final ``norm`` (a LayerNorm); ``block_options`` are
@@ -344,7 +344,7 @@ class TransformerEncoder(Layer):
         else:
             caches = []
             for i in range(self.num_layers):
-                x, c = block.decode(self.layer_params(params, i), jax.tree.map(lambda a: a[i], cache), x, start_pos)
+                x, c = block.decode(self.layer_params(params, i), jax.tree.map(lambda a, i=i: a[i], cache), x, start_pos)
                 caches.append(c)
             cache = jax.tree.map(lambda *a: jnp.stack(a), *caches)
         if self.norm is not None:
@@ -428,10 +428,9 @@ class TransformerDecoderLayer(Layer):
     norm_first: bool = _util.flag(False)
     bias: bool = _util.flag(True)
     _: KW_ONLY
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     # the children, in torch's order (their keys are drawn in this order)
     self_attn: MultiheadAttention = sublayer()
@@ -736,10 +735,9 @@ class Transformer(Layer):
     bias: bool = _util.flag(True)
     _: KW_ONLY
     scan: bool = _util.flag(True)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     encoder: Layer = sublayer()
     decoder: Layer = sublayer()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -198,14 +199,21 @@ def nonnegative(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     return checked(check_nonnegative, default, **kwargs)
 
 
-def numerics() -> tuple[Any, Any, Any]:
-    """The three keyword-only numeric fields every layer with weights declares, as
-    ``dtype, param_dtype, precision = numerics()``: computation dtype (``None``: the
-    result type of input and params, as flax), storage dtype (float32) and matmul
-    precision."""
-    return (checked(check_dtype, None, kw_only=True),
-            checked(check_param_dtype, jnp.float32, kw_only=True),
-            checked(check_precision, None, kw_only=True))
+def dtype_field() -> Any:
+    """The keyword-only ``dtype`` field: the computation dtype (``None``: the result type of input and
+    params, as flax). Every layer with weights declares ``dtype``, ``param_dtype`` and ``precision``,
+    in that order, after ``_: KW_ONLY``."""
+    return checked(check_dtype, None, kw_only=True)
+
+
+def param_dtype_field() -> Any:
+    """The keyword-only ``param_dtype`` field: the storage dtype (float32)."""
+    return checked(check_param_dtype, jnp.float32, kw_only=True)
+
+
+def precision_field() -> Any:
+    """The keyword-only ``precision`` field: the matmul precision (``None``: JAX's default)."""
+    return checked(check_precision, None, kw_only=True)
 
 
 def promote(layer: Any, *arrays: Any) -> tuple:

@@ -8,8 +8,8 @@ samples from it with a KV cache in one jitted ``lax.scan``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -88,10 +88,10 @@ class GPT(Layer):
     layer_norm_eps: float = _util.nonnegative(1e-5)
     bias: bool = _util.flag(True)
     scan: bool = _util.flag(True)
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    _: KW_ONLY
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     tok_emb: Embedding = sublayer()
     pos_emb: LearnedPositionalEmbedding = sublayer()
@@ -106,7 +106,7 @@ class GPT(Layer):
         numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         try:
             block = TransformerEncoderBlock(
-                self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation, self.layer_norm_eps,
+                self.d_model, self.nhead, cast(int, self.dim_feedforward), self.dropout, self.activation, self.layer_norm_eps,
                 norm_first=True, bias=self.bias, causal=True, precision=self.precision, **numerics)
         except ValueError as err:
             raise ValueError(str(err).replace("TransformerEncoderBlock:", "GPT:", 1)) from None

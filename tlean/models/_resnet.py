@@ -94,10 +94,9 @@ class ResNet(Layer):
     _: KW_ONLY
     in_channels: int = _util.size(3)
     axis_name: Any = None
-    dtype: Any
-    param_dtype: Any
-    precision: Any
-    dtype, param_dtype, precision = _util.numerics()
+    dtype: Any = _util.dtype_field()
+    param_dtype: Any = _util.param_dtype_field()
+    precision: Any = _util.precision_field()
 
     conv1: Conv2d = sublayer()
     bn1: BatchNorm2d = sublayer()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -94,7 +95,7 @@ def builder_of(layer_type: Callable[..., Layer], name: str | None = None, requir
         return build(layer_type(*args, **kwargs))
 
     make.__name__ = make.__qualname__ = name or layer_type.__name__
-    make.__signature__ = inspect.signature(layer_type).replace(return_annotation=Builder)
+    make.__signature__ = inspect.signature(layer_type).replace(return_annotation=Builder)  # pyright: ignore[reportAttributeAccessIssue]
     make.__doc__ = (
         f"Builder of a Model of :class:`tlean.layers.{layer_type.__name__}`; draws one key "
         f"from the seed stream if the layer has parameters, none otherwise.\n\n{inspect.getdoc(layer_type) or ''}"
@@ -124,7 +125,7 @@ def pure_of(layer_type: Callable[..., Layer], name: str, require: tuple = ()) ->
     make.__name__ = make.__qualname__ = name
     params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     var_kw = [p for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
-    make.__signature__ = sig.replace(parameters=[*params, key_param, *var_kw], return_annotation=Model)
+    make.__signature__ = sig.replace(parameters=[*params, key_param, *var_kw], return_annotation=Model)  # pyright: ignore[reportAttributeAccessIssue]
     make.__doc__ = (
         f"A Model of :class:`tlean.layers.{layer_type.__name__}` initialised from ``key`` "
         f"(needed when the layer has parameters).\n\n{inspect.getdoc(layer_type) or ''}"

@@ -13,9 +13,11 @@ that depends on the scheduling).
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
+import jax.core
 import jax.numpy as jnp
 
 from tlean.seed import Builder, SeedStream, run

@@ -6,6 +6,7 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -180,8 +181,8 @@ def bounds(
     spec = check_spec(spec, lower.shape[0], "bounds")
     if spec is not None:
         spec = spec.astype(lower.dtype)
-    lr = jnp.asarray(lr, lower.dtype)
-    return _bounds_jit(model, lower, upper, spec, lr, method=method, steps=int(steps), sound=bool(sound))
+    rate = jnp.asarray(lr, lower.dtype)
+    return _bounds_jit(model, lower, upper, spec, rate, method=method, steps=int(steps), sound=bool(sound))
 
 
 def _linear_one(model: Model, lo, hi, spec, sound=False):

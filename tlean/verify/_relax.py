@@ -166,7 +166,7 @@ def _classify(eqn, invals, shapes, sound: bool) -> tuple | str | None:
         if name == "dynamic_update_slice" and any(i >= 2 for i in ref_pos):
             return "it is indexed by a bounded value"
 
-        def lin(*xs):
+        def lin_mixed(*xs):
             return _zeros_for_consts(eqn, invals, xs)
 
         offset = None
@@ -178,8 +178,8 @@ def _classify(eqn, invals, shapes, sound: bool) -> tuple | str | None:
             def abslin(*xs):
                 return _zeros_for_consts(add_eqn, invals, xs)
 
-            return "affine", refs, {"lin": lin, "abslin": abslin, "offset": offset}
-        return "affine", refs, {"lin": lin, "abslin": lin, "offset": offset}
+            return "affine", refs, {"lin": lin_mixed, "abslin": abslin, "offset": offset}
+        return "affine", refs, {"lin": lin_mixed, "abslin": lin_mixed, "offset": offset}
     if name == "neg":
         return "affine", refs, {"lin": lambda x: -x, "abslin": lambda x: x, "offset": None}
     if name in ("mul", "dot_general"):

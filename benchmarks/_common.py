@@ -218,12 +218,17 @@ def train_step_table(
     if REFERENCE in loss0:
         differ = {k: v for k, v in loss0.items() if abs(v - loss0[REFERENCE]) > 1e-4 * max(1.0, abs(loss0[REFERENCE]))}
         if differ:
-            notes.append(f"**Warning: the first losses differ from raw JAX's ({loss0[REFERENCE]:.6f}): {differ}; "
-                         "the frameworks are not training the same model.**")
+            notes.append(
+                f"**Warning: the first losses differ from raw JAX's ({loss0[REFERENCE]:.6f}): {differ}; "
+                "the frameworks are not training the same model.**"
+            )
     if "tlean" in calls and REFERENCE in calls and hasattr(calls["tlean"], "cost"):
         (f_t, b_t), (f_r, b_r) = calls["tlean"].cost(), calls[REFERENCE].cost()
-        notes.insert(0, f"XLA's cost analysis of the compiled steps, tlean / raw JAX: {f_t / f_r:.4f} x the flops, "
-                        f"{b_t / b_r:.4f} x the bytes accessed.")
+        notes.insert(
+            0,
+            f"XLA's cost analysis of the compiled steps, tlean / raw JAX: {f_t / f_r:.4f} x the flops, "
+            f"{b_t / b_r:.4f} x the bytes accessed.",
+        )
     inner = {name: 1 if quick else _timing.repeats_for(call, BLOCK_SECONDS) for name, call in calls.items()}
     timing = _timing.interleave(calls, rounds=rounds, inner=inner)
     rows = []

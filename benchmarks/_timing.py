@@ -67,8 +67,9 @@ def repeats_for(call: Call, seconds: float) -> int:
     return max(1, round(seconds / max(clock() - start, 1e-9)))
 
 
-def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 1,
-               block_each: bool = False) -> Timing:
+def interleave(
+    calls: dict[str, Call], rounds: int, inner: int | dict[str, int], warmup: int = 1, block_each: bool = False
+) -> Timing:
     """Time each call ``inner`` times per round for ``rounds`` rounds, frameworks interleaved.
 
     Round ``r`` visits the frameworks starting from the ``r``-th (a rotation), so no
@@ -85,7 +86,7 @@ def interleave(calls: dict[str, Call], rounds: int, inner: int | dict[str, int],
             block(calls[name]())
     timing = Timing({name: [] for name in names})
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             call, n = calls[name], inner[name]
             start = clock()
             for _ in range(n):

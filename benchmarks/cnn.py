@@ -27,11 +27,21 @@ def tlean_model(channels, side):
     from tlean import nn
 
     c1, c2 = channels
-    return nn.run(0, nn.Sequential(
-        nn.Conv2d(3, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, CLASSES),
-    ))
+    return nn.run(
+        0,
+        nn.Sequential(
+            nn.Conv2d(3, c1, 3, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * (side // 4) ** 2, CLASSES),
+        ),
+    )
 
 
 def setups(quick: bool) -> dict:
@@ -74,8 +84,9 @@ def setups(quick: bool) -> dict:
         def forward(params, stats, x):
             new_stats = []
             for cp, bp, st in zip(params["conv"], params["bn"], stats):
-                x = lax.conv_general_dilated(x, cp["w"], (1, 1), ((1, 1), (1, 1)),
-                                             dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                x = lax.conv_general_dilated(
+                    x, cp["w"], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
+                )
                 x = x + cp["b"][None, :, None, None]
                 mean = x.mean(axis=(0, 2, 3))
                 var = jnp.square(x - mean[None, :, None, None]).mean(axis=(0, 2, 3))
@@ -83,8 +94,9 @@ def setups(quick: bool) -> dict:
                 x = (x - mean[None, :, None, None]) * scale[None, :, None, None] + bp["b"][None, :, None, None]
                 count = x.shape[0] * x.shape[2] * x.shape[3]
                 mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
-                new_stats.append({"mean": 0.9 * st["mean"] + 0.1 * mean,
-                                  "var": 0.9 * st["var"] + 0.1 * var * (count / (count - 1))})
+                new_stats.append(
+                    {"mean": 0.9 * st["mean"] + 0.1 * mean, "var": 0.9 * st["var"] + 0.1 * var * (count / (count - 1))}
+                )
                 x = jax.nn.relu(x)
                 x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
             x = x.reshape(x.shape[0], -1)
@@ -107,8 +119,9 @@ def setups(quick: bool) -> dict:
         class CNN(nnx.Module):
             def __init__(self, rngs):
                 c1, c2 = channels
-                self.convs = nnx.List([nnx.Conv(3, c1, (3, 3), padding=1, rngs=rngs),
-                                       nnx.Conv(c1, c2, (3, 3), padding=1, rngs=rngs)])
+                self.convs = nnx.List(
+                    [nnx.Conv(3, c1, (3, 3), padding=1, rngs=rngs), nnx.Conv(c1, c2, (3, 3), padding=1, rngs=rngs)]
+                )
                 self.norms = nnx.List([nnx.BatchNorm(c, momentum=0.9, epsilon=1e-5, rngs=rngs) for c in channels])
                 self.fc = nnx.Linear(c2 * (side // 4) ** 2, CLASSES, rngs=rngs)
 
@@ -144,9 +157,13 @@ def setups(quick: bool) -> dict:
                 return ln.Dense(CLASSES)(x)
 
         module = CNN()
-        params = {f"Conv_{i}": {"kernel": jnp.asarray(cw.transpose(2, 3, 1, 0)), "bias": jnp.asarray(cb)}
-                  for i, (cw, cb) in enumerate(conv)}
-        params.update({f"BatchNorm_{i}": {"scale": jnp.asarray(g), "bias": jnp.asarray(b)} for i, (g, b) in enumerate(bn)})
+        params = {
+            f"Conv_{i}": {"kernel": jnp.asarray(cw.transpose(2, 3, 1, 0)), "bias": jnp.asarray(cb)}
+            for i, (cw, cb) in enumerate(conv)
+        }
+        params.update(
+            {f"BatchNorm_{i}": {"scale": jnp.asarray(g), "bias": jnp.asarray(b)} for i, (g, b) in enumerate(bn)}
+        )
         params["Dense_0"] = {"kernel": jnp.asarray(fc[0].T), "bias": jnp.asarray(fc[1])}
         batch_stats = {f"BatchNorm_{i}": {"mean": jnp.zeros(c), "var": jnp.ones(c)} for i, c in enumerate(channels)}
 
@@ -172,7 +189,10 @@ def setups(quick: bool) -> dict:
             def __init__(self, key):
                 k = jax.random.split(key, 3)
                 c1, c2 = channels
-                self.convs = [eqx.nn.Conv2d(3, c1, 3, padding=1, key=k[0]), eqx.nn.Conv2d(c1, c2, 3, padding=1, key=k[1])]
+                self.convs = [
+                    eqx.nn.Conv2d(3, c1, 3, padding=1, key=k[0]),
+                    eqx.nn.Conv2d(c1, c2, 3, padding=1, key=k[1]),
+                ]
                 self.norms = [eqx.nn.BatchNorm(c, axis_name="batch", momentum=0.9, mode="batch") for c in channels]
                 self.fc = eqx.nn.Linear(c2 * (side // 4) ** 2, CLASSES, key=k[2])
 
@@ -185,11 +205,34 @@ def setups(quick: bool) -> dict:
 
         model, state = eqx.nn.make_with_state(CNN)(jax.random.key(0))
         model = eqx.tree_at(
-            lambda m: [m.convs[0].weight, m.convs[0].bias, m.convs[1].weight, m.convs[1].bias,
-                       m.norms[0].weight, m.norms[0].bias, m.norms[1].weight, m.norms[1].bias, m.fc.weight, m.fc.bias],
+            lambda m: [
+                m.convs[0].weight,
+                m.convs[0].bias,
+                m.convs[1].weight,
+                m.convs[1].bias,
+                m.norms[0].weight,
+                m.norms[0].bias,
+                m.norms[1].weight,
+                m.norms[1].bias,
+                m.fc.weight,
+                m.fc.bias,
+            ],
             model,
-            [jnp.asarray(a) for a in (conv[0][0], conv[0][1][:, None, None], conv[1][0], conv[1][1][:, None, None],
-                                      bn[0][0], bn[0][1], bn[1][0], bn[1][1], fc[0], fc[1])],
+            [
+                jnp.asarray(a)
+                for a in (
+                    conv[0][0],
+                    conv[0][1][:, None, None],
+                    conv[1][0],
+                    conv[1][1][:, None, None],
+                    bn[0][0],
+                    bn[0][1],
+                    bn[1][0],
+                    bn[1][1],
+                    fc[0],
+                    fc[1],
+                )
+            ],
         )
         opt_state = tx.init(eqx.filter(model, eqx.is_array))
 
@@ -210,9 +253,16 @@ def setups(quick: bool) -> dict:
 
         c1, c2 = channels
         net = torch.nn.Sequential(
-            torch.nn.Conv2d(3, c1, 3, padding=1), torch.nn.BatchNorm2d(c1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(c1, c2, 3, padding=1), torch.nn.BatchNorm2d(c2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Flatten(), torch.nn.Linear(c2 * (side // 4) ** 2, CLASSES),
+            torch.nn.Conv2d(3, c1, 3, padding=1),
+            torch.nn.BatchNorm2d(c1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(c1, c2, 3, padding=1),
+            torch.nn.BatchNorm2d(c2),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(c2 * (side // 4) ** 2, CLASSES),
         )
         state = net.state_dict()
         with torch.no_grad():
@@ -227,8 +277,12 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     n, channels, side = sizes(quick)
     chosen = {k: v for k, v in setups(quick).items() if k in frameworks}
     c1, c2 = channels
-    title = (f"CNN on NCHW {n}x3x{side}x{side}: (conv3x3-BN-ReLU-maxpool) x 2 [{c1}, {c2} channels] + linear, "
-             "BatchNorm in training mode")
-    note = ("flax's convolutions are channels-last: the flax models transpose the NCHW input to NHWC once and "
-            "back before flattening; tlean, raw JAX, equinox and PyTorch compute in NCHW as given.")
+    title = (
+        f"CNN on NCHW {n}x3x{side}x{side}: (conv3x3-BN-ReLU-maxpool) x 2 [{c1}, {c2} channels] + linear, "
+        "BatchNorm in training mode"
+    )
+    note = (
+        "flax's convolutions are channels-last: the flax models transpose the NCHW input to NHWC once and "
+        "back before flattening; tlean, raw JAX, equinox and PyTorch compute in NCHW as given."
+    )
     return [_common.train_step_table("cnn", title, chosen, rounds=rounds, quick=quick, notes=[note])]

@@ -58,8 +58,10 @@ def main() -> None:
     }
     if args.only:
         layers = {name: layers[name] for name in args.only}
-    print(f"jit(value_and_grad) compile time, hidden={h}, input={i}, batch={args.batch}, "
-          f"median of {args.repeats}, backend={jax.default_backend()}, jax {jax.__version__}")
+    print(
+        f"jit(value_and_grad) compile time, hidden={h}, input={i}, batch={args.batch}, "
+        f"median of {args.repeats}, backend={jax.default_backend()}, jax {jax.__version__}"
+    )
     head = f"| layer | trace+lower {args.short} | compile {args.short} | trace+lower {args.long} | compile {args.long} | ratio total {args.long}/{args.short} |"
     print(head)
     print("|" + " --- |" * 6)
@@ -69,8 +71,12 @@ def main() -> None:
             for seq in (args.short, args.long):
                 times[name, seq].append(compile_seconds(layer, seq, args.batch))
     for name in layers:
-        (ls, cs), (ll, cl) = ([statistics.median(ts) for ts in zip(*times[name, seq])] for seq in (args.short, args.long))
-        print(f"| {name} | {ls * 1e3:.0f} ms | {cs * 1e3:.0f} ms | {ll * 1e3:.0f} ms | {cl * 1e3:.0f} ms | {(ll + cl) / (ls + cs):.2f} |")
+        (ls, cs), (ll, cl) = (
+            [statistics.median(ts) for ts in zip(*times[name, seq])] for seq in (args.short, args.long)
+        )
+        print(
+            f"| {name} | {ls * 1e3:.0f} ms | {cs * 1e3:.0f} ms | {ll * 1e3:.0f} ms | {cl * 1e3:.0f} ms | {(ll + cl) / (ls + cs):.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,14 @@ def _table(key: str, title: str, configs: dict, repeats: int, contrast: dict | N
     medians = {label: statistics.median(ts) for label, ts in times.items()}
     first = next(iter(medians.values()))
     rows = [_common.Row(label, seconds, seconds / first) for label, seconds in medians.items()]
-    return _common.Table(key, title, "s", rows, kind="compile",
-                         notes=[f"Median of {repeats} fresh compilations of tlean's jitted train step."])
+    return _common.Table(
+        key,
+        title,
+        "s",
+        rows,
+        kind="compile",
+        notes=[f"Median of {repeats} fresh compilations of tlean's jitted train step."],
+    )
 
 
 def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
@@ -68,7 +74,8 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     shallow, deep = (1, 4) if quick else (4, 16)
     short, long = (6, 48) if quick else (64, 512)
     transformer = _table(
-        "compile-transformer", f"Compile time: TransformerEncoder train step, depth {shallow} vs {deep}",
+        "compile-transformer",
+        f"Compile time: TransformerEncoder train step, depth {shallow} vs {deep}",
         {
             f"depth {shallow}, scan": lambda: _transformer(shallow, True, quick),
             f"depth {deep}, scan": lambda: _transformer(deep, True, quick),
@@ -77,7 +84,8 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
         contrast={f"depth {deep}, unrolled (scan=False), compiled once": lambda: _transformer(deep, False, quick)},
     )
     lstm = _table(
-        "compile-lstm", f"Compile time: LSTM train step, sequence length {short} vs {long}",
+        "compile-lstm",
+        f"Compile time: LSTM train step, sequence length {short} vs {long}",
         {f"seq {short}": lambda: _lstm(short, quick), f"seq {long}": lambda: _lstm(long, quick)},
         repeats,
     )

@@ -76,18 +76,26 @@ def main() -> None:
         for config in configs:
             times[config].append(compile_seconds(*config))
     median = {c: tuple(statistics.median(t[i] for t in ts) for i in range(2)) for c, ts in times.items()}
-    print(f"TransformerEncoder train step (fwd+bwd+SGD), d_model {D_MODEL}, {HEADS} heads, ffn {FFN}, "
-          f"seq {SEQ}, batch {BATCH}; median of {args.repeats} fresh compilations")
+    print(
+        f"TransformerEncoder train step (fwd+bwd+SGD), d_model {D_MODEL}, {HEADS} heads, ffn {FFN}, "
+        f"seq {SEQ}, batch {BATCH}; median of {args.repeats} fresh compilations"
+    )
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {platform.processor() or platform.machine()}")
-    print(f"{'stack':<10} {'depth':>5} {'trace+lower s':>14} {'compile s':>10} {'total s':>8} {'vs depth ' + str(shallow):>11}")
+    print(
+        f"{'stack':<10} {'depth':>5} {'trace+lower s':>14} {'compile s':>10} {'total s':>8} {'vs depth ' + str(shallow):>11}"
+    )
     for scan in (True, False):
         base = sum(median[(shallow, scan)])
         for depth in (shallow, deep):
             lower, comp = median[(depth, scan)]
             label = "scan" if scan else "unrolled"
-            print(f"{label:<10} {depth:>5} {lower:>14.2f} {comp:>10.2f} {lower + comp:>8.2f} {(lower + comp) / base:>10.2f}x")
+            print(
+                f"{label:<10} {depth:>5} {lower:>14.2f} {comp:>10.2f} {lower + comp:>8.2f} {(lower + comp) / base:>10.2f}x"
+            )
     ratio = sum(median[(deep, True)]) / sum(median[(shallow, True)])
-    print(f"scanned depth {deep} / depth {shallow}: {ratio:.2f}x (target <= 1.5x): {'OK' if ratio <= 1.5 else 'MISSED'}")
+    print(
+        f"scanned depth {deep} / depth {shallow}: {ratio:.2f}x (target <= 1.5x): {'OK' if ratio <= 1.5 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,14 @@ MODELS = ("resnet18", "gpt2")
 def sizes(quick: bool) -> dict:
     """The two models' shapes: full (the real ones) or tiny (``--quick``)."""
     if quick:
-        return {"resnet18": {"widths": (64, 128, 256, 512), "blocks": 1, "classes": 10},
-                "gpt2": {"vocab": 97, "ctx": 16, "d": 16, "layers": 2, "heads": 2}}
-    return {"resnet18": {"widths": (64, 128, 256, 512), "blocks": 2, "classes": 1000},
-            "gpt2": {"vocab": 50257, "ctx": 1024, "d": 768, "layers": 12, "heads": 12}}
+        return {
+            "resnet18": {"widths": (64, 128, 256, 512), "blocks": 1, "classes": 10},
+            "gpt2": {"vocab": 97, "ctx": 16, "d": 16, "layers": 2, "heads": 2},
+        }
+    return {
+        "resnet18": {"widths": (64, 128, 256, 512), "blocks": 2, "classes": 1000},
+        "gpt2": {"vocab": 50257, "ctx": 1024, "d": 768, "layers": 12, "heads": 12},
+    }
 
 
 # -- the builders, one per framework and model (run in the child process) -------------------
@@ -48,8 +52,9 @@ def _tlean(model: str, s: dict):
 
             builder = nn.build(models.ResNet(block=BasicBlock, layers=(1, 1, 1, 1), num_classes=s["classes"]))
         return lambda seed: nn.run(seed, builder)
-    builder = models.gpt2(vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"], n_layer=s["layers"],
-                          n_head=s["heads"])
+    builder = models.gpt2(
+        vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"], n_layer=s["layers"], n_head=s["heads"]
+    )
     return lambda seed: nn.run(seed, builder)
 
 
@@ -59,8 +64,9 @@ def _torch(model: str, s: dict):
     if model == "gpt2":
         import transformers
 
-        config = transformers.GPT2Config(vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"],
-                                         n_layer=s["layers"], n_head=s["heads"])
+        config = transformers.GPT2Config(
+            vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"], n_layer=s["layers"], n_head=s["heads"]
+        )
 
         def build(seed):
             torch.manual_seed(seed)
@@ -74,8 +80,11 @@ def _torch(model: str, s: dict):
             super().__init__()
             self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
             self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-            self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                               if stride != 1 or cin != cout else None)
+            self.downsample = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else None
+            )
 
     def build(seed):
         torch.manual_seed(seed)
@@ -100,6 +109,7 @@ def _nnx(model: str, s: dict):
     from flax import nnx
 
     if model == "resnet18":
+
         class Block(nnx.Module):
             def __init__(self, cin, cout, stride, rngs):
                 self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, padding=1, use_bias=False, rngs=rngs)
@@ -151,18 +161,29 @@ def _equinox(model: str, s: dict):
     import jax
 
     if model == "resnet18":
+
         def block(cin, cout, stride, key):
             k = jax.random.split(key, 3)
-            parts = [eqx.nn.Conv2d(cin, cout, 3, stride, 1, use_bias=False, key=k[0]), eqx.nn.BatchNorm(cout, "batch"),
-                     eqx.nn.Conv2d(cout, cout, 3, 1, 1, use_bias=False, key=k[1]), eqx.nn.BatchNorm(cout, "batch")]
+            parts = [
+                eqx.nn.Conv2d(cin, cout, 3, stride, 1, use_bias=False, key=k[0]),
+                eqx.nn.BatchNorm(cout, "batch"),
+                eqx.nn.Conv2d(cout, cout, 3, 1, 1, use_bias=False, key=k[1]),
+                eqx.nn.BatchNorm(cout, "batch"),
+            ]
             if stride != 1 or cin != cout:
-                parts += [eqx.nn.Conv2d(cin, cout, 1, stride, use_bias=False, key=k[2]), eqx.nn.BatchNorm(cout, "batch")]
+                parts += [
+                    eqx.nn.Conv2d(cin, cout, 1, stride, use_bias=False, key=k[2]),
+                    eqx.nn.BatchNorm(cout, "batch"),
+                ]
             return parts
 
         def build(seed):
             w = s["widths"]
             keys = iter(jax.random.split(jax.random.key(seed), 4 * s["blocks"] + 2))
-            layers, cin = [eqx.nn.Conv2d(3, w[0], 7, 2, 3, use_bias=False, key=next(keys)), eqx.nn.BatchNorm(w[0], "batch")], w[0]
+            layers, cin = (
+                [eqx.nn.Conv2d(3, w[0], 7, 2, 3, use_bias=False, key=next(keys)), eqx.nn.BatchNorm(w[0], "batch")],
+                w[0],
+            )
             for i, c in enumerate(w):
                 for j in range(s["blocks"]):
                     layers += block(cin, c, 2 if i > 0 and j == 0 else 1, next(keys))
@@ -178,8 +199,10 @@ def _equinox(model: str, s: dict):
     def build(seed):  # GPT-2's N(0, 0.02) matrices put in with eqx.tree_at, as equinox teaches
         d = s["d"]
         keys = iter(jax.random.split(jax.random.key(seed), 8 * s["layers"] + 2))
-        parts = [eqx.nn.Embedding(weight=normal(next(keys), (s["vocab"], d))),
-                 eqx.nn.Embedding(weight=normal(next(keys), (s["ctx"], d)))]
+        parts = [
+            eqx.nn.Embedding(weight=normal(next(keys), (s["vocab"], d))),
+            eqx.nn.Embedding(weight=normal(next(keys), (s["ctx"], d))),
+        ]
         for _ in range(s["layers"]):
             for fan_in, fan_out in ((d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)):
                 linear = eqx.nn.Linear(fan_in, fan_out, key=next(keys))
@@ -201,7 +224,11 @@ def _count(value) -> int:
 
         return sum(a.size for a in jax.tree.leaves((value.params, value.state)) if a.dtype.kind == "f")
     if hasattr(value, "state_dict"):  # torch: parameters (a tied one once) and float buffers (running statistics)
-        buffers = [b for name, b in value.named_buffers() if b.is_floating_point() and not name.endswith(("attn.bias", "masked_bias"))]
+        buffers = [
+            b
+            for name, b in value.named_buffers()
+            if b.is_floating_point() and not name.endswith(("attn.bias", "masked_bias"))
+        ]
         return sum(p.numel() for p in value.parameters()) + sum(b.numel() for b in buffers)
     import equinox as eqx
     import jax
@@ -248,8 +275,12 @@ def child(framework: str, model: str, quick: bool) -> dict:
 
 def measure(framework: str, model: str, quick: bool) -> dict:
     """:func:`child` in a fresh ``python`` process (the current interpreter), as a user's script starts."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.first_model", "child", framework, model, str(int(quick))],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.first_model", "child", framework, model, str(int(quick))],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"first_model {framework} {model} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -262,7 +293,7 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     for model in MODELS:
         figures: dict[str, list[dict]] = {f: [] for f in chosen}
         for r in range(rounds):  # frameworks interleaved, in a rotated order each round
-            order = chosen[r % len(chosen):] + chosen[:r % len(chosen)]
+            order = chosen[r % len(chosen) :] + chosen[: r % len(chosen)]
             for framework in order:
                 figures[framework].append(measure(framework, model, quick))
         rows = []
@@ -275,12 +306,17 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
         for row in rows:
             row.ratio = row.seconds / ref.seconds if ref else None
         s = sizes(quick)[model]
-        title = (f"Time to the first model: ResNet-18 ({'1000' if not quick else s['classes']} classes)"
-                 if model == "resnet18" else
-                 f"Time to the first model: GPT-2 small shape (vocab {s['vocab']}, {s['layers']} layers, d {s['d']})")
+        title = (
+            f"Time to the first model: ResNet-18 ({'1000' if not quick else s['classes']} classes)"
+            if model == "resnet18"
+            else f"Time to the first model: GPT-2 small shape (vocab {s['vocab']}, {s['layers']} layers, d {s['d']})"
+        )
         counts = {r.framework: r.extra["params"] for r in rows}
-        notes = [f"Median of {rounds} fresh process(es) per framework. Parameter and buffer counts: "
-                 + ", ".join(f"{_NAMES[f]} {n:,}" for f, n in counts.items()) + "."]
+        notes = [
+            f"Median of {rounds} fresh process(es) per framework. Parameter and buffer counts: "
+            + ", ".join(f"{_NAMES[f]} {n:,}" for f, n in counts.items())
+            + "."
+        ]
         tables.append(_common.Table(f"first_{model}", title, "s", rows, notes, kind="first_model"))
     return tables
 

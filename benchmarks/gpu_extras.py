@@ -75,10 +75,16 @@ def _transformer_bf16(quick: bool) -> _common.Table:
     tx = _common.optimizer()
 
     def build(dtype):
-        return nn.run(0, nn.Sequential(
-            nn.TransformerEncoder(nn.TransformerEncoderLayer(d, heads, s["ff"], 0.0, batch_first=True, dtype=dtype),
-                                  s["layers"]),
-            nn.Mean(1), nn.Linear(d, transformer.CLASSES, dtype=dtype)))
+        return nn.run(
+            0,
+            nn.Sequential(
+                nn.TransformerEncoder(
+                    nn.TransformerEncoderLayer(d, heads, s["ff"], 0.0, batch_first=True, dtype=dtype), s["layers"]
+                ),
+                nn.Mean(1),
+                nn.Linear(d, transformer.CLASSES, dtype=dtype),
+            ),
+        )
 
     w = _common.to_numpy(build(None).params)
     params = {"layers": jax.tree.map(jnp.asarray, w[0]["layers"]), "head": jax.tree.map(jnp.asarray, w[2])}
@@ -109,8 +115,10 @@ def _transformer_bf16(quick: bool) -> _common.Table:
         return _common.pure_stepper(forward, params, tx, x, y)
 
     setups = {"tlean": lambda: _common.tlean_stepper(build(BF16), tx, x, y), "raw": raw}
-    title = (f"bfloat16 compute: Transformer encoder, {s['layers']} layers, d_model {d}, {heads} heads, "
-             f"seq {s['seq']}, batch {s['batch']}")
+    title = (
+        f"bfloat16 compute: Transformer encoder, {s['layers']} layers, d_model {d}, {heads} heads, "
+        f"seq {s['seq']}, batch {s['batch']}"
+    )
     return _common.train_step_table("transformer_bf16", title, setups, rounds=1 if quick else 5, quick=quick)
 
 
@@ -125,8 +133,9 @@ def _attention(quick: bool) -> _common.Table:
     impls = ["xla", "cudnn"] if cudnn else ["xla"]
 
     def tlean(impl):
-        model = nn.run(0, nn.MultiheadAttention(d, heads, batch_first=True, dtype=BF16, causal=True,
-                                                implementation=impl))
+        model = nn.run(
+            0, nn.MultiheadAttention(d, heads, batch_first=True, dtype=BF16, causal=True, implementation=impl)
+        )
 
         def step(model, opt_state, x, t):
             def loss_fn(params):
@@ -143,8 +152,10 @@ def _attention(quick: bool) -> _common.Table:
 
     def raw(impl):
         rng = np.random.default_rng(0)
-        params = {"qkv": jnp.asarray(rng.standard_normal((d, 3 * d), np.float32) / np.sqrt(d)),
-                  "out": jnp.asarray(rng.standard_normal((d, d), np.float32) / np.sqrt(d))}
+        params = {
+            "qkv": jnp.asarray(rng.standard_normal((d, 3 * d), np.float32) / np.sqrt(d)),
+            "out": jnp.asarray(rng.standard_normal((d, d), np.float32) / np.sqrt(d)),
+        }
 
         def step(params, opt_state, x, t):
             def loss_fn(p):
@@ -173,12 +184,15 @@ def _attention(quick: bool) -> _common.Table:
     inner = {n: 1 if quick else _timing.repeats_for(c, _common.BLOCK_SECONDS) for n, c in calls.items()}
     timing = _timing.interleave(calls, rounds=1 if quick else 5, inner=inner)
     rows = [_common.Row(n, timing.median(n), timing.ratio(n, "raw xla"), first[n]) for n in calls]
-    notes = [f"Causal self-attention train step, bfloat16, batch {batch}, seq {seq}, d_model {d}, {heads} heads; "
-             "ratio against raw JAX with implementation='xla'."]
+    notes = [
+        f"Causal self-attention train step, bfloat16, batch {batch}, seq {seq}, d_model {d}, {heads} heads; "
+        "ratio against raw JAX with implementation='xla'."
+    ]
     if not cudnn:
         notes.append(f"implementation='cudnn' needs an NVIDIA GPU; this run is on {jax.default_backend()}: left out.")
-    return _common.Table("attention", "Attention implementations (jax.nn.dot_product_attention)", "ms", rows, notes,
-                         kind="attention")
+    return _common.Table(
+        "attention", "Attention implementations (jax.nn.dot_product_attention)", "ms", rows, notes, kind="attention"
+    )
 
 
 def markdown(table: _common.Table) -> str:
@@ -187,9 +201,14 @@ def markdown(table: _common.Table) -> str:
         lines += ["| implementation | step (ms) | vs raw JAX xla | first call (s) |", "| --- | ---: | ---: | ---: |"]
         lines += [f"| {r.framework} | {r.seconds * 1e3:.3f} | {r.ratio:.3f} | {r.first_call:.2f} |" for r in table.rows]
     else:
-        lines += ["| framework | train step (ms) | vs raw JAX | first call (s) | first loss |", "| --- | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r.framework} | {r.seconds * 1e3:.3f} | {r.ratio:.3f} | {r.first_call:.2f} | {r.loss0:.5f} |"
-                  for r in table.rows]
+        lines += [
+            "| framework | train step (ms) | vs raw JAX | first call (s) | first loss |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r.framework} | {r.seconds * 1e3:.3f} | {r.ratio:.3f} | {r.first_call:.2f} | {r.loss0:.5f} |"
+            for r in table.rows
+        ]
     return "\n".join(lines + [""] + table.notes)
 
 
@@ -211,16 +230,35 @@ def main(argv=None) -> None:
             texts += [f"### {name}: failed", "", f"`{type(err).__name__}: {str(err)[:500]}`", ""]
             print(f"[gpu_extras] {name} failed: {err!r}", file=sys.stderr)
             continue
-        table.notes = [note.replace("**Warning: the first losses differ", "(bfloat16: the first losses agree to bfloat16 "
-                                    "rounding, not exactly; they differ").replace("the frameworks are not training the "
-                                    "same model.**", "the two round in different places.)") for note in table.notes]
+        table.notes = [
+            note.replace(
+                "**Warning: the first losses differ",
+                "(bfloat16: the first losses agree to bfloat16 rounding, not exactly; they differ",
+            ).replace("the frameworks are not training the same model.**", "the two round in different places.)")
+            for note in table.notes
+        ]
         texts += [markdown(table), ""]
-        records.append({"key": table.key, "title": table.title, "notes": table.notes,
-                        "rows": [{"name": r.framework, "seconds": r.seconds, "ratio": r.ratio, "first_call": r.first_call,
-                                  "loss0": r.loss0} for r in table.rows]})
+        records.append(
+            {
+                "key": table.key,
+                "title": table.title,
+                "notes": table.notes,
+                "rows": [
+                    {
+                        "name": r.framework,
+                        "seconds": r.seconds,
+                        "ratio": r.ratio,
+                        "first_call": r.first_call,
+                        "loss0": r.loss0,
+                    }
+                    for r in table.rows
+                ],
+            }
+        )
         (out / "gpu_extras.md").write_text("\n".join(texts))
-        (out / "gpu_extras.json").write_text(json.dumps({"device": device, "jax": jax.__version__, "tables": records},
-                                                         indent=1))
+        (out / "gpu_extras.json").write_text(
+            json.dumps({"device": device, "jax": jax.__version__, "tables": records}, indent=1)
+        )
     print("\n".join(texts))
 
 

@@ -29,8 +29,10 @@ def main(quick: bool) -> dict:
     for shape, dtype in (((7, 5, 3), jnp.float32), ((3, _init.CHUNK + 5), jnp.float32), ((4099,), jnp.bfloat16)):
         uniform = jnp.asarray(0.37, dtype) * (2 * jax.random.uniform(key, shape, dtype) - 1)
         normal = jax.random.normal(key, shape, dtype) * jnp.asarray(0.02, dtype)
-        draws.append(_same(_init.uniform(key, shape, 0.37, dtype), uniform)
-                     and _same(_init.normal(key, shape, 0.02, dtype), normal))
+        draws.append(
+            _same(_init.uniform(key, shape, 0.37, dtype), uniform)
+            and _same(_init.normal(key, shape, 0.02, dtype), normal)
+        )
     out["draws_equal_jax_random"] = all(draws)
     builder = models.resnet18(num_classes=10) if not quick else nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(4, 2))
     start = time.perf_counter()

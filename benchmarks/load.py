@@ -58,6 +58,7 @@ def child(framework: str, folder: str) -> dict:
         def load():
             model = transformers.AutoModelForCausalLM.from_pretrained(folder)
             return sum(p.numel() for p in model.parameters())
+
     imported = time.perf_counter() - start
     wall, cpu = time.perf_counter(), time.process_time()
     count = load()
@@ -65,8 +66,12 @@ def child(framework: str, folder: str) -> dict:
 
 
 def _measure(framework: str, folder: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.load", "child", framework, folder],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", "child", framework, folder],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"load {framework} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -83,7 +88,7 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
         transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg)).save_pretrained(folder)
         figures = {f: [] for f in FRAMEWORKS}
         for r in range(rounds):
-            for framework in (FRAMEWORKS if r % 2 == 0 else FRAMEWORKS[::-1]):
+            for framework in FRAMEWORKS if r % 2 == 0 else FRAMEWORKS[::-1]:
                 figures[framework].append(_measure(framework, folder))
     rows = []
     for framework in FRAMEWORKS:
@@ -94,8 +99,10 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     for row in rows:
         row.ratio = row.seconds / rows[1].seconds
     title = f"from_pretrained of a GPT-2 shape checkpoint ({rows[1].extra['params']:,} parameters, float32 safetensors)"
-    notes = [f"Median of {rounds} fresh process(es) per library; transformers {transformers.__version__} on "
-             f"PyTorch {torch.__version__}."]
+    notes = [
+        f"Median of {rounds} fresh process(es) per library; transformers {transformers.__version__} on "
+        f"PyTorch {torch.__version__}."
+    ]
     return [_common.Table("load_gpt2", title, "s", rows, notes, kind="load")]
 
 

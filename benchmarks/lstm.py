@@ -134,8 +134,11 @@ def setups(quick: bool, s: dict | None = None) -> dict:
                 return self.head(h)
 
         model = Net(jax.random.key(0))
-        model = eqx.tree_at(lambda m: (m.cell.weight_ih, m.cell.weight_hh, m.cell.bias, m.head.weight, m.head.bias), model,
-                            tuple(jnp.asarray(a) for a in (w_ih, w_hh, b_ih + b_hh, head["weight"], head["bias"])))
+        model = eqx.tree_at(
+            lambda m: (m.cell.weight_ih, m.cell.weight_hh, m.cell.bias, m.head.weight, m.head.bias),
+            model,
+            tuple(jnp.asarray(a) for a in (w_ih, w_hh, b_ih + b_hh, head["weight"], head["bias"])),
+        )
         return _common.equinox_stepper(model, tx, x, y, in_axes=1)
 
     def torch():
@@ -152,7 +155,12 @@ def setups(quick: bool, s: dict | None = None) -> dict:
 
         net = Net()
         with torch.no_grad():
-            for name, value in (("weight_ih_l0", w_ih), ("weight_hh_l0", w_hh), ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)):
+            for name, value in (
+                ("weight_ih_l0", w_ih),
+                ("weight_hh_l0", w_hh),
+                ("bias_ih_l0", b_ih),
+                ("bias_hh_l0", b_hh),
+            ):
                 getattr(net.lstm, name).copy_(torch.from_numpy(np.array(value)))
             net.head.weight.copy_(torch.from_numpy(np.array(head["weight"])))
             net.head.bias.copy_(torch.from_numpy(np.array(head["bias"])))
@@ -165,8 +173,10 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     s = sizes(quick)
     chosen = {k: v for k, v in setups(quick).items() if k in frameworks}
     title = f"LSTM: seq {s['seq']}, batch {s['batch']}, input {s['input']}, hidden {s['hidden']}, last step -> linear"
-    note = ("tlean and raw JAX project the inputs of all steps in one matmul and scan the recurrence; flax's "
-            "`OptimizedLSTMCell` projects each step's input inside the scan; equinox vmaps its `LSTMCell` over the "
-            "batch inside `lax.scan`. The raw reference classifies the final carry; tlean's `Select(-1, 0)` takes "
-            "the last row of the stacked outputs.")
+    note = (
+        "tlean and raw JAX project the inputs of all steps in one matmul and scan the recurrence; flax's "
+        "`OptimizedLSTMCell` projects each step's input inside the scan; equinox vmaps its `LSTMCell` over the "
+        "batch inside `lax.scan`. The raw reference classifies the final carry; tlean's `Select(-1, 0)` takes "
+        "the last row of the stacked outputs."
+    )
     return [_common.train_step_table("lstm", title, chosen, rounds=rounds, quick=quick, notes=[note])]

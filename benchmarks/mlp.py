@@ -59,9 +59,7 @@ def setups(quick: bool) -> dict:
 
         class MLP(nnx.Module):
             def __init__(self, rngs):
-                self.layers = nnx.List(
-                    [nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)]
-                )
+                self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)])
 
             def __call__(self, x):
                 for i, layer in enumerate(self.layers):
@@ -89,8 +87,11 @@ def setups(quick: bool) -> dict:
                 return x
 
         module = MLP()
-        params = {"params": {f"Dense_{i}": {"kernel": jnp.asarray(w.T), "bias": jnp.asarray(b)}
-                             for i, (w, b) in enumerate(weights)}}
+        params = {
+            "params": {
+                f"Dense_{i}": {"kernel": jnp.asarray(w.T), "bias": jnp.asarray(b)} for i, (w, b) in enumerate(weights)
+            }
+        }
 
         return _common.pure_stepper(module.apply, params, tx, x, y)
 

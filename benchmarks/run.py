@@ -31,8 +31,15 @@ from benchmarks import _common, _timing
 
 MODELS = ("tiny", "mlp", "cnn", "transformer", "lstm", "compile", "verify", "first_model", "generate", "load")
 MODULES = {"compile": "compile_time", "verify": "verify_crown"}
-NAMES = {"tlean": "tlean", "raw": "raw JAX", "nnx": "flax.nnx", "linen": "flax.linen",
-         "equinox": "equinox", "torch": "PyTorch (eager)", _common.COPY: "raw JAX again (noise floor)"}
+NAMES = {
+    "tlean": "tlean",
+    "raw": "raw JAX",
+    "nnx": "flax.nnx",
+    "linen": "flax.linen",
+    "equinox": "equinox",
+    "torch": "PyTorch (eager)",
+    _common.COPY: "raw JAX again (noise floor)",
+}
 TRAIN_TARGET, CALL_TARGET, COMPILE_TARGET = 1.03, 1.2, 1.5
 # Issue 17's targets for an eager build in a fresh process (seconds beyond the import).
 FIRST_MODEL_TARGET = {"first_resnet18": 1.0, "first_gpt2": 3.0}
@@ -45,13 +52,22 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (the smoke test)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
-    parser.add_argument("--frameworks", default=",".join(_common.FRAMEWORKS),
-                        help="comma-separated subset of tlean,raw,nnx,linen,equinox,torch (raw is always run)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per benchmark (default 3 quick, 9 full)")
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(_common.FRAMEWORKS),
+        help="comma-separated subset of tlean,raw,nnx,linen,equinox,torch (raw is always run)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds per benchmark (default 3 quick, 9 full)"
+    )
     parser.add_argument("--out", default="benchmarks/results", help="folder for benchmarks.md and benchmarks.png")
     parser.add_argument("--markdown", default=None, help="also write the full report to this file (e.g. BENCHMARKS.md)")
-    parser.add_argument("--clock", choices=sorted(_timing.CLOCKS), default="wall",
-                        help="wall time (default), or process CPU time, steadier on a shared machine")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(_timing.CLOCKS),
+        default="wall",
+        help="wall time (default), or process CPU time, steadier on a shared machine",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -107,42 +123,60 @@ def table_markdown(table: _common.Table) -> str:
         lines += [f"| {NAMES[r.framework]} | {r.seconds * 1e6:.1f} | {_fmt(r.ratio)} |" for r in table.rows]
     else:
         ref = table.row(_common.REFERENCE)
-        lines += ["| framework | train step (ms) | vs raw JAX | first call (s) | first call vs raw | first loss |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "| framework | train step (ms) | vs raw JAX | first call (s) | first call vs raw | first loss |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for r in table.rows:
             first_ratio = r.first_call / ref.first_call if r.first_call and ref.first_call else None
-            lines.append(f"| {NAMES[r.framework]} | {r.seconds * 1e3:.2f} | {_fmt(r.ratio)} | {_fmt(r.first_call)} "
-                         f"| {_fmt(first_ratio)} | {r.loss0:.5f} |")
+            lines.append(
+                f"| {NAMES[r.framework]} | {r.seconds * 1e3:.2f} | {_fmt(r.ratio)} | {_fmt(r.first_call)} "
+                f"| {_fmt(first_ratio)} | {r.loss0:.5f} |"
+            )
     for note in table.notes:
         lines += ["", note]
     return "\n".join(lines)
 
 
 def _first_model_rows(table: _common.Table) -> list[str]:
-    lines = ["| framework | import (s) | first build (s) | first build, CPU (s) | second build (s) | first build vs PyTorch |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| framework | import (s) | first build (s) | first build, CPU (s) | second build (s) | first build vs PyTorch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in table.rows:
         e = r.extra
-        lines.append(f"| {NAMES[r.framework]} | {_fmt(e['import'])} | {_fmt(r.seconds)} | {_fmt(e['cpu'])} | "
-                     f"{_fmt(e['second'])} | {_fmt(r.ratio)} |")
+        lines.append(
+            f"| {NAMES[r.framework]} | {_fmt(e['import'])} | {_fmt(r.seconds)} | {_fmt(e['cpu'])} | "
+            f"{_fmt(e['second'])} | {_fmt(r.ratio)} |"
+        )
     return lines
 
 
 def _generate_rows(table: _common.Table) -> list[str]:
-    lines = ["| batch | tlean (tokens/s) | transformers (tokens/s) | tlean / transformers | tlean first call (s) "
-             "| transformers first call (s) | same tokens |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| batch | tlean (tokens/s) | transformers (tokens/s) | tlean / transformers | tlean first call (s) "
+        "| transformers first call (s) | same tokens |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in table.rows:
         e = r.extra
-        lines.append(f"| {r.framework.split()[-1]} | {r.seconds:.1f} | {e['torch']:.1f} | {_fmt(r.ratio)} | "
-                     f"{_fmt(r.first_call)} | {_fmt(e['torch_first'])} | {'yes' if e['same'] else 'no'} |")
+        lines.append(
+            f"| {r.framework.split()[-1]} | {r.seconds:.1f} | {e['torch']:.1f} | {_fmt(r.ratio)} | "
+            f"{_fmt(r.first_call)} | {_fmt(e['torch_first'])} | {'yes' if e['same'] else 'no'} |"
+        )
     return lines
 
 
 def _load_rows(table: _common.Table) -> list[str]:
-    lines = ["| library | import (s) | load (s) | load, CPU (s) | load vs transformers |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| library | import (s) | load (s) | load, CPU (s) | load vs transformers |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for r in table.rows:
         name = "tlean" if r.framework == "tlean" else "transformers (PyTorch)"
-        lines.append(f"| {name} | {_fmt(r.extra['import'])} | {_fmt(r.seconds)} | {_fmt(r.extra['cpu'])} | {_fmt(r.ratio)} |")
+        lines.append(
+            f"| {name} | {_fmt(r.extra['import'])} | {_fmt(r.seconds)} | {_fmt(r.extra['cpu'])} | {_fmt(r.ratio)} |"
+        )
     return lines
 
 
@@ -155,9 +189,12 @@ def first_steps(tables: list[_common.Table]) -> list[str]:
     if not shown:
         return []
     frameworks = [f for f in _common.FRAMEWORKS if any(r.framework == f for t in shown for r in t.rows)]
-    lines = ["### Time to the first step (trace + compile + one step, seconds)", "",
-             "| model | " + " | ".join(NAMES[f] for f in frameworks) + " | tlean / raw JAX |",
-             "| --- | " + " | ".join("---:" for _ in frameworks) + " | ---: |"]
+    lines = [
+        "### Time to the first step (trace + compile + one step, seconds)",
+        "",
+        "| model | " + " | ".join(NAMES[f] for f in frameworks) + " | tlean / raw JAX |",
+        "| --- | " + " | ".join("---:" for _ in frameworks) + " | ---: |",
+    ]
     for t in shown:
         cells = {r.framework: r.first_call for r in t.rows}
         ratio = cells["tlean"] / cells["raw"] if cells.get("tlean") and cells.get("raw") else None
@@ -172,34 +209,58 @@ def targets(tables: list[_common.Table]) -> list[tuple[str, str, str]]:
         if t.kind in ("train", "call") and any(r.framework == "tlean" for r in t.rows):
             tl = t.row("tlean")
             bound = TRAIN_TARGET if t.kind == "train" else CALL_TARGET
-            out.append((f"{t.title}: tlean / raw JAX <= {bound}", f"{tl.ratio:.3f}", "yes" if tl.ratio <= bound else "no"))
+            out.append(
+                (f"{t.title}: tlean / raw JAX <= {bound}", f"{tl.ratio:.3f}", "yes" if tl.ratio <= bound else "no")
+            )
             peers = [r for r in t.rows if r.framework in ("nnx", "linen", "equinox")]
             if peers:
                 fastest = min(peers, key=lambda r: r.ratio)
                 ok = tl.ratio <= fastest.ratio * PEER_TOLERANCE
-                out.append((f"{t.title}: tlean no slower than nnx, linen, equinox (within {PEER_TOLERANCE - 1:.0%})",
-                            f"tlean {tl.ratio:.3f}, fastest peer {NAMES[fastest.framework]} {fastest.ratio:.3f}",
-                            "yes" if ok else "no"))
+                out.append(
+                    (
+                        f"{t.title}: tlean no slower than nnx, linen, equinox (within {PEER_TOLERANCE - 1:.0%})",
+                        f"tlean {tl.ratio:.3f}, fastest peer {NAMES[fastest.framework]} {fastest.ratio:.3f}",
+                        "yes" if ok else "no",
+                    )
+                )
         elif t.kind == "first_model" and t.key in FIRST_MODEL_TARGET and any(r.framework == "tlean" for r in t.rows):
             tl, bound = t.row("tlean"), FIRST_MODEL_TARGET[t.key]
-            out.append((f"{t.title}: tlean's first build <= {bound:g} s (CPU time; wall in the table)",
-                        f"{tl.extra['cpu']:.2f} s", "yes" if tl.extra["cpu"] <= bound else "no"))
+            out.append(
+                (
+                    f"{t.title}: tlean's first build <= {bound:g} s (CPU time; wall in the table)",
+                    f"{tl.extra['cpu']:.2f} s",
+                    "yes" if tl.extra["cpu"] <= bound else "no",
+                )
+            )
         elif t.kind == "generate":
             for r in t.rows:
-                out.append((f"{t.title}, {r.framework}: tlean tokens/s >= transformers'", f"{r.ratio:.2f}",
-                            "yes" if r.ratio >= 1 else "no"))
+                out.append(
+                    (
+                        f"{t.title}, {r.framework}: tlean tokens/s >= transformers'",
+                        f"{r.ratio:.2f}",
+                        "yes" if r.ratio >= 1 else "no",
+                    )
+                )
         elif t.kind == "compile":
             for r in t.rows[1:]:
                 if r.ratio is not None and "unrolled" not in r.framework:
-                    out.append((f"compile: {r.framework} within {COMPILE_TARGET}x of {t.rows[0].framework}",
-                                f"{r.ratio:.2f}", "yes" if r.ratio <= COMPILE_TARGET else "no"))
+                    out.append(
+                        (
+                            f"compile: {r.framework} within {COMPILE_TARGET}x of {t.rows[0].framework}",
+                            f"{r.ratio:.2f}",
+                            "yes" if r.ratio <= COMPILE_TARGET else "no",
+                        )
+                    )
     return out
 
 
 def report(tables: list[_common.Table], skipped: list[str], args: argparse.Namespace, info: dict) -> str:
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    command = "python -m benchmarks" + (" --quick" if args.quick else "") + (
-        f" --clock {args.clock}" if args.clock != "wall" else "")
+    command = (
+        "python -m benchmarks"
+        + (" --quick" if args.quick else "")
+        + (f" --clock {args.clock}" if args.clock != "wall" else "")
+    )
     lines = [
         "# tlean benchmarks",
         "",
@@ -207,7 +268,9 @@ def report(tables: list[_common.Table], skipped: list[str], args: argparse.Names
         "",
         "Machine: " + f"{info['cpu']}, {info['cores']} cores, {info['os']}; {info['backend']}.",
         "",
-        "Versions: " + ", ".join(f"{k} {info[k]}" for k in ("python", "jax", "flax", "equinox", "optax", "torch")) + ".",
+        "Versions: "
+        + ", ".join(f"{k} {info[k]}" for k in ("python", "jax", "flax", "equinox", "optax", "torch"))
+        + ".",
         "",
         "Each train step is forward, backward and an Adam update (optax; `torch.optim.Adam` for PyTorch), "
         "jit-compiled in the JAX frameworks and run from the same initial weights in every framework (the "
@@ -220,9 +283,12 @@ def report(tables: list[_common.Table], skipped: list[str], args: argparse.Names
         "table gives the median time per step and *vs raw JAX*, the median "
         "over rounds of the ratio within a round (lower is better). *First call* is the first step: "
         "tracing, compilation and one run. "
-        + ("Times are process CPU time (`--clock cpu`, all threads), which other processes on a shared "
-           "machine disturb less than wall time; PyTorch's CPU time includes its worker threads' spinning. "
-           if args.clock == "cpu" else "Times are wall-clock. ")
+        + (
+            "Times are process CPU time (`--clock cpu`, all threads), which other processes on a shared "
+            "machine disturb less than wall time; PyTorch's CPU time includes its worker threads' spinning. "
+            if args.clock == "cpu"
+            else "Times are wall-clock. "
+        )
         + "Ratios, not absolute times, are the result. *raw JAX again* is a second, independent copy of "
         "the reference timed like the others: its distance from 1.00 shows the measurement noise of the run. "
         "Under each train-step table, XLA's cost analysis compares tlean's compiled program with raw JAX's "

@@ -26,9 +26,13 @@ def sizes(quick: bool) -> dict:
 def tlean_builder(s: dict, scan: bool = True):
     from tlean import nn
 
-    return nn.Sequential(nn.TransformerEncoder(nn.TransformerEncoderLayer(s["d"], s["heads"], s["ff"], 0.0, batch_first=True),
-                                                s["layers"], scan=scan),
-                         nn.Mean(1), nn.Linear(s["d"], CLASSES))
+    return nn.Sequential(
+        nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(s["d"], s["heads"], s["ff"], 0.0, batch_first=True), s["layers"], scan=scan
+        ),
+        nn.Mean(1),
+        nn.Linear(s["d"], CLASSES),
+    )
 
 
 def setups(quick: bool) -> dict:
@@ -143,8 +147,10 @@ def setups(quick: bool) -> dict:
         params = {"head": {"kernel": jnp.asarray(head["weight"].T), "bias": jnp.asarray(head["bias"])}}
         for i, blk in enumerate(blocks):
             ws, bs, wo, bo = split_qkv(blk)
-            attn = {n: {"kernel": jnp.asarray(wq.T.reshape(d, heads, hd)), "bias": jnp.asarray(bq.reshape(heads, hd))}
-                    for n, wq, bq in zip(("query", "key", "value"), ws, bs)}
+            attn = {
+                n: {"kernel": jnp.asarray(wq.T.reshape(d, heads, hd)), "bias": jnp.asarray(bq.reshape(heads, hd))}
+                for n, wq, bq in zip(("query", "key", "value"), ws, bs)
+            }
             attn["out"] = {"kernel": jnp.asarray(wo.T.reshape(heads, hd, d)), "bias": jnp.asarray(bo)}
             p = {"attn": attn}
             for n in ("linear1", "linear2"):
@@ -167,8 +173,15 @@ def setups(quick: bool) -> dict:
 
             def __init__(self, key):
                 k = jax.random.split(key, 3)
-                self.attn = eqx.nn.MultiheadAttention(heads, d, use_query_bias=True, use_key_bias=True,
-                                                      use_value_bias=True, use_output_bias=True, key=k[0])
+                self.attn = eqx.nn.MultiheadAttention(
+                    heads,
+                    d,
+                    use_query_bias=True,
+                    use_key_bias=True,
+                    use_value_bias=True,
+                    use_output_bias=True,
+                    key=k[0],
+                )
                 self.linear1 = eqx.nn.Linear(d, s["ff"], key=k[1])
                 self.linear2 = eqx.nn.Linear(s["ff"], d, key=k[2])
                 self.norm1, self.norm2 = eqx.nn.LayerNorm(d, eps=1e-5), eqx.nn.LayerNorm(d, eps=1e-5)
@@ -195,18 +208,34 @@ def setups(quick: bool) -> dict:
         model = Net(jax.random.key(0))
         for i, blk in enumerate(blocks):
             ws, bs, wo, bo = split_qkv(blk)
-            arrays = [*ws, *bs, wo, bo] + [blk[n][p] for n in ("linear1", "linear2", "norm1", "norm2") for p in ("weight", "bias")]
+            arrays = [*ws, *bs, wo, bo] + [
+                blk[n][p] for n in ("linear1", "linear2", "norm1", "norm2") for p in ("weight", "bias")
+            ]
             model = eqx.tree_at(
                 lambda m, i=i: [
-                    m.blocks[i].attn.query_proj.weight, m.blocks[i].attn.key_proj.weight, m.blocks[i].attn.value_proj.weight,
-                    m.blocks[i].attn.query_proj.bias, m.blocks[i].attn.key_proj.bias, m.blocks[i].attn.value_proj.bias,
-                    m.blocks[i].attn.output_proj.weight, m.blocks[i].attn.output_proj.bias,
-                    m.blocks[i].linear1.weight, m.blocks[i].linear1.bias, m.blocks[i].linear2.weight, m.blocks[i].linear2.bias,
-                    m.blocks[i].norm1.weight, m.blocks[i].norm1.bias, m.blocks[i].norm2.weight, m.blocks[i].norm2.bias,
+                    m.blocks[i].attn.query_proj.weight,
+                    m.blocks[i].attn.key_proj.weight,
+                    m.blocks[i].attn.value_proj.weight,
+                    m.blocks[i].attn.query_proj.bias,
+                    m.blocks[i].attn.key_proj.bias,
+                    m.blocks[i].attn.value_proj.bias,
+                    m.blocks[i].attn.output_proj.weight,
+                    m.blocks[i].attn.output_proj.bias,
+                    m.blocks[i].linear1.weight,
+                    m.blocks[i].linear1.bias,
+                    m.blocks[i].linear2.weight,
+                    m.blocks[i].linear2.bias,
+                    m.blocks[i].norm1.weight,
+                    m.blocks[i].norm1.bias,
+                    m.blocks[i].norm2.weight,
+                    m.blocks[i].norm2.bias,
                 ],
-                model, [jnp.asarray(a) for a in arrays],
+                model,
+                [jnp.asarray(a) for a in arrays],
             )
-        model = eqx.tree_at(lambda m: (m.head.weight, m.head.bias), model, (jnp.asarray(head["weight"]), jnp.asarray(head["bias"])))
+        model = eqx.tree_at(
+            lambda m: (m.head.weight, m.head.bias), model, (jnp.asarray(head["weight"]), jnp.asarray(head["bias"]))
+        )
         return _common.equinox_stepper(model, tx, x, y)
 
     def torch():
@@ -239,8 +268,12 @@ def setups(quick: bool) -> dict:
 def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     s = sizes(quick)
     chosen = {k: v for k, v in setups(quick).items() if k in frameworks}
-    title = (f"Transformer encoder: {s['layers']} layers, d_model {s['d']}, {s['heads']} heads, feed-forward {s['ff']}, "
-             f"seq {s['seq']}, batch {s['batch']}")
-    note = ("Post-norm ReLU blocks as `torch.nn.TransformerEncoderLayer`, dropout 0. tlean and raw JAX scan "
-            "over the stacked layers; flax and equinox loop over their layers in Python.")
+    title = (
+        f"Transformer encoder: {s['layers']} layers, d_model {s['d']}, {s['heads']} heads, feed-forward {s['ff']}, "
+        f"seq {s['seq']}, batch {s['batch']}"
+    )
+    note = (
+        "Post-norm ReLU blocks as `torch.nn.TransformerEncoderLayer`, dropout 0. tlean and raw JAX scan "
+        "over the stacked layers; flax and equinox loop over their layers in Python."
+    )
     return [_common.train_step_table("transformer", title, chosen, rounds=rounds, quick=quick, notes=[note])]

@@ -29,8 +29,18 @@ CONFIGS: dict[str, type[Config]] = {
 }
 DEFAULT = "digits_cnn"
 
-__all__ = ["CONFIGS", "DEFAULT", "AddingLSTM", "AddingMamba", "CharGPT", "Config", "DigitsCNN", "DigitsMLP", "Finetune",
-           "get"]
+__all__ = [
+    "CONFIGS",
+    "DEFAULT",
+    "AddingLSTM",
+    "AddingMamba",
+    "CharGPT",
+    "Config",
+    "DigitsCNN",
+    "DigitsMLP",
+    "Finetune",
+    "get",
+]
 
 
 def get(name: str = DEFAULT) -> Config:

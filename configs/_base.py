@@ -69,8 +69,15 @@ class Config:
         32
         """
         argv = _spell_for_tyro(type(self), list(argv))
-        return tyro.cli(type(self), default=self, args=argv, prog=prog, description=description,
-                        use_underscores=True, config=(tyro.conf.FlagConversionOff,))
+        return tyro.cli(
+            type(self),
+            default=self,
+            args=argv,
+            prog=prog,
+            description=description,
+            use_underscores=True,
+            config=(tyro.conf.FlagConversionOff,),
+        )
 
 
 _WORDS = {"true": "True", "false": "False", "yes": "True", "no": "False", "1": "True", "0": "False"}

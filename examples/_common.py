@@ -83,11 +83,19 @@ def train_and_report(
     state = train.TrainState.create(model, opt, key=config.seed + 1)
     start = time.perf_counter()
     state, history = train.fit(
-        state, loss_fn, opt, batches, steps=config.steps,
+        state,
+        loss_fn,
+        opt,
+        batches,
+        steps=config.steps,
         eval=train.EvalConfig(eval_data, every=config.eval_every),
         checkpoints=train.CheckpointConfig(out / "checkpoints", every=config.checkpoint_every, resume=config.resume),
-        log=train.LogConfig(every=config.log_every, progress=config.progress, desc=config.name,
-                            log_dir=out / "tensorboard" if config.tensorboard else None),
+        log=train.LogConfig(
+            every=config.log_every,
+            progress=config.progress,
+            desc=config.name,
+            log_dir=out / "tensorboard" if config.tensorboard else None,
+        ),
     )
     seconds = time.perf_counter() - start
     (out / "history.json").write_text(json.dumps(history.to_dict(), indent=1))

@@ -39,7 +39,7 @@ def regression_loss(model: Model, batch, *, key, train):
     prediction, model = model.forward(x, key=key, train=train)
     error = prediction.astype(jnp.float32) - y
     accuracy = jnp.mean((jnp.abs(error) < TOLERANCE).astype(jnp.float32))
-    return jnp.mean(error ** 2), (model, {"accuracy": accuracy})
+    return jnp.mean(error**2), (model, {"accuracy": accuracy})
 
 
 def build(config: Config) -> Model:

@@ -25,11 +25,53 @@ from tlean import Model, nn, train
 from tlean.models import generate, gpt
 
 MODULES = (
-    "abc", "argparse", "ast", "base64", "bisect", "calendar", "collections", "contextlib", "copy", "csv",
-    "dataclasses", "datetime", "decimal", "difflib", "enum", "fractions", "functools", "glob", "hashlib", "heapq",
-    "html", "inspect", "io", "itertools", "json", "logging", "math", "operator", "os", "pathlib", "pickle",
-    "pprint", "random", "re", "shutil", "statistics", "string", "struct", "subprocess", "tempfile", "textwrap",
-    "threading", "time", "typing", "unittest", "uuid", "zipfile",
+    "abc",
+    "argparse",
+    "ast",
+    "base64",
+    "bisect",
+    "calendar",
+    "collections",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "enum",
+    "fractions",
+    "functools",
+    "glob",
+    "hashlib",
+    "heapq",
+    "html",
+    "inspect",
+    "io",
+    "itertools",
+    "json",
+    "logging",
+    "math",
+    "operator",
+    "os",
+    "pathlib",
+    "pickle",
+    "pprint",
+    "random",
+    "re",
+    "shutil",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "time",
+    "typing",
+    "unittest",
+    "uuid",
+    "zipfile",
 )
 
 
@@ -72,7 +114,7 @@ class Vocab:
 
 def windows(ids: np.ndarray, context: int, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``ids[s : s + context]`` and next-character targets ``ids[s + 1 : s + context + 1]``."""
-    w = np.stack([ids[s:s + context + 1] for s in starts])
+    w = np.stack([ids[s : s + context + 1] for s in starts])
     return w[:, :-1], w[:, 1:]
 
 
@@ -83,23 +125,32 @@ def sample(model: Model, vocab: Vocab, prompt: str, length: int, key: jax.Array,
     prompted with the last half-context of text.
     """
     max_len = model.layer.max_len
-    ids = vocab.encode(prompt)[-(max_len - 1):]
+    ids = vocab.encode(prompt)[-(max_len - 1) :]
     text, produced = prompt, 0
     while produced < length:
         steps = min(length - produced, max_len - len(ids))
         key, sub = jax.random.split(key)
         out = np.asarray(generate(model, jnp.asarray(ids), steps=steps, key=sub, temperature=temperature))
-        new = out[len(ids):]
+        new = out[len(ids) :]
         text += vocab.decode(new)
         produced += steps
-        ids = out[-(max_len // 2):]
+        ids = out[-(max_len // 2) :]
     return text
 
 
 def build(config: Config, vocab_size: int) -> Model:
     """The GPT the config describes, initialised from ``config.seed``."""
-    return nn.run(config.seed, gpt(vocab_size, config.context, d_model=config.d_model, nhead=config.nhead,
-                                   num_layers=config.num_layers, dropout=config.dropout))
+    return nn.run(
+        config.seed,
+        gpt(
+            vocab_size,
+            config.context,
+            d_model=config.d_model,
+            nhead=config.nhead,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+        ),
+    )
 
 
 def run(config: Config) -> dict:
@@ -115,15 +166,17 @@ def run(config: Config) -> dict:
     _common.show_summary(model, (config.batch_size, config.context), jnp.int32, out)
 
     def batches(step: int):
-        starts = np.random.default_rng([config.seed, step]).integers(0, len(train_ids) - config.context - 1,
-                                                                     config.batch_size)
+        starts = np.random.default_rng([config.seed, step]).integers(
+            0, len(train_ids) - config.context - 1, config.batch_size
+        )
         return windows(train_ids, config.context, starts)
 
-    starts = np.arange(0, len(test_ids) - config.context - 1, config.context)[:config.eval_windows]
+    starts = np.arange(0, len(test_ids) - config.context - 1, config.context)[: config.eval_windows]
     eval_data = train.eval_batches(windows(test_ids, config.context, starts), 64)
     state, results = _common.train_and_report(config, model, train.classification_loss, batches, eval_data, out)
-    text = sample(state.model, vocab, config.prompt, config.sample_len, jax.random.key(config.seed + 2),
-                  config.temperature)
+    text = sample(
+        state.model, vocab, config.prompt, config.sample_len, jax.random.key(config.seed + 2), config.temperature
+    )
     (out / "sample.txt").write_text(text + "\n")
     print(f"sample (temperature {config.temperature}):\n{text}\n")
     results["sample"] = text

@@ -25,22 +25,30 @@ def load(test_size: float = 0.2, seed: int = 0) -> tuple[tuple[np.ndarray, np.nd
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y.astype(np.int32), test_size=test_size, random_state=seed, stratify=y)
+        x, y.astype(np.int32), test_size=test_size, random_state=seed, stratify=y
+    )
     return (x_train, y_train), (x_test, y_test)
 
 
 def shifted(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The images and their four one-pixel shifts (zero filled), labels repeated."""
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    views = [x] + [padded[:, :, 1 + dy:9 + dy, 1 + dx:9 + dx] for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]
+    views = [x] + [padded[:, :, 1 + dy : 9 + dy, 1 + dx : 9 + dx] for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]
     return np.concatenate(views), np.concatenate([y] * len(views))
 
 
 def mlp(hidden: int, dropout: float) -> nn.Builder:
     """Flatten, then two hidden ReLU layers with dropout, then 10 logits."""
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 10))
+        nn.Flatten(),
+        nn.Linear(64, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, 10),
+    )
 
 
 def cnn(width: int) -> nn.Builder:
@@ -76,5 +84,6 @@ def run(config: Config) -> dict:
     _common.show_summary(model, (config.batch_size, 1, 8, 8), jnp.float32, out)
     batches = train.Minibatches((x_train, y_train), config.batch_size, seed=config.seed)
     _, results = _common.train_and_report(
-        config, model, train.classification_loss, batches, train.eval_batches((x_test, y_test), 512), out)
+        config, model, train.classification_loss, batches, train.eval_batches((x_test, y_test), 512), out
+    )
     return results

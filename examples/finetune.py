@@ -51,12 +51,16 @@ def check_directory(path: str | Path) -> str:
     """The ``model_type`` of a local Hugging Face directory, or a ``ValueError`` unless it is gpt2 or llama."""
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"finetune: --from_pretrained {str(path)!r} has no config.json (a local Hugging Face "
-                                f"directory is needed; nothing is downloaded)")
+        raise FileNotFoundError(
+            f"finetune: --from_pretrained {str(path)!r} has no config.json (a local Hugging Face "
+            f"directory is needed; nothing is downloaded)"
+        )
     model_type = json.loads(config_file.read_text()).get("model_type")
     if model_type not in LORA_TARGETS:
-        raise ValueError(f"finetune: --from_pretrained {str(path)!r} holds a {model_type!r} model; this example "
-                         f"fine-tunes causal language models of the families {sorted(LORA_TARGETS)}")
+        raise ValueError(
+            f"finetune: --from_pretrained {str(path)!r} holds a {model_type!r} model; this example "
+            f"fine-tunes causal language models of the families {sorted(LORA_TARGETS)}"
+        )
     return model_type
 
 
@@ -66,13 +70,29 @@ def build(config: Finetune) -> tuple[Model, str]:
         family = check_directory(config.from_pretrained)
         return models.from_pretrained(config.from_pretrained), family
     if config.family == "gpt2":
-        builder = models.gpt2(vocab_size=256, n_positions=config.context, n_embd=config.d_model, n_head=config.nhead,
-                              n_layer=config.num_layers, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
-                              attn_pdrop=config.dropout, bos_token_id=None, eos_token_id=None)
+        builder = models.gpt2(
+            vocab_size=256,
+            n_positions=config.context,
+            n_embd=config.d_model,
+            n_head=config.nhead,
+            n_layer=config.num_layers,
+            resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout,
+            attn_pdrop=config.dropout,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
     elif config.family == "llama":
-        builder = models.llama(vocab_size=256, hidden_size=config.d_model, intermediate_size=4 * config.d_model,
-                               num_hidden_layers=config.num_layers, num_attention_heads=config.nhead,
-                               max_position_embeddings=config.context, bos_token_id=None, eos_token_id=None)
+        builder = models.llama(
+            vocab_size=256,
+            hidden_size=config.d_model,
+            intermediate_size=4 * config.d_model,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.nhead,
+            max_position_embeddings=config.context,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
     else:
         raise ValueError(f"finetune: --family must be one of {sorted(LORA_TARGETS)}, got {config.family!r}")
     return nn.run(config.seed, builder), config.family
@@ -84,8 +104,12 @@ def add_lora(config: Finetune, model: Model, family: str) -> Model:
     try:
         return nn.lora(model, config.lora_rank, config.lora_alpha, targets=targets, key=config.seed + 3)
     except ValueError as err:
-        hint = (" (GPT-2's c_attn/c_proj/c_fc are Conv1D layers, which this version of nn.lora does not adapt: "
-                "fine-tune with --lora_rank 0 or use a llama model)" if family == "gpt2" else "")
+        hint = (
+            " (GPT-2's c_attn/c_proj/c_fc are Conv1D layers, which this version of nn.lora does not adapt: "
+            "fine-tune with --lora_rank 0 or use a llama model)"
+            if family == "gpt2"
+            else ""
+        )
         raise ValueError(f"finetune: --lora_targets {targets!r}: {err}{hint}") from None
 
 
@@ -117,34 +141,42 @@ def run(config: Finetune) -> dict:
     source = config.from_pretrained or f"a tiny {family} from scratch (seed {config.seed})"
     if config.lora_rank > 0:
         model = add_lora(config, model, family)
-    trained = sum(int(np.size(p)) for p, keep in zip(jax.tree.leaves(model.params),
-                                                       jax.tree.leaves(model.trainable())) if keep)
+    trained = sum(
+        int(np.size(p)) for p, keep in zip(jax.tree.leaves(model.params), jax.tree.leaves(model.trainable())) if keep
+    )
     ids = encode(corpus(), vocab_size)
     split = int(0.95 * len(ids))
     train_ids, test_ids = ids[:split], ids[split:]
-    print(f"{config.name}: {family} {source}, {len(ids):,} bytes of text, vocabulary {vocab_size}"
-          f"{'' if vocab_size >= 256 else ' (bytes folded modulo it)'}; training {trained:,} of "
-          f"{model.num_params():,} parameters ({f'LoRA rank {config.lora_rank}' if config.lora_rank else 'full'})")
+    print(
+        f"{config.name}: {family} {source}, {len(ids):,} bytes of text, vocabulary {vocab_size}"
+        f"{'' if vocab_size >= 256 else ' (bytes folded modulo it)'}; training {trained:,} of "
+        f"{model.num_params():,} parameters ({f'LoRA rank {config.lora_rank}' if config.lora_rank else 'full'})"
+    )
     _common.show_summary(model, (config.batch_size, context), jnp.int32, out)
 
     def batches(step: int):
-        starts = np.random.default_rng([config.seed, step]).integers(0, len(train_ids) - context - 1,
-                                                                     config.batch_size)
+        starts = np.random.default_rng([config.seed, step]).integers(0, len(train_ids) - context - 1, config.batch_size)
         return windows(train_ids, context, starts)
 
-    starts = np.arange(0, len(test_ids) - context - 1, context)[:config.eval_windows]
+    starts = np.arange(0, len(test_ids) - context - 1, context)[: config.eval_windows]
     eval_data = train.eval_batches(windows(test_ids, context, starts), 64)
     before = train.evaluate(train.classification_loss, model, eval_data)["loss"]
     state, results = _common.train_and_report(config, model, train.classification_loss, batches, eval_data, out)
     print(f"held-out loss: {before:.4f} before, {results['test_loss']:.4f} after")
     tuned = nn.lora.merge(state.model) if config.lora_rank > 0 else state.model
     room = model.layer.context_length
-    prompt = encode(config.prompt, vocab_size)[-max(1, room - config.sample_len):]  # the prompt's end, if too long
+    prompt = encode(config.prompt, vocab_size)[-max(1, room - config.sample_len) :]  # the prompt's end, if too long
     steps = min(config.sample_len, room - len(prompt))
-    continuation = decode(np.asarray(models.generate(tuned, jnp.asarray(prompt), steps=steps))[len(prompt):])
+    continuation = decode(np.asarray(models.generate(tuned, jnp.asarray(prompt), steps=steps))[len(prompt) :])
     print(f"greedy continuation: {config.prompt!r} -> {continuation!r}")
     models.save_pretrained(tuned, out / "hf_model")
     print(f"saved{' (LoRA merged)' if config.lora_rank > 0 else ''}: {out / 'hf_model'}")
-    results.update(loss_before=before, sample=config.prompt + continuation, family=family,
-                   trained_params=trained, saved=str(out / "hf_model"), model=state.model)
+    results.update(
+        loss_before=before,
+        sample=config.prompt + continuation,
+        family=family,
+        trained_params=trained,
+        saved=str(out / "hf_model"),
+        model=state.model,
+    )
     return results

@@ -41,8 +41,10 @@ def parse(argv: list[str]) -> configs.Config:
     (:meth:`configs.Config.override`); ``--help`` prints every field of that config and exits."""
     name, rest = _split_config(argv)
     config = configs.get(name)
-    description = (f"{__doc__.strip()}\n\n--config NAME picks the example (one of {', '.join(sorted(configs.CONFIGS))}; "
-                   f"default {configs.DEFAULT}); these are the fields of {name}:")
+    description = (
+        f"{__doc__.strip()}\n\n--config NAME picks the example (one of {', '.join(sorted(configs.CONFIGS))}; "
+        f"default {configs.DEFAULT}); these are the fields of {name}:"
+    )
     return config.override(rest, prog=PROG, description=description)
 
 

@@ -2,6 +2,10 @@
 
 import os
 
+# Two xdist workers share two cores: one intra-op thread each for torch and NumPy's BLAS (read at
+# their import, so set before any test imports them) instead of each oversubscribing both cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import jax
 import numpy as np
 import pytest

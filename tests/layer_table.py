@@ -64,17 +64,17 @@ DIFFERS = {
     "AdaptiveMaxPool3d": "no `return_indices`",
     "Upsample": "batched input only, as `F.interpolate`; no `antialias`",
     "Embedding": "`max_norm` rescales rows in the output, never the table; `sparse=True` refused; "
-                 "soft distributions `[..., vocab]` by matmul",
+    "soft distributions `[..., vocab]` by matmul",
     "EmbeddingBag": "`scale_grad_by_freq` and `sparse` refused",
     "BasicBlock": "PyTorch's default init (torchvision re-initialises with kaiming-normal)",
     "Bottleneck": "ResNet v1.5 (stride on conv2); PyTorch's default init (models.ResNet re-initialises as torchvision)",
     "LoRALinear": "the base keeps its own names (no `base_layer.`); no lora_dropout",
     "MultiheadAttention": "`batch_first=True` by default (`nn.` requires it); key/value as `kv=(k, v)`; returns `y` "
-                          "unless `need_weights=True`; `allow=` beside torch's masks; `is_causal` applies the mask; "
-                          "KV cache, `project_kv`",
+    "unless `need_weights=True`; `allow=` beside torch's masks; `is_causal` applies the mask; "
+    "KV cache, `project_kv`",
     "TransformerEncoderBlock": "`batch_first=True` by default (`nn.` requires it); `causal=` and a KV cache",
     "TransformerEncoder": "layers stacked and scanned (`layers.*`); each layer has its own initial values; "
-                          "a boolean `mask=` is refused for one release",
+    "a boolean `mask=` is refused for one release",
     "Stacked": "params stacked on a leading axis, one `lax.scan`; names `layers.*.weight`",
     "Residual": "tlean only: `layer(x) + shortcut(x)`",
     "Parallel": "tlean only: branches added or concatenated",
@@ -87,10 +87,10 @@ DIFFERS = {
     "GRU": "as RNN",
     "LSTM": "as RNN; `initial_state=(h0, c0)`",
     "TransformerDecoderLayer": "`batch_first=True` by default (`nn.` requires it); `*_is_causal` apply the mask; "
-                               "`allow=`/`memory_allow=`; KV-cache `decode`",
+    "`allow=`/`memory_allow=`; KV-cache `decode`",
     "TransformerDecoder": "layers stacked and scanned (`layers.*`); each layer has its own initial values",
     "Transformer": "`batch_first=True` by default (`nn.` requires it); `*_is_causal` apply the mask; custom "
-                   "encoder/decoder keep their own init",
+    "encoder/decoder keep their own init",
     "Attention": "tlean only: grouped-query, RoPE inside, KV cache; `allow=` mask, no attention dropout",
     "GatedFeedForward": "tlean only: SwiGLU / GeGLU",
 }
@@ -100,8 +100,11 @@ def _signature(cls: type) -> str:
     """``Name(a, b, c=1)``: the positional constructor arguments (torch's order)."""
     params = []
     for p in inspect.signature(cls).parameters.values():
-        if p.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          inspect.Parameter.VAR_POSITIONAL):
+        if p.kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.VAR_POSITIONAL,
+        ):
             continue
         if p.kind is inspect.Parameter.VAR_POSITIONAL:
             params.append(f"*{p.name}")

@@ -4,9 +4,22 @@ import importlib
 
 import pytest
 
-MODULES = ["tlean", "tlean.layers", "tlean.nn", "tlean.nn.pure", "tlean.seed", "tlean.interop", "tlean.models",
-           "tlean.train", "tlean.checkpoint", "tlean.parallel", "tlean.losses", "tlean.verify", "tlean.testing",
-           "tlean.testing.properties"]
+MODULES = [
+    "tlean",
+    "tlean.layers",
+    "tlean.nn",
+    "tlean.nn.pure",
+    "tlean.seed",
+    "tlean.interop",
+    "tlean.models",
+    "tlean.train",
+    "tlean.checkpoint",
+    "tlean.parallel",
+    "tlean.losses",
+    "tlean.verify",
+    "tlean.testing",
+    "tlean.testing.properties",
+]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -16,7 +29,11 @@ def test_every_exported_name_is_documented(module_name):
     assert list(module.__all__) == sorted(module.__all__)
     for name in module.__all__:
         value = getattr(module, name)
-        if isinstance(value, (int, float, str)) or type(value).__module__.startswith("tlean.layers") or value is getattr(module, "annotations", None):
+        if (
+            isinstance(value, (int, float, str))
+            or type(value).__module__.startswith("tlean.layers")
+            or value is getattr(module, "annotations", None)
+        ):
             continue  # constants and layer instances (relu, flatten) document through their class
         assert getattr(value, "__doc__", None), f"{module_name}.{name} has no docstring"
 
@@ -24,8 +41,13 @@ def test_every_exported_name_is_documented(module_name):
 def test_every_layer_has_a_builder_and_a_pure_constructor():
     from tlean import layers, nn
 
-    classes = [getattr(layers, n) for n in layers.__all__ if isinstance(getattr(layers, n), type)
-               and issubclass(getattr(layers, n), layers.Layer) and n not in ("Layer", "Seq")]
+    classes = [
+        getattr(layers, n)
+        for n in layers.__all__
+        if isinstance(getattr(layers, n), type)
+        and issubclass(getattr(layers, n), layers.Layer)
+        and n not in ("Layer", "Seq")
+    ]
     for cls in classes:
         assert callable(getattr(nn, cls.__name__, None)), f"nn.{cls.__name__} is missing"
     pure_targets = {getattr(nn.pure, n).__wrapped__ for n in nn.pure.__all__}

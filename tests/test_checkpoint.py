@@ -29,8 +29,10 @@ def make_model(seed=0, hidden=8, act=None):
 
 
 def leaves(tree):
-    return [np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(jnp.result_type(v), jax.dtypes.prng_key) else v)
-            for v in jax.tree.leaves(tree)]
+    return [
+        np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(jnp.result_type(v), jax.dtypes.prng_key) else v)
+        for v in jax.tree.leaves(tree)
+    ]
 
 
 def assert_bit_equal(a, b):
@@ -81,7 +83,8 @@ def test_train_state_round_trip_with_keys_and_abstract_like(tmp_path):
     optimizer = optax.adamw(1e-3)
     state = train.TrainState.create(make_model(), optimizer, key=jax.random.key(5, impl="rbg"))
     state, _ = train.make_train_step(train.classification_loss, optimizer, donate=False)(
-        state, (jnp.ones((4, 4)), jnp.zeros((4,), jnp.int32)))
+        state, (jnp.ones((4, 4)), jnp.zeros((4,), jnp.int32))
+    )
     checkpoint.save(tmp_path / "state", state)
     abstract = jax.eval_shape(lambda: state)
     restored = checkpoint.restore(tmp_path / "state", like=abstract)
@@ -105,16 +108,22 @@ def test_any_pytree_round_trips(tmp_path):
     assert isinstance(restored["int8"], np.ndarray)
     assert_bit_equal(restored, tree)
     flat = checkpoint.restore(tmp_path / "tree")  # like=None: everything by name
-    assert sorted(flat) == sorted(["bf16", "empty", "int8", "nested.0", "nested.1.x", "scalars.0", "scalars.1",
-                                   "scalars.2"])
+    assert sorted(flat) == sorted(
+        ["bf16", "empty", "int8", "nested.0", "nested.1.x", "scalars.0", "scalars.1", "scalars.2"]
+    )
     np.testing.assert_array_equal(flat["int8"], tree["int8"])
 
 
 def test_numpy_64_bit_leaves_round_trip_exactly(tmp_path):
     """float64/int64 NumPy leaves (which JAX without x64 cannot hold) come back as NumPy arrays of their
     dtype, with like or without. (Before: saved fine, then every restore failed "checksums do not match".)"""
-    tree = {"f64": np.linspace(0, 1, 7), "i64": np.arange(3, dtype=np.int64) * 2**40, "u64": np.uint64(2**63 + 1),
-            "scalar": np.float64(1 / 3), "empty": np.zeros((0, 2), np.int64)}
+    tree = {
+        "f64": np.linspace(0, 1, 7),
+        "i64": np.arange(3, dtype=np.int64) * 2**40,
+        "u64": np.uint64(2**63 + 1),
+        "scalar": np.float64(1 / 3),
+        "empty": np.zeros((0, 2), np.int64),
+    }
     checkpoint.save(tmp_path / "t", tree)
     restored = checkpoint.restore(tmp_path / "t", like=tree)
     assert type(restored["u64"]) is np.uint64 and type(restored["scalar"]) is np.float64
@@ -156,8 +165,11 @@ def test_saving_a_donated_state_is_a_clear_error(tmp_path):
     optimizer = optax.sgd(0.1)
     state = train.TrainState.create(make_model(), optimizer)
     train.make_train_step(train.classification_loss, optimizer)(state, (jnp.ones((4, 4)), jnp.zeros((4,), jnp.int32)))
-    with pytest.raises(RuntimeError, match=r"checkpoint.save: model.0.bias has been deleted \(donated to a "
-                                           r"jitted step\?\): save the state the step returned"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"checkpoint.save: model.0.bias has been deleted \(donated to a "
+        r"jitted step\?\): save the state the step returned",
+    ):
         checkpoint.save(tmp_path / "s", state)
     assert not (tmp_path / "s").exists()
 
@@ -198,7 +210,9 @@ def test_mismatched_like_lists_every_difference(tmp_path):
 def test_layer_config_is_checked_even_when_shapes_agree(tmp_path):
     checkpoint.save(tmp_path / "m", make_model())
     tanh = make_model(act=nn.Tanh())
-    with pytest.raises(CheckpointError, match=r"layer config at \(root\): `like` has Seq\(.*Tanh\(\).*, the checkpoint Seq\(.*ReLU\(\)"):
+    with pytest.raises(
+        CheckpointError, match=r"layer config at \(root\): `like` has Seq\(.*Tanh\(\).*, the checkpoint Seq\(.*ReLU\(\)"
+    ):
         checkpoint.restore(tmp_path / "m", like=tanh)
     restored = checkpoint.restore(tmp_path / "m", like=tanh, check_config=False)  # weights into a new config
     assert restored.layer == tanh.layer

@@ -56,10 +56,18 @@ def as_bytes(tree):
 
 def saved_tree():
     """Every kind of leaf save accepts: float32/bf16 JAX arrays, a key, NumPy 64-bit arrays and Python scalars."""
-    state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))),
-                                    optax.adam(1e-3), key=3)
-    return {"state": state, "half": jnp.arange(4, dtype=jnp.bfloat16), "f64": np.linspace(0, 1, 5),
-            "i64": np.arange(3, dtype=np.int64) * 2**40, "epoch": 12, "lr": 0.25, "done": False}
+    state = train.TrainState.create(
+        nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))), optax.adam(1e-3), key=3
+    )
+    return {
+        "state": state,
+        "half": jnp.arange(4, dtype=jnp.bfloat16),
+        "f64": np.linspace(0, 1, 5),
+        "i64": np.arange(3, dtype=np.int64) * 2**40,
+        "epoch": 12,
+        "lr": 0.25,
+        "done": False,
+    }
 
 
 def flip_bit(file: Path, position: int) -> None:
@@ -106,7 +114,7 @@ def test_every_byte_of_tlean_json_is_covered(tmp_path):
     tree = {"model": nn.run(0, nn.Sequential(nn.Linear(2, 3))), "epoch": 12, "lr": 0.25}
     checkpoint.save(tmp_path / "good", tree, metadata={"note": "x"})
     text = (tmp_path / "good" / "tlean.json").read_text()
-    for where in ['"name"', '"epoch"', '12', '0.25', '"kind"', '"shape"', 'Linear', '"note"', '"checksum"']:
+    for where in ['"name"', '"epoch"', "12", "0.25", '"kind"', '"shape"', "Linear", '"note"', '"checksum"']:
         position = text.index(where) + len(where) // 2
         for bit in (0x01, 0x02):
             path = tmp_path / "bad"
@@ -120,8 +128,9 @@ def test_every_byte_of_tlean_json_is_covered(tmp_path):
 
 
 def _run(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
 
 
 FIT = """
@@ -142,7 +151,9 @@ FIT = """
 def test_fit_killed_while_rotating_resumes_and_cleans_up(tmp_path, crash):
     """kill -9 while fit deletes its oldest checkpoint: the newest survives, the next fit resumes from it and
     removes the debris, and no later save refuses. (Before: a half-deleted step_N made every later save fail.)"""
-    script = FIT + f"""
+    script = (
+        FIT
+        + f"""
     real = shutil.rmtree
     def rmtree(path, *a, **k):
         if {crash!r} == "mid_rmtree":
@@ -153,6 +164,7 @@ def test_fit_killed_while_rotating_resumes_and_cleans_up(tmp_path, crash):
     shutil.rmtree = rmtree
     fit({str(tmp_path)!r}, 2)          # saves step_2, then dies deleting step_1
     """
+    )
     proc = _run(script)
     assert proc.returncode == 9, proc.stderr[-3000:]
     assert (tmp_path / "step_00000002" / "tlean.json").is_file()
@@ -161,9 +173,15 @@ def test_fit_killed_while_rotating_resumes_and_cleans_up(tmp_path, crash):
     x = np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4)
     data = train.Minibatches((x, (x[:, 0] > 0).astype(np.int32)), 4)
     state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optimizer, key=1)
-    state, _ = train.fit(state, train.classification_loss, optimizer, data, steps=4,
-                         checkpoints=train.CheckpointConfig(tmp_path, every=1, keep=1),
-                         log=train.LogConfig(progress=False))
+    state, _ = train.fit(
+        state,
+        train.classification_loss,
+        optimizer,
+        data,
+        steps=4,
+        checkpoints=train.CheckpointConfig(tmp_path, every=1, keep=1),
+        log=train.LogConfig(progress=False),
+    )
     assert int(state.step) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000004"]
 
@@ -171,8 +189,14 @@ def test_fit_killed_while_rotating_resumes_and_cleans_up(tmp_path, crash):
 def test_restore_in_a_fresh_process_with_partial_and_function_configs(tmp_path):
     """Layer configs holding a functools.partial or a function are recorded without memory addresses, so a
     new process restores them (before: the partial's repr held an address and the config check failed)."""
-    build = lambda: nn.run(0, nn.Sequential(nn.Linear(3, 4), nn.build(layers.Lambda(functools.partial(
-        jnp.clip, min=0.0))), nn.build(layers.Lambda(jnp.tanh))))
+    build = lambda: nn.run(
+        0,
+        nn.Sequential(
+            nn.Linear(3, 4),
+            nn.build(layers.Lambda(functools.partial(jnp.clip, min=0.0))),
+            nn.build(layers.Lambda(jnp.tanh)),
+        ),
+    )
     model = build()
     checkpoint.save(tmp_path / "m", {"model": model, "f64": np.linspace(0, 1, 3)})
     assert "0x" not in (tmp_path / "m" / "tlean.json").read_text()
@@ -187,10 +211,19 @@ def test_restore_in_a_fresh_process_with_partial_and_function_configs(tmp_path):
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-1] == np.asarray(model.params[0]["weight"]).tobytes().hex()
-    other = nn.run(0, nn.Sequential(nn.Linear(3, 4), nn.build(layers.Lambda(functools.partial(jnp.clip, min=1.0))),
-                                    nn.build(layers.Lambda(jnp.tanh))))
-    with pytest.raises(CheckpointError, match=r"layer config at model: `like` has .*partial\(jax\.numpy\.clip, "
-                                              r"min=1\.0\).*, the checkpoint .*min=0\.0"):
+    other = nn.run(
+        0,
+        nn.Sequential(
+            nn.Linear(3, 4),
+            nn.build(layers.Lambda(functools.partial(jnp.clip, min=1.0))),
+            nn.build(layers.Lambda(jnp.tanh)),
+        ),
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"layer config at model: `like` has .*partial\(jax\.numpy\.clip, "
+        r"min=1\.0\).*, the checkpoint .*min=0\.0",
+    ):
         checkpoint.restore(tmp_path / "m", like={"model": other, "f64": np.zeros(3)})
 
 

@@ -55,7 +55,7 @@ def test_a_user_composite_loads_torch_by_name_and_matches_outputs_and_gradients(
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     xt = t(x).requires_grad_(True)
     yt = module(xt)
-    (yt ** 2).sum().backward()
+    (yt**2).sum().backward()
     np.testing.assert_allclose(model(x), n(yt), rtol=1e-5, atol=1e-5)
     grads = jax.grad(lambda m, x: (m(x) ** 2).sum(), argnums=(0, 1))(model, jnp.asarray(x))
     np.testing.assert_allclose(grads[1], n(xt.grad), rtol=1e-4, atol=1e-5)
@@ -113,19 +113,22 @@ def test_a_child_shape_error_is_located_by_its_full_path():
     bad = model.replace(layer=model.layer)  # the same model; a wrong input width at layer1[0].conv1 via its params
     params = jax.tree.map(lambda s: s, bad.params)
     params["layer1"][0]["conv1"]["weight"] = jax.ShapeDtypeStruct((64, 32, 3, 3), jnp.float32)
-    with pytest.raises(ShapeError, match=r"^seq\.layer1\[0\]\.conv1 Conv2d\(.*\): expected params weight \[64, 64, 3, 3\]"):
+    with pytest.raises(
+        ShapeError, match=r"^seq\.layer1\[0\]\.conv1 Conv2d\(.*\): expected params weight \[64, 64, 3, 3\]"
+    ):
         jax.eval_shape(lambda m, x: m(x), bad.replace(params=params), jax.ShapeDtypeStruct((2, 3, 32, 32), jnp.float32))
 
 
 def test_summary_rows_of_resnet18_and_gpt_add_up_and_are_indented():
-    for model, shape, dtype in ((jax.eval_shape(lambda: nn.run(0, models.resnet18(num_classes=10))), (2, 3, 32, 32),
-                                 jnp.float32),
-                                (nn.run(0, models.gpt(11, 8, d_model=8, nhead=2, num_layers=3)), (2, 5), jnp.int32)):
+    for model, shape, dtype in (
+        (jax.eval_shape(lambda: nn.run(0, models.resnet18(num_classes=10))), (2, 3, 32, 32), jnp.float32),
+        (nn.run(0, models.gpt(11, 8, d_model=8, nhead=2, num_layers=3)), (2, 5), jnp.int32),
+    ):
         lines = model.summary(shape, dtype).splitlines()
         rows = lines[4:-3]  # below them: a line, total FLOPs, total params
         assert sum(int(r.rsplit(None, 1)[-1].replace(",", "")) for r in rows) == model.num_params()
         nested = [r for r in rows if r.split()[0].count(".") >= 2]
-        assert nested and all(r[r.index(" "):].lstrip(" ") != r[r.index(" "):] for r in nested)
+        assert nested and all(r[r.index(" ") :].lstrip(" ") != r[r.index(" ") :] for r in nested)
     gpt_rows = [r.split()[0] for r in rows]
     assert "encoder.layers.*.self_attn" in gpt_rows
 
@@ -155,7 +158,9 @@ def test_stacked_equals_unrolled_copies_in_outputs_and_gradients():
 def test_stacked_refuses_a_layer_that_changes_shape_or_dtype():
     stack = L.Stacked(L.Linear(4, 3), 2)
     params, state = stack.init(jax.random.key(0))
-    with pytest.raises(ShapeError, match=r"Stacked\(.*\): expected a layer that maps \(2, 4\) float32 to the same shape"):
+    with pytest.raises(
+        ShapeError, match=r"Stacked\(.*\): expected a layer that maps \(2, 4\) float32 to the same shape"
+    ):
         stack.apply(params, state, jnp.ones((2, 4)))
     with pytest.raises(TypeError, match=r"Stacked: layer must be a tlean Layer, got int"):
         L.Stacked(3, 2)
@@ -169,8 +174,11 @@ def test_stacked_carries_state_and_names_expand_to_torch_keys():
     assert trained.state[0][1]["num_batches_tracked"].tolist() == [1, 1]
     keys = sorted(to_torch_state_dict(trained))
     assert "0.1.1.running_mean" in keys and "0.0.0.weight" in keys
-    module = torch.nn.Sequential(torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1),
-                                                                           torch.nn.BatchNorm2d(3)) for _ in range(2)]))
+    module = torch.nn.Sequential(
+        torch.nn.Sequential(
+            *[torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3)) for _ in range(2)]
+        )
+    )
     assert keys == sorted(module.state_dict())
     module.load_state_dict(to_torch_state_dict(trained, tensors=True))
     back = load_torch_state_dict(model, module.state_dict())
@@ -183,8 +191,9 @@ def test_residual_and_parallel():
     np.testing.assert_allclose(res(x), L.Linear(4, 4).apply(res.params["layer"], {}, x)[0] + x, rtol=1e-6)
     # Residual draws one key and starts a stream of its own: the wrapped layer's values change (documented)
     k, _ = SeedStream(0).fresh()
-    np.testing.assert_array_equal(res.params["layer"]["weight"],
-                                  L.Linear(4, 4).init(SeedStream(k).fresh()[0])[0]["weight"])
+    np.testing.assert_array_equal(
+        res.params["layer"]["weight"], L.Linear(4, 4).init(SeedStream(k).fresh()[0])[0]["weight"]
+    )
     with pytest.raises(ShapeError, match=r"Residual\(.*\): expected the shortcut's shape \(2, 4\)"):
         nn.run(0, nn.Residual(nn.Linear(4, 3)))(x)
     par = nn.run(0, nn.Parallel(nn.Linear(4, 2), nn.Linear(4, 3), combine="concat"))
@@ -202,8 +211,9 @@ def test_keywords_are_routed_to_the_children_that_take_them():
     model = nn.run(0, nn.build(net))
     x = jax.random.normal(jax.random.key(1), (2, 5, 8))
     padding = jnp.zeros((2, 5), bool).at[1, 3:].set(True)
-    direct = L.LayerNorm(8).apply(model.params[1], {}, enc.apply(model.params[0], model.state[0], x,
-                                                                 src_key_padding_mask=padding)[0])[0]
+    direct = L.LayerNorm(8).apply(
+        model.params[1], {}, enc.apply(model.params[0], model.state[0], x, src_key_padding_mask=padding)[0]
+    )[0]
     np.testing.assert_allclose(model(x, src_key_padding_mask=padding), direct, rtol=1e-6)
     with pytest.raises(TypeError, match=r"unexpected keyword\(s\) \['memory'\]"):
         model(x, memory=x)
@@ -250,14 +260,17 @@ def test_ties_are_one_leaf_with_two_names():
     assert sorted(state_dict) == ["head.weight", "tok.weight"]
     module.load_state_dict(state_dict)
     out = module(torch.from_numpy(np.asarray(ids)))
-    (out ** 2).sum().backward()
+    (out**2).sum().backward()
     grads = jax.grad(lambda m: (m(ids) ** 2).sum())(model)
     np.testing.assert_allclose(grads.params["tok"]["weight"], n(module.tok.weight.grad), rtol=1e-5, atol=1e-6)  # summed
     only_alias = {"head.weight": module.tok.weight.detach()}
-    np.testing.assert_array_equal(load_torch_state_dict(model, only_alias).params["tok"]["weight"],
-                                  n(module.tok.weight))
+    np.testing.assert_array_equal(
+        load_torch_state_dict(model, only_alias).params["tok"]["weight"], n(module.tok.weight)
+    )
     with pytest.raises(ValueError, match=r"conflicting keys: tok.weight and head.weight \(tied: one array\) differ"):
-        load_torch_state_dict(model, {"tok.weight": np.zeros((7, 4), np.float32), "head.weight": np.ones((7, 4), np.float32)})
+        load_torch_state_dict(
+            model, {"tok.weight": np.zeros((7, 4), np.float32), "head.weight": np.ones((7, 4), np.float32)}
+        )
 
 
 def test_init_overrides_reinitialise_matching_leaves_with_keys_from_the_same_stream():
@@ -312,10 +325,16 @@ def test_check_finite_names_a_child_of_a_composite():
 
 
 def test_numeric_fields_are_checked_once_for_every_layer():
-    for make in (lambda v: L.Linear(2, 2, bias=v), lambda v: L.TransformerEncoderBlock(8, 2, norm_first=v),
-                 lambda v: L.Stacked(L.relu, 2, scan=v), lambda v: L.Conv2d(2, 2, 3, bias=v),
-                 lambda v: L.BatchNorm2d(2, affine=v), lambda v: L.MaxPool2d(2, ceil_mode=v),
-                 lambda v: L.Dropout(0.1, inplace=v), lambda v: L.LSTM(2, 2, batch_first=v)):
+    for make in (
+        lambda v: L.Linear(2, 2, bias=v),
+        lambda v: L.TransformerEncoderBlock(8, 2, norm_first=v),
+        lambda v: L.Stacked(L.relu, 2, scan=v),
+        lambda v: L.Conv2d(2, 2, 3, bias=v),
+        lambda v: L.BatchNorm2d(2, affine=v),
+        lambda v: L.MaxPool2d(2, ceil_mode=v),
+        lambda v: L.Dropout(0.1, inplace=v),
+        lambda v: L.LSTM(2, 2, batch_first=v),
+    ):
         with pytest.raises(ValueError, match=r"must be a bool, got 1"):
             make(1)
         make(np.bool_(True))

@@ -76,7 +76,10 @@ def test_has_params_is_derived():
 
 def test_repr_shows_only_non_defaults():
     assert repr(L.Linear(128, 10)) == "Linear(in_features=128, out_features=10)"
-    assert repr(L.Linear(3, 4, bias=False, dtype="bfloat16")) == "Linear(in_features=3, out_features=4, bias=False, dtype=bfloat16)"
+    assert (
+        repr(L.Linear(3, 4, bias=False, dtype="bfloat16"))
+        == "Linear(in_features=3, out_features=4, bias=False, dtype=bfloat16)"
+    )
     assert repr(seq(L.relu, L.GELU("tanh"))) == "Seq(ReLU(), GELU(approximate='tanh'))"
 
 
@@ -91,7 +94,10 @@ def test_shape_error_names_seq_position_layer_expected_and_got():
     net = seq(L.Linear(32, 128), L.relu, L.Linear(128, 10))
     params, state = net.init(jax.random.key(0))
     assert net.apply(params, state, jnp.ones((2, 32)))[0].shape == (2, 10)
-    with pytest.raises(ShapeError, match=r"^seq\[0\] Linear\(in_features=32, out_features=128\): expected input \[\.\.\., 32\], got shape \(32, 64\)$"):
+    with pytest.raises(
+        ShapeError,
+        match=r"^seq\[0\] Linear\(in_features=32, out_features=128\): expected input \[\.\.\., 32\], got shape \(32, 64\)$",
+    ):
         net.apply(params, state, jnp.ones((32, 64)))
     nested = seq(L.relu, seq(L.Linear(4, 2)))
     p, s = nested.init(jax.random.key(0))
@@ -163,7 +169,10 @@ def test_params_of_the_wrong_shape_or_structure_are_refused_not_broadcast():
     net = seq(L.Linear(2, 3), L.relu)
     params, state = net.init(jax.random.key(0))
     bad_bias = ({"weight": params[0]["weight"], "bias": jnp.ones(1)}, {})
-    with pytest.raises(ShapeError, match=r"seq\[0\] Linear\(in_features=2, out_features=3\): expected params bias \[3\], got bias \(1,\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"seq\[0\] Linear\(in_features=2, out_features=3\): expected params bias \[3\], got bias \(1,\)",
+    ):
         net.apply(bad_bias, state, jnp.ones((4, 2)))
     missing = ({"weight": params[0]["weight"]}, {})
     with pytest.raises(TypeError, match=r"params should have the entries \['bias', 'weight'\], got \['weight'\]"):
@@ -200,7 +209,9 @@ def test_config_validation_at_construction():
         L.Select(1.0, 0)
     with pytest.raises(TypeError, match="Lambda: fn must be hashable"):
         L.Lambda(_Unhashable())
-    with pytest.raises(ValueError, match=r"Linear: dtype must be a floating dtype or None, got <class 'jax.numpy.int32'>"):
+    with pytest.raises(
+        ValueError, match=r"Linear: dtype must be a floating dtype or None, got <class 'jax.numpy.int32'>"
+    ):
         L.Linear(2, 2, dtype=jnp.int32)
     with pytest.raises(ValueError, match=r"Linear: param_dtype must be a floating dtype, got None"):
         L.Linear(2, 2, param_dtype=None)

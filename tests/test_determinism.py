@@ -26,8 +26,13 @@ PINNED = {
 
 def reference_builder():
     return nn.Sequential(
-        nn.Linear(6, 8), nn.LayerNorm(8), nn.GELU(), nn.Dropout(0.1),
-        nn.Sequential(nn.Linear(8, 8, bias=False), nn.RMSNorm(8)), nn.Tanh(), nn.Linear(8, 3),
+        nn.Linear(6, 8),
+        nn.LayerNorm(8),
+        nn.GELU(),
+        nn.Dropout(0.1),
+        nn.Sequential(nn.Linear(8, 8, bias=False), nn.RMSNorm(8)),
+        nn.Tanh(),
+        nn.Linear(8, 3),
     )
 
 
@@ -100,7 +105,11 @@ def test_two_processes_agree_bit_for_bit():
 
 
 def test_pinned_reference_parameters():
-    same_platform = (jax.__version__, jax.config.jax_default_prng_impl, jax.default_backend()) == (PINNED["jax"], "threefry2x32", "cpu")
+    same_platform = (jax.__version__, jax.config.jax_default_prng_impl, jax.default_backend()) == (
+        PINNED["jax"],
+        "threefry2x32",
+        "cpu",
+    )
     if not same_platform:
         pytest.skip(f"the pin holds for jax {PINNED['jax']}, threefry, CPU; this is jax {jax.__version__}")
     sha = params_sha256(nn.run(0, reference_builder()).params)

@@ -53,8 +53,12 @@ def test_threefry_is_partitionable_so_a_slice_of_a_longer_draw_has_the_same_bits
 
 
 # Shapes on both sides of the chunk boundary, several chunks, and a non-float32 dtype each.
-CASES = [((7, 5, 3), jnp.float32), ((2, CHUNK + 5), jnp.float32), ((CHUNK // 2 + 3,), jnp.bfloat16),
-         ((33, 9), jnp.float16)]
+CASES = [
+    ((7, 5, 3), jnp.float32),
+    ((2, CHUNK + 5), jnp.float32),
+    ((CHUNK // 2 + 3,), jnp.bfloat16),
+    ((33, 9), jnp.float16),
+]
 
 
 @pytest.mark.parametrize("shape,dtype", CASES, ids=lambda v: str(v))
@@ -94,8 +98,11 @@ def test_traced_keys_and_other_prngs_take_the_ordinary_path():
 
 def _many_shapes(offset):
     """Layers whose parameter shapes no other test uses (so the ordinary path would compile each)."""
-    return nn.Sequential(*[nn.Linear(40 + offset + i, 41 + offset + i) for i in range(4)],
-                         nn.Conv2d(3, 5 + offset, 3), nn.LSTM(6 + offset, 7 + offset))
+    return nn.Sequential(
+        *[nn.Linear(40 + offset + i, 41 + offset + i) for i in range(4)],
+        nn.Conv2d(3, 5 + offset, 3),
+        nn.LSTM(6 + offset, 7 + offset),
+    )
 
 
 def test_eager_build_compiles_no_program_per_parameter_shape():
@@ -108,8 +115,14 @@ def test_eager_build_compiles_no_program_per_parameter_shape():
 
 
 def test_eager_build_equals_jitted_build_and_layer_init():
-    builder = nn.Sequential(nn.Linear(6, 9), nn.Conv2d(3, 4, 3, param_dtype=jnp.bfloat16), nn.GRU(5, 6),
-                            nn.MultiheadAttention(8, 2, batch_first=True), nn.Bilinear(3, 4, 5), nn.Linear(9, 2, bias=False))
+    builder = nn.Sequential(
+        nn.Linear(6, 9),
+        nn.Conv2d(3, 4, 3, param_dtype=jnp.bfloat16),
+        nn.GRU(5, 6),
+        nn.MultiheadAttention(8, 2, batch_first=True),
+        nn.Bilinear(3, 4, 5),
+        nn.Linear(9, 2, bias=False),
+    )
     eager = nn.run(7, builder)
     jitted = jax.jit(lambda s: nn.run(s, builder))(7)
     by_layer = eager.layer.init(jax.random.key(7))[0]
@@ -130,8 +143,9 @@ def test_numpy_split_is_jax_random_split(seed):
     traced = jax.jit(lambda k: jax.random.key_data(jnp.stack(split(k))))(key)
     np.testing.assert_array_equal(np.asarray(traced), np.asarray(jax.random.key_data(jax.random.split(key))))
     rbg = jax.random.key(seed % 2**31, impl="rbg")
-    np.testing.assert_array_equal(np.asarray(jax.random.key_data(split(rbg)[1])),
-                                  np.asarray(jax.random.key_data(jax.random.split(rbg)[1])))
+    np.testing.assert_array_equal(
+        np.asarray(jax.random.key_data(split(rbg)[1])), np.asarray(jax.random.key_data(jax.random.split(rbg)[1]))
+    )
 
 
 def test_a_concrete_key_closed_over_by_a_traced_function_takes_the_traced_path():

@@ -95,8 +95,14 @@ def class_case(rng, n, c, extra):
     return normal(rng, *shape, scale=2.0), rng.integers(0, c, size=target_shape)
 
 
-@given(class_shapes, st.sampled_from(REDUCTIONS), st.booleans(), st.sampled_from([0.0, 0.25, 1.0]),
-       st.sampled_from([-100, 1]), st.integers(0, 2**31 - 1))
+@given(
+    class_shapes,
+    st.sampled_from(REDUCTIONS),
+    st.booleans(),
+    st.sampled_from([0.0, 0.25, 1.0]),
+    st.sampled_from([-100, 1]),
+    st.integers(0, 2**31 - 1),
+)
 def test_cross_entropy_index_targets_match_torch(shapes, reduction, weighted, smoothing, ignore_index, seed):
     rng = np.random.default_rng(seed)
     x, y = class_case(rng, *shapes)
@@ -135,11 +141,14 @@ def test_nll_matches_torch(shapes, reduction, weighted, seed):
     compare(losses.NLLLoss(weight, **args), torch.nn.NLLLoss(tw(weight), **args), (logp, y))
 
 
-@pytest.mark.parametrize("make", [
-    lambda w: losses.CrossEntropyLoss(w),
-    lambda w: losses.CrossEntropyLoss(w, label_smoothing=0.2),
-    lambda w: losses.NLLLoss(w),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda w: losses.CrossEntropyLoss(w),
+        lambda w: losses.CrossEntropyLoss(w, label_smoothing=0.2),
+        lambda w: losses.NLLLoss(w),
+    ],
+)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_all_ignored_batch_gives_zero_value_and_gradient(make, weighted, rng):
     weight = jnp.array([1.0, 2.0, 0.5]) if weighted else None
@@ -170,8 +179,13 @@ def test_cross_entropy_out_of_range_index_raises_eagerly_and_is_nan_under_jit():
 POINTWISE = [
     (lambda r: losses.MSELoss(reduction=r), lambda r: torch.nn.MSELoss(reduction=r)),
     (lambda r: losses.L1Loss(reduction=r), lambda r: torch.nn.L1Loss(reduction=r)),
-    *[(lambda r, b=b: losses.SmoothL1Loss(reduction=r, beta=b), lambda r, b=b: torch.nn.SmoothL1Loss(reduction=r, beta=b))
-      for b in (0.0, 0.5, 1.0, 2.0)],
+    *[
+        (
+            lambda r, b=b: losses.SmoothL1Loss(reduction=r, beta=b),
+            lambda r, b=b: torch.nn.SmoothL1Loss(reduction=r, beta=b),
+        )
+        for b in (0.0, 0.5, 1.0, 2.0)
+    ],
     *[(lambda r, d=d: losses.HuberLoss(r, d), lambda r, d=d: torch.nn.HuberLoss(r, d)) for d in (0.5, 1.0, 2.5)],
 ]
 
@@ -199,14 +213,19 @@ def test_bce_clamps_the_log_at_minus_100_as_torch():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("weight_shape,pos_weight_shape", [(None, None), ((3,), None), (None, (3,)), ((4, 1), (3,)),
-                                                           (None, (1,))])
+@pytest.mark.parametrize(
+    "weight_shape,pos_weight_shape", [(None, None), ((3,), None), (None, (3,)), ((4, 1), (3,)), (None, (1,))]
+)
 def test_bce_with_logits_matches_torch(reduction, weight_shape, pos_weight_shape, rng):
     x, y = normal(rng, 4, 3, scale=4.0), rng.uniform(0, 1, size=(4, 3)).astype(np.float32)
     w = None if weight_shape is None else rng.uniform(0.1, 2, size=weight_shape).astype(np.float32)
     pw = None if pos_weight_shape is None else rng.uniform(0.1, 4, size=pos_weight_shape).astype(np.float32)
-    compare(losses.BCEWithLogitsLoss(w, reduction=reduction, pos_weight=pw),
-            torch.nn.BCEWithLogitsLoss(tw(w), reduction=reduction, pos_weight=tw(pw)), (x, y), grad_args=(0, 1))
+    compare(
+        losses.BCEWithLogitsLoss(w, reduction=reduction, pos_weight=pw),
+        torch.nn.BCEWithLogitsLoss(tw(w), reduction=reduction, pos_weight=tw(pw)),
+        (x, y),
+        grad_args=(0, 1),
+    )
 
 
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")
@@ -220,11 +239,15 @@ def test_kl_div_matches_torch(reduction, log_target, shape, rng):
         target = np.log(target)
     else:
         target.flat[0] = 0.0  # a zero target contributes 0, not NaN
-    compare(losses.KLDivLoss(reduction=reduction, log_target=log_target),
-            torch.nn.KLDivLoss(reduction=reduction, log_target=log_target), (x, target))
+    compare(
+        losses.KLDivLoss(reduction=reduction, log_target=log_target),
+        torch.nn.KLDivLoss(reduction=reduction, log_target=log_target),
+        (x, target),
+    )
 
 
 # -- pairwise losses ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("margin", [0.0, 0.4, -0.3])
@@ -233,8 +256,12 @@ def test_cosine_embedding_matches_torch(reduction, margin, batch, rng):
     shape = (batch, 5) if batch else (5,)
     x1, x2 = normal(rng, *shape), normal(rng, *shape)
     y = rng.choice(np.array([1, -1]), size=shape[:-1])
-    compare(losses.CosineEmbeddingLoss(margin, reduction=reduction),
-            torch.nn.CosineEmbeddingLoss(margin, reduction=reduction), (x1, x2, y), grad_args=(0, 1))
+    compare(
+        losses.CosineEmbeddingLoss(margin, reduction=reduction),
+        torch.nn.CosineEmbeddingLoss(margin, reduction=reduction),
+        (x1, x2, y),
+        grad_args=(0, 1),
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -243,22 +270,39 @@ def test_cosine_embedding_matches_torch(reduction, margin, batch, rng):
 def test_margin_ranking_matches_torch(reduction, margin, shape, rng):
     x1, x2 = normal(rng, *shape), normal(rng, *shape)
     y = rng.choice(np.array([1.0, -1.0], np.float32), size=shape)
-    compare(losses.MarginRankingLoss(margin, reduction=reduction),
-            torch.nn.MarginRankingLoss(margin, reduction=reduction), (x1, x2, y), grad_args=(0, 1))
+    compare(
+        losses.MarginRankingLoss(margin, reduction=reduction),
+        torch.nn.MarginRankingLoss(margin, reduction=reduction),
+        (x1, x2, y),
+        grad_args=(0, 1),
+    )
 
 
-@given(st.sampled_from(REDUCTIONS), st.sampled_from([0.5, 1.0, 3.0]), st.sampled_from([1.0, 1.5, 2.0, 3.0]),
-       st.sampled_from([1e-6, 0.1]), st.booleans(), st.integers(0, 5), st.integers(0, 2**31 - 1))
+@given(
+    st.sampled_from(REDUCTIONS),
+    st.sampled_from([0.5, 1.0, 3.0]),
+    st.sampled_from([1.0, 1.5, 2.0, 3.0]),
+    st.sampled_from([1e-6, 0.1]),
+    st.booleans(),
+    st.integers(0, 5),
+    st.integers(0, 2**31 - 1),
+)
 def test_triplet_margin_matches_torch(reduction, margin, p, eps, swap, batch, seed):
     rng = np.random.default_rng(seed)
     shape = (batch, 4) if batch else (4,)
     a, pos, neg = normal(rng, *shape), normal(rng, *shape), normal(rng, *shape)
-    compare(losses.TripletMarginLoss(margin, p, eps, swap, reduction=reduction),
-            torch.nn.TripletMarginLoss(margin, p, eps, swap, reduction=reduction), (a, pos, neg), grad_args=(0, 1, 2),
-            rtol=5e-5, atol=5e-6)
+    compare(
+        losses.TripletMarginLoss(margin, p, eps, swap, reduction=reduction),
+        torch.nn.TripletMarginLoss(margin, p, eps, swap, reduction=reduction),
+        (a, pos, neg),
+        grad_args=(0, 1, 2),
+        rtol=5e-5,
+        atol=5e-6,
+    )
 
 
 # -- CTC ----------------------------------------------------------------------------------------------
+
 
 def ctc_case(rng, time=12, batch=3, classes=5, max_target=4, blank=0):
     logp = np.asarray(jax.nn.log_softmax(normal(rng, time, batch, classes, scale=2.0), axis=-1))
@@ -286,9 +330,13 @@ def _ctc_of_logits(loss, logits, *rest):
 def test_ctc_gradient_through_log_softmax_matches_torch(rng):
     logp, targets, input_lengths, target_lengths = ctc_case(rng)
     logits = normal(rng, *logp.shape, scale=2.0)
-    compare(("CTCLoss", lambda *a: _ctc_of_logits(losses.CTCLoss(), *a)),
-            lambda z, *rest: torch.nn.CTCLoss()(F.log_softmax(z, dim=-1), *rest),
-            (logits, targets, input_lengths, target_lengths), rtol=5e-5, atol=5e-6)
+    compare(
+        ("CTCLoss", lambda *a: _ctc_of_logits(losses.CTCLoss(), *a)),
+        lambda z, *rest: torch.nn.CTCLoss()(F.log_softmax(z, dim=-1), *rest),
+        (logits, targets, input_lengths, target_lengths),
+        rtol=5e-5,
+        atol=5e-6,
+    )
 
 
 def test_ctc_impossible_alignment_is_inf_or_zero_with_zero_infinity(rng):
@@ -299,31 +347,52 @@ def test_ctc_impossible_alignment_is_inf_or_zero_with_zero_infinity(rng):
         value = np.asarray(losses.CTCLoss(reduction=reduction)(*map(jnp.asarray, args)))
         assert np.isinf(value).any()
         assert np.isinf(torch.nn.CTCLoss(reduction=reduction)(*map(torch.tensor, args)).detach().numpy()).any()
-        compare(losses.CTCLoss(0, reduction, True), torch.nn.CTCLoss(0, reduction, True), args,
-                grad_args=(0,) if reduction == "mean" else (), rtol=5e-5, atol=5e-6)
+        compare(
+            losses.CTCLoss(0, reduction, True),
+            torch.nn.CTCLoss(0, reduction, True),
+            args,
+            grad_args=(0,) if reduction == "mean" else (),
+            rtol=5e-5,
+            atol=5e-6,
+        )
 
 
 def test_ctc_concatenated_targets_eager_only_and_unbatched(rng):
     logp, targets, input_lengths, target_lengths = ctc_case(rng)
     flat = np.concatenate([row[:n] for row, n in zip(targets, target_lengths)])
     loss = losses.CTCLoss(reduction="none")
-    got = compare(loss, torch.nn.CTCLoss(reduction="none"), (logp, flat, input_lengths, target_lengths), grad_args=(),
-                  rtol=5e-5, atol=5e-6)
+    got = compare(
+        loss,
+        torch.nn.CTCLoss(reduction="none"),
+        (logp, flat, input_lengths, target_lengths),
+        grad_args=(),
+        rtol=5e-5,
+        atol=5e-6,
+    )
     np.testing.assert_allclose(got, loss(logp, targets, input_lengths, target_lengths), rtol=1e-6)
     with pytest.raises(TypeError, match=r"CTCLoss.*concatenated 1-D targets need concrete target_lengths.*padded"):
         jax.jit(loss)(logp, flat, input_lengths, target_lengths)
     with pytest.raises(ShapeError, match=r"CTCLoss.*sum\(target_lengths\) = 6, got shape \(5,\)"):
         loss(logp, flat[:5], input_lengths, target_lengths)
-    with pytest.raises(ValueError, match=re.escape("CTCLoss(reduction='none'): expected target_lengths in [0, S=4], got [5, 0, 2]")):
+    with pytest.raises(
+        ValueError, match=re.escape("CTCLoss(reduction='none'): expected target_lengths in [0, S=4], got [5, 0, 2]")
+    ):
         loss(logp, targets, input_lengths, np.array([5, 0, 2]))
     with pytest.raises(ValueError, match=re.escape("expected input_lengths in [0, T=12], got [13, 9, 5]")):
         loss(logp, targets, np.array([13, 9, 5]), target_lengths)
     # unbatched: (T, C) log-probs, (S,) targets, scalar lengths
-    compare(losses.CTCLoss(), torch.nn.CTCLoss(), (logp[:, 0], targets[0], np.array(12), np.array(4)), grad_args=(),
-            rtol=5e-5, atol=5e-6)
+    compare(
+        losses.CTCLoss(),
+        torch.nn.CTCLoss(),
+        (logp[:, 0], targets[0], np.array(12), np.array(4)),
+        grad_args=(),
+        rtol=5e-5,
+        atol=5e-6,
+    )
 
 
 # -- pytrees, jit, dtypes -----------------------------------------------------------------------------
+
 
 def test_losses_are_pytrees_with_array_options_as_children():
     w, pw = jnp.array([1.0, 2.0, 3.0]), jnp.array([0.5, 1.0, 2.0])
@@ -404,19 +473,26 @@ def test_constructor_arguments_follow_torch_positionally_and_legacy_reduction(rn
             theirs = torch.nn.MSELoss(size_average, reduce)
         assert theirs.reduction == expected
     assert losses.TripletMarginLoss(2.0, 1.0, 0.0, True).swap
-    assert repr(losses.CrossEntropyLoss(jnp.ones(3), label_smoothing=0.1)) == \
-        "CrossEntropyLoss(weight=float32[3], label_smoothing=0.1)"
+    assert (
+        repr(losses.CrossEntropyLoss(jnp.ones(3), label_smoothing=0.1))
+        == "CrossEntropyLoss(weight=float32[3], label_smoothing=0.1)"
+    )
 
 
 # -- errors ------------------------------------------------------------------------------------------
 
+
 def test_bad_configuration_is_refused_with_the_loss_named():
-    with pytest.raises(ValueError, match=r"CrossEntropyLoss: reduction must be one of \('none', 'mean', 'sum'\), got 'avg'"):
+    with pytest.raises(
+        ValueError, match=r"CrossEntropyLoss: reduction must be one of \('none', 'mean', 'sum'\), got 'avg'"
+    ):
         losses.CrossEntropyLoss(reduction="avg")
     with pytest.raises(ValueError, match=r"MSELoss: reduction must be one of .*got 'batchmean'"):
         losses.MSELoss(reduction="batchmean")
     assert losses.KLDivLoss(reduction="batchmean").reduction == "batchmean"
-    with pytest.raises(ValueError, match=r"CrossEntropyLoss\(.*\): label_smoothing must be a float in \[0, 1\], got 1.5"):
+    with pytest.raises(
+        ValueError, match=r"CrossEntropyLoss\(.*\): label_smoothing must be a float in \[0, 1\], got 1.5"
+    ):
         losses.CrossEntropyLoss(label_smoothing=1.5)
     with pytest.raises(ValueError, match=r"SmoothL1Loss\(.*\): beta must be a float >= 0, got -1"):
         losses.SmoothL1Loss(beta=-1)
@@ -433,24 +509,38 @@ def test_bad_inputs_are_refused_at_trace_time():
     x = jnp.zeros((2, 3))
     with pytest.raises(ShapeError, match=re.escape("expected weight of shape (3,), one per class, got shape (4,)")):
         jax.jit(ce)(x, jnp.array([0, 1]))
-    with pytest.raises(ShapeError, match=re.escape(
-            "CrossEntropyLoss(): expected target of shape (2,) (class indices) or (2, 3) (class probabilities), got shape (3,)")):
+    with pytest.raises(
+        ShapeError,
+        match=re.escape(
+            "CrossEntropyLoss(): expected target of shape (2,) (class indices) or (2, 3) (class probabilities), got shape (3,)"
+        ),
+    ):
         jax.jit(losses.CrossEntropyLoss())(x, jnp.array([0, 1, 2]))
     with pytest.raises(TypeError, match=r"CrossEntropyLoss\(\): expected integer class indices as target, got float32"):
         losses.CrossEntropyLoss()(x, jnp.array([0.0, 1.0]))
-    with pytest.raises(TypeError, match=r"CrossEntropyLoss\(\): expected floating class probabilities .* \(2, 3\), got int32"):
+    with pytest.raises(
+        TypeError, match=r"CrossEntropyLoss\(\): expected floating class probabilities .* \(2, 3\), got int32"
+    ):
         losses.CrossEntropyLoss()(x, jnp.zeros((2, 3), jnp.int32))
     with pytest.raises(TypeError, match=r"NLLLoss\(\): expected input to be a floating array, got int32"):
         losses.NLLLoss()(jnp.zeros((2, 3), jnp.int32), jnp.array([0, 1]))
-    with pytest.raises(ShapeError, match=re.escape("MSELoss(): expected target of the input's shape (2, 3), got shape (3,)")):
+    with pytest.raises(
+        ShapeError, match=re.escape("MSELoss(): expected target of the input's shape (2, 3), got shape (3,)")
+    ):
         losses.MSELoss()(x, jnp.zeros(3))
-    with pytest.raises(ShapeError, match=re.escape("expected weight broadcastable to the input's shape (2, 3), got shape (2,)")):
+    with pytest.raises(
+        ShapeError, match=re.escape("expected weight broadcastable to the input's shape (2, 3), got shape (2,)")
+    ):
         losses.BCELoss(jnp.ones(2))(x + 0.5, x)
     with pytest.raises(ShapeError, match=re.escape("expected target of shape (2,), got shape (3,)")):
         losses.CosineEmbeddingLoss()(x, x, jnp.ones(3))
-    with pytest.raises(ShapeError, match=re.escape("TripletMarginLoss(): expected negative of the anchor's shape (2, 3)")):
+    with pytest.raises(
+        ShapeError, match=re.escape("TripletMarginLoss(): expected negative of the anchor's shape (2, 3)")
+    ):
         losses.TripletMarginLoss()(x, x, jnp.zeros((2, 4)))
-    with pytest.raises(ShapeError, match=re.escape("CTCLoss(): expected log_probs of shape (T, N, C) or (T, C), got shape (3,)")):
+    with pytest.raises(
+        ShapeError, match=re.escape("CTCLoss(): expected log_probs of shape (T, N, C) or (T, C), got shape (3,)")
+    ):
         losses.CTCLoss()(jnp.zeros(3), jnp.zeros((1, 1), jnp.int32), 3, 1)
     with pytest.raises(ShapeError, match=re.escape("CTCLoss(): expected input_lengths of shape (2,), got shape ()")):
         losses.CTCLoss()(jnp.zeros((5, 2, 3)), jnp.zeros((2, 1), jnp.int32), 5, jnp.array([1, 1]))

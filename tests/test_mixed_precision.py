@@ -41,8 +41,14 @@ def _weighted_cases(composites: bool):
     for case in CASES:
         layer = case.make()
         kind = type(layer).__name__
-        if (case.bf16 and kind not in seen and type(layer).__module__.startswith("tlean.layers")
-                and _has_dtype(layer) and layer.has_params and (kind in COMPOSITES) == composites):
+        if (
+            case.bf16
+            and kind not in seen
+            and type(layer).__module__.startswith("tlean.layers")
+            and _has_dtype(layer)
+            and layer.has_params
+            and (kind in COMPOSITES) == composites
+        ):
             seen.add(kind)
             out.append(case)
     return out
@@ -167,7 +173,9 @@ def test_norms_and_softmax_reduce_in_float32(name, make, shape, kwargs):
     layer = make()
     params, state = jax.eval_shape(layer.init, jax.random.key(0))
     x = jax.ShapeDtypeStruct(shape, BF16)
-    jaxpr, (y, new_state) = jax.make_jaxpr(lambda p, s, x: layer.apply(p, s, x, **kwargs), return_shape=True)(params, state, x)
+    jaxpr, (y, new_state) = jax.make_jaxpr(lambda p, s, x: layer.apply(p, s, x, **kwargs), return_shape=True)(
+        params, state, x
+    )
     dtypes = _reduced_dtypes(jaxpr)
     assert dtypes, "expected the layer to reduce (mean, variance or softmax)"
     assert all(d == jnp.float32 for d in dtypes), f"{name} reduces over {sorted(set(map(str, dtypes)))}"

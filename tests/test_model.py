@@ -46,7 +46,9 @@ def test_grad_by_hand_matches(mlp):
 def test_key_paths_print_pytorch_names(mlp):
     names = [torch_name(p[1:]) for p, _ in jax.tree_util.tree_flatten_with_path(mlp)[0]]
     assert names == ["0.bias", "0.weight", "3.bias", "3.weight"]
-    paths = [jax.tree_util.keystr(p, simple=True, separator=".") for p, _ in jax.tree_util.tree_flatten_with_path(mlp)[0]]
+    paths = [
+        jax.tree_util.keystr(p, simple=True, separator=".") for p, _ in jax.tree_util.tree_flatten_with_path(mlp)[0]
+    ]
     assert paths[0] == "params.0.bias"
     assert list(mlp.named_parameters()) == ["0.bias", "0.weight", "3.bias", "3.weight"]
 

@@ -35,7 +35,9 @@ def _builder():
 
 def _batches():
     rng = np.random.default_rng(0)
-    return [(rng.standard_normal((16, 8)).astype(np.float32), rng.integers(0, 4, 16).astype(np.int32)) for _ in range(STEPS)]
+    return [
+        (rng.standard_normal((16, 8)).astype(np.float32), rng.integers(0, 4, 16).astype(np.int32)) for _ in range(STEPS)
+    ]
 
 
 def _spec(array) -> list:
@@ -90,8 +92,10 @@ def _worker(out_path: str) -> None:
             losses.append(float(metrics["loss"]))
         result[name] = losses
         result[f"{name}_initial"] = initial
-        result[f"{name}_after"] = {"weight0": _spec(state.model.params[0]["weight"]),
-                                   "mu_weight0": _spec(state.opt_state[0].mu[0]["weight"])}
+        result[f"{name}_after"] = {
+            "weight0": _spec(state.model.params[0]["weight"]),
+            "mu_weight0": _spec(state.opt_state[0].mu[0]["weight"]),
+        }
         result[f"{name}_params"] = [np.asarray(leaf).tolist() for leaf in jax.tree.leaves(state.model.params)]
 
     mesh = parallel.make_mesh({"data": 2, "fsdp": 4})
@@ -105,13 +109,17 @@ def _worker(out_path: str) -> None:
     errors = {}
     for label, fn in {
         "indivisible_batch": lambda: parallel.shard_batch(
-            (np.zeros((12, 8), np.float32), np.zeros((12,), np.int32)), parallel.make_mesh({"data": 8})),
+            (np.zeros((12, 8), np.float32), np.zeros((12,), np.int32)), parallel.make_mesh({"data": 8})
+        ),
         "indivisible_batch_2d": lambda: parallel.shard_batch(
-            (np.zeros((12, 3)),), parallel.make_mesh({"data": 2, "fsdp": 4}), ("data", "fsdp")),
+            (np.zeros((12, 3)),), parallel.make_mesh({"data": 2, "fsdp": 4}), ("data", "fsdp")
+        ),
         "indivisible_param": lambda: parallel.param_shardings(
-            nn.run(0, nn.Linear(3, 6)), [(r"weight", P("fsdp"))], parallel.make_mesh({"data": 2, "fsdp": 4})),
+            nn.run(0, nn.Linear(3, 6)), [(r"weight", P("fsdp"))], parallel.make_mesh({"data": 2, "fsdp": 4})
+        ),
         "unknown_axis": lambda: parallel.param_shardings(
-            nn.run(0, nn.Linear(4, 8)), [(r"weight", P("model"))], parallel.make_mesh({"data": 8})),
+            nn.run(0, nn.Linear(4, 8)), [(r"weight", P("model"))], parallel.make_mesh({"data": 8})
+        ),
         "bad_mesh": lambda: parallel.make_mesh({"data": 3}),
     }.items():
         try:
@@ -128,8 +136,9 @@ def results(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("parallel") / "result.json"
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     code = "import sys; from tests.test_parallel import _worker; _worker(sys.argv[1])"
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     if proc.returncode != 0:
         pytest.fail(f"the 8-device worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(out.read_text())
@@ -173,7 +182,10 @@ def test_init_sharded_equals_eager_init_bit_for_bit(results):
 
 def test_errors_are_clear(results):
     errors = results["errors"]
-    assert "batch size 12" in errors["indivisible_batch"] and "8 devices of mesh axis 'data'" in errors["indivisible_batch"]
+    assert (
+        "batch size 12" in errors["indivisible_batch"]
+        and "8 devices of mesh axis 'data'" in errors["indivisible_batch"]
+    )
     assert "multiple of 8" in errors["indivisible_batch_2d"] and "('data', 'fsdp')" in errors["indivisible_batch_2d"]
     assert "weight (shape (6, 3))" in errors["indivisible_param"] and "size 6" in errors["indivisible_param"]
     assert "no axis 'model'" in errors["unknown_axis"]

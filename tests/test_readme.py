@@ -24,15 +24,19 @@ def test_the_layer_table_is_generated_from_the_registry():
     from tests import layer_table
 
     assert layer_table.section(README.read_text()) == layer_table.render(), (
-        "README.md's layer table differs from the registry: run `python -m tests.layer_table`")
+        "README.md's layer table differs from the registry: run `python -m tests.layer_table`"
+    )
 
 
 def test_every_public_layer_has_a_registry_case():
     from tests import layer_table
     from tlean import layers
 
-    public = {getattr(layers, n) for n in layers.__all__
-              if isinstance(getattr(layers, n), type) and issubclass(getattr(layers, n), layers.Layer)}
+    public = {
+        getattr(layers, n)
+        for n in layers.__all__
+        if isinstance(getattr(layers, n), type) and issubclass(getattr(layers, n), layers.Layer)
+    }
     covered = set(layer_table.layer_classes())
     missing = sorted(c.__name__ for c in public - covered - {layers.Layer})
     assert not missing, f"layers without a registry case in tests/registry.py: {missing}"

@@ -99,7 +99,9 @@ def test_sequential_equals_seq_init():
 
 def test_parameter_free_layers_never_shift_later_weights():
     plain = nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)))
-    padded = nn.run(0, nn.Sequential(nn.ReLU(), nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 2), nn.Identity()))
+    padded = nn.run(
+        0, nn.Sequential(nn.ReLU(), nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 2), nn.Identity())
+    )
     assert_trees_equal(plain.params[0], padded.params[1])
     assert_trees_equal(plain.params[1], padded.params[4])
 
@@ -109,7 +111,9 @@ def test_nested_sequential_threads_one_stream():
     flat = nn.run(2, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2)))
     assert_trees_equal(nested.params[1][1], flat.params[2])
     assert_trees_equal(nested.params[2], flat.params[3])
-    assert_trees_equal(seq(L.Linear(4, 8), seq(L.relu, L.Linear(8, 8)), L.Linear(8, 2)).init(jax.random.key(2))[0], nested.params)
+    assert_trees_equal(
+        seq(L.Linear(4, 8), seq(L.relu, L.Linear(8, 8)), L.Linear(8, 2)).init(jax.random.key(2))[0], nested.params
+    )
 
 
 def test_run_eager_jit_bit_identical_and_eval_shape():
@@ -119,7 +123,9 @@ def test_run_eager_jit_bit_identical_and_eval_shape():
     assert_trees_equal(eager.params, jitted.params)
     assert_trees_equal(eager.params, jitted_key.params)
     shapes = jax.eval_shape(lambda: nn.run(11, MLP()))
-    assert jax.tree.map(lambda a: (a.shape, a.dtype), shapes.params) == jax.tree.map(lambda a: (a.shape, a.dtype), eager.params)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), shapes.params) == jax.tree.map(
+        lambda a: (a.shape, a.dtype), eager.params
+    )
 
 
 def test_manual_seed_reproduces():

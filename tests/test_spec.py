@@ -57,7 +57,10 @@ def test_norms():
     close(spec.batch_norm2d(params, state, x, train=False)[0], bn(T(x)))
 
 
-@pytest.mark.parametrize("stride,padding,dilation,groups", [((1, 1), (0, 0), (1, 1), 1), ((2, 1), (1, 2), (1, 2), 1), ((1, 1), (1, 1), (1, 1), 2)])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups",
+    [((1, 1), (0, 0), (1, 1), 1), ((2, 1), (1, 2), (1, 2), 1), ((1, 1), (1, 1), (1, 1), 2)],
+)
 def test_conv_and_pooling(stride, padding, dilation, groups):
     x = rng.normal(size=(2, 4, 6, 5))
     conv = torch.nn.Conv2d(4, 6, (3, 2), stride, padding, dilation, groups).double()
@@ -74,8 +77,11 @@ def test_embedding_and_attention():
     close(spec.embedding_soft(sd(emb)["weight"], np.eye(7)[ids]), emb(torch.from_numpy(ids)))
     mha = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
     w = sd(mha)
-    params = {"in_proj_weight": w["in_proj_weight"], "in_proj_bias": w["in_proj_bias"],
-              "out_proj": {"weight": w["out_proj.weight"], "bias": w["out_proj.bias"]}}
+    params = {
+        "in_proj_weight": w["in_proj_weight"],
+        "in_proj_bias": w["in_proj_bias"],
+        "out_proj": {"weight": w["out_proj.weight"], "bias": w["out_proj.bias"]},
+    }
     x = rng.normal(size=(2, 5, 8))
     allowed = rng.random((5, 5)) < 0.6
     np.fill_diagonal(allowed, True)
@@ -110,5 +116,7 @@ def test_positions_from_the_formula():
     np.testing.assert_array_equal(y[..., -1], x[..., -1])  # odd last element unchanged
     theta = 3 / 10000 ** (2 / 5)
     a, b = x[0, 0, 1, 2], x[0, 0, 1, 3]
-    np.testing.assert_allclose(y[0, 0, 1, 2:4], [a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta)])
+    np.testing.assert_allclose(
+        y[0, 0, 1, 2:4], [a * np.cos(theta) - b * np.sin(theta), a * np.sin(theta) + b * np.cos(theta)]
+    )
     assert np.allclose(spec.dropout_expectation(x, 0.3), x)

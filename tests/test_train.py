@@ -26,8 +26,10 @@ class RunningMean(Layer):
     features: int
 
     def init(self, key):
-        return {"scale": jnp.ones((self.features,))}, {"count": jnp.zeros((), jnp.int32),
-                                                        "mean": jnp.zeros((self.features,))}
+        return {"scale": jnp.ones((self.features,))}, {
+            "count": jnp.zeros((), jnp.int32),
+            "mean": jnp.zeros((self.features,)),
+        }
 
     def apply(self, params, state, x, *, key=None, train=False):
         if train:
@@ -73,7 +75,9 @@ def test_train_step_equals_the_update_done_by_hand():
     assert int(state.step) == 1
     np.testing.assert_array_equal(jax.random.key_data(state.key), want_key)
     np.testing.assert_allclose(metrics["loss"], want_loss, rtol=1e-6)
-    for got, want in zip(jax.tree.leaves((state.model.params, state.opt_state)), jax.tree.leaves((want_params, want_opt))):
+    for got, want in zip(
+        jax.tree.leaves((state.model.params, state.opt_state)), jax.tree.leaves((want_params, want_opt))
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
@@ -96,8 +100,9 @@ def test_train_step_traces_and_compiles_once(caplog):
         traces.append(1)  # runs only while tracing
         return classification_loss(model, batch, key=key, train=train)
 
-    model = nn.run(0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3),
-                                    nn.build(RunningMean(3))))
+    model = nn.run(
+        0, nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3), nn.build(RunningMean(3)))
+    )
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(optax.cosine_decay_schedule(1e-2, 10)))
     state = train.TrainState.create(model, optimizer, key=0)
     step = train.make_train_step(loss_fn, optimizer)
@@ -141,8 +146,9 @@ def test_the_users_model_and_state_stay_usable_after_create_step_and_fit():
     np.testing.assert_array_equal(model(x), before)  # the user's model, untouched
     assert jax.random.key_data(key).shape == (2,)
     fresh = train.TrainState.create(model, optimizer, key=1)
-    trained, _ = train.fit(fresh, classification_loss, optimizer, lambda i: (x, y), steps=2,
-                           log=train.LogConfig(progress=False))
+    trained, _ = train.fit(
+        fresh, classification_loss, optimizer, lambda i: (x, y), steps=2, log=train.LogConfig(progress=False)
+    )
     assert int(trained.step) == 2 and int(fresh.step) == 0
     np.testing.assert_array_equal(fresh.model(x), before)  # the state given to fit, still usable
     again, _ = step(fresh, (x, y))  # and trainable
@@ -153,16 +159,23 @@ def test_an_opt_state_from_another_optimizer_or_model_is_named():
     model = make_model()
     batch = data(8)
     sgd_state = train.TrainState.create(model, optax.sgd(0.1))
-    with pytest.raises(TypeError, match=r"opt_state does not come from this optimizer and model: optimizer.init\("
-                                        r"model.params\) gives \(ScaleByAdamState, EmptyState\) with 9 arrays, the "
-                                        r"state holds \(EmptyState, EmptyState\) with 0 arrays"):
+    with pytest.raises(
+        TypeError,
+        match=r"opt_state does not come from this optimizer and model: optimizer.init\("
+        r"model.params\) gives \(ScaleByAdamState, EmptyState\) with 9 arrays, the "
+        r"state holds \(EmptyState, EmptyState\) with 0 arrays",
+    ):
         train.make_train_step(classification_loss, optax.adam(1e-2), donate=False)(sgd_state, batch)
-    other = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 3))),
-                                    optax.adam(1e-2))
+    other = train.TrainState.create(
+        nn.run(0, nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Linear(9, 3))), optax.adam(1e-2)
+    )
     mixed = train.TrainState.create(model, optax.adam(1e-2)).replace(opt_state=other.opt_state)
-    with pytest.raises(ValueError, match=r"opt_state does not match the model's params \(was it made for another "
-                                         r"model\?\): opt_state\[0\]\.mu\[0\]\['bias'\]: expected float32\[16\], "
-                                         r"got float32\[9\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"opt_state does not match the model's params \(was it made for another "
+        r"model\?\): opt_state\[0\]\.mu\[0\]\['bias'\]: expected float32\[16\], "
+        r"got float32\[9\]",
+    ):
         train.make_train_step(classification_loss, optax.adam(1e-2), donate=False)(mixed, batch)
 
 
@@ -264,8 +277,13 @@ def test_fit_trains_evaluates_logs_and_checkpoints(tmp_path, capsys):
     state = train.TrainState.create(make_model(), optimizer, key=1)
     before = train.evaluate(train.classification_loss, state.model, [(x, y)])["loss"]
     state, history = train.fit(
-        state, train.classification_loss, optimizer, train.Minibatches((x, y), 32), steps=40,
-        eval=train.EvalConfig([(x, y)], every=20), checkpoints=train.CheckpointConfig(tmp_path, every=10, keep=2),
+        state,
+        train.classification_loss,
+        optimizer,
+        train.Minibatches((x, y), 32),
+        steps=40,
+        eval=train.EvalConfig([(x, y)], every=20),
+        checkpoints=train.CheckpointConfig(tmp_path, every=10, keep=2),
         log=train.LogConfig(every=10, desc="unit-fit"),
     )
     assert int(state.step) == 40
@@ -284,14 +302,20 @@ def test_fit_trains_evaluates_logs_and_checkpoints(tmp_path, capsys):
 
 
 def _leaves(state):
-    return [np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v)
-            for v in jax.tree.leaves(state)]
+    return [
+        np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v)
+        for v in jax.tree.leaves(state)
+    ]
 
 
 def conv_model(seed=0):
     """BatchNorm (int32 and float state) and Dropout (keys) in one small model on 1x4x4 images."""
-    return nn.run(seed, nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
-                                      nn.Flatten(), nn.Linear(64, 3)))
+    return nn.run(
+        seed,
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(), nn.Linear(64, 3)
+        ),
+    )
 
 
 def image_data(n=64, seed=0):
@@ -326,8 +350,12 @@ def test_fit_resumes_bit_identically(tmp_path):
     x, y = image_data(96)
     optimizer = optax.adam(3e-3)
     fresh = lambda: train.TrainState.create(conv_model(), optimizer, key=4)
-    kwargs = dict(loss_fn=train.classification_loss, optimizer=optimizer,
-                  train_data=train.Minibatches((x, y), 16, seed=2), log=train.LogConfig(every=6, progress=False))
+    kwargs = dict(
+        loss_fn=train.classification_loss,
+        optimizer=optimizer,
+        train_data=train.Minibatches((x, y), 16, seed=2),
+        log=train.LogConfig(every=6, progress=False),
+    )
     straight, _ = train.fit(fresh(), steps=30, **kwargs)
     _first, _ = train.fit(fresh(), steps=12, checkpoints=train.CheckpointConfig(tmp_path, every=6), **kwargs)
     assert train.latest_checkpoint(tmp_path).name == "step_00000012"
@@ -345,15 +373,25 @@ def test_fit_resumes_bit_identically(tmp_path):
 def _tiny_fit(directory, steps, **kwargs):
     optimizer = optax.sgd(0.1)
     state = train.TrainState.create(nn.run(0, nn.Sequential(nn.Linear(4, 2))), optimizer, key=1)
-    return train.fit(state, classification_loss, optimizer, train.Minibatches(data(8), 4), steps=steps,
-                     checkpoints=train.CheckpointConfig(directory, **kwargs), log=train.LogConfig(progress=False))[0]
+    return train.fit(
+        state,
+        classification_loss,
+        optimizer,
+        train.Minibatches(data(8), 4),
+        steps=steps,
+        checkpoints=train.CheckpointConfig(directory, **kwargs),
+        log=train.LogConfig(progress=False),
+    )[0]
 
 
 def test_fit_without_resume_refuses_a_directory_that_holds_a_run(tmp_path):
     """(Before: resume=False, keep_checkpoints=1 saved its step_2 and then deleted it as "the oldest".)"""
     _tiny_fit(tmp_path, 6)
-    with pytest.raises(FileExistsError, match=r"holds checkpoints of an earlier run \(the newest is step_00000006\); "
-                                              r"with resume=False fit does not mix two runs"):
+    with pytest.raises(
+        FileExistsError,
+        match=r"holds checkpoints of an earlier run \(the newest is step_00000006\); "
+        r"with resume=False fit does not mix two runs",
+    ):
         _tiny_fit(tmp_path, 2, resume=False, keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000006"]
 
@@ -422,27 +460,49 @@ def test_fit_old_keywords_still_work_with_a_deprecation_warning(tmp_path):
     optimizer = optax.sgd(0.1)
     fresh = lambda: train.TrainState.create(make_model(), optimizer, key=1)
     args = (train.classification_loss, optimizer, train.Minibatches((x, y), 8))
-    with pytest.warns(DeprecationWarning, match=r"checkpoint_dir=checkpoints.dir, checkpoint_every=checkpoints.every, "
-                                                r"eval_data=eval.data, eval_every=eval.every.*log_every=log.every"):
-        old, old_history = train.fit(fresh(), *args, steps=4, eval_data=[(x, y)], eval_every=2, log_every=2,
-                                     checkpoint_dir=tmp_path / "old", checkpoint_every=2, keep_checkpoints=1,
-                                     progress=False)
-    new, new_history = train.fit(fresh(), *args, steps=4, eval=train.EvalConfig([(x, y)], every=2),
-                                 checkpoints=train.CheckpointConfig(tmp_path / "new", every=2, keep=1),
-                                 log=train.LogConfig(every=2, progress=False))
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"checkpoint_dir=checkpoints.dir, checkpoint_every=checkpoints.every, "
+        r"eval_data=eval.data, eval_every=eval.every.*log_every=log.every",
+    ):
+        old, old_history = train.fit(
+            fresh(),
+            *args,
+            steps=4,
+            eval_data=[(x, y)],
+            eval_every=2,
+            log_every=2,
+            checkpoint_dir=tmp_path / "old",
+            checkpoint_every=2,
+            keep_checkpoints=1,
+            progress=False,
+        )
+    new, new_history = train.fit(
+        fresh(),
+        *args,
+        steps=4,
+        eval=train.EvalConfig([(x, y)], every=2),
+        checkpoints=train.CheckpointConfig(tmp_path / "new", every=2, keep=1),
+        log=train.LogConfig(every=2, progress=False),
+    )
     for a, b in zip(_leaves(old), _leaves(new)):
         np.testing.assert_array_equal(a, b)
     assert [r["step"] for r in old_history.eval] == [r["step"] for r in new_history.eval] == [2, 4]
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["step_00000004"]
-    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="eval_every must be a positive int or "
-                                                                           "None, got 0"):
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ValueError, match="eval_every must be a positive int or None, got 0"),
+    ):
         train.fit(fresh(), *args, steps=1, eval_every=0)
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="keep must be a positive int, got 0"):
         train.fit(fresh(), *args, steps=1, keep_checkpoints=0)
     with pytest.raises(TypeError, match=r"pass log= or the old keywords \['every'\], not both"):
         train.fit(fresh(), *args, steps=1, log=train.LogConfig(), log_every=2)
-    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['chekpoint_dir'\]; it takes steps=, "
-                                        r"eval=EvalConfig"):
+    with pytest.raises(
+        TypeError,
+        match=r"unexpected keyword arguments \['chekpoint_dir'\]; it takes steps=, "
+        r"eval=EvalConfig",
+    ):
         train.fit(fresh(), *args, steps=1, chekpoint_dir="x")
 
 
@@ -457,8 +517,8 @@ def _tensorboard_scalars(log_dir):
     for file in sorted(log_dir.glob("events.out.tfevents.*")):
         raw, i = file.read_bytes(), 0
         while i < len(raw):
-            (length,) = struct.unpack("<Q", raw[i:i + 8])
-            event = event_pb2.Event.FromString(raw[i + 12:i + 12 + length])
+            (length,) = struct.unpack("<Q", raw[i : i + 8])
+            event = event_pb2.Event.FromString(raw[i + 12 : i + 12 + length])
             i += 12 + length + 4
             for value in event.summary.value:
                 found.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -472,18 +532,24 @@ def test_fit_writes_tensorboard_scalars(tmp_path, capsys):
     x, y = data(64)
     optimizer = optax.adam(1e-2)
     state = train.TrainState.create(make_model(), optimizer, key=1)
-    _, history = train.fit(state, train.classification_loss, optimizer, train.Minibatches((x, y), 16), steps=6,
-                           eval=train.EvalConfig([(x, y)], every=3),
-                           log=train.LogConfig(every=2, desc="tb-fit", log_dir=tmp_path / "tb"))
+    _, history = train.fit(
+        state,
+        train.classification_loss,
+        optimizer,
+        train.Minibatches((x, y), 16),
+        steps=6,
+        eval=train.EvalConfig([(x, y)], every=3),
+        log=train.LogConfig(every=2, desc="tb-fit", log_dir=tmp_path / "tb"),
+    )
     scalars = _tensorboard_scalars(tmp_path / "tb")
-    assert sorted(scalars) == ["eval/accuracy", "eval/loss", "train/accuracy", "train/examples_per_sec",
-                               "train/loss"]
+    assert sorted(scalars) == ["eval/accuracy", "eval/loss", "train/accuracy", "train/examples_per_sec", "train/loss"]
     for split, rows in (("train", history.train), ("eval", history.eval)):
         for name in rows[0]:
             if name != "step":
                 assert [s for s, _ in scalars[f"{split}/{name}"]] == [r["step"] for r in rows]
-                np.testing.assert_allclose([v for _, v in scalars[f"{split}/{name}"]], [r[name] for r in rows],
-                                           rtol=1e-6)
+                np.testing.assert_allclose(
+                    [v for _, v in scalars[f"{split}/{name}"]], [r[name] for r in rows], rtol=1e-6
+                )
     assert [s for s, _ in scalars["eval/loss"]] == [3, 6] and [s for s, _ in scalars["train/loss"]] == [2, 4, 6]
     err = capsys.readouterr().err
     assert "tb-fit" in err and "loss=" in err and "ex_per_s=" in err
@@ -503,8 +569,14 @@ def test_fit_without_tensorboardx_says_what_to_install(tmp_path, monkeypatch):
     optimizer = optax.sgd(0.1)
     state = train.TrainState.create(make_model(), optimizer)
     with pytest.raises(ImportError, match=r"tensorboardX, which is not installed: pip install 'tlean\[examples\]'"):
-        train.fit(state, train.classification_loss, optimizer, train.Minibatches(data(8), 4), steps=1,
-                  log=train.LogConfig(log_dir=tmp_path, progress=False))
+        train.fit(
+            state,
+            train.classification_loss,
+            optimizer,
+            train.Minibatches(data(8), 4),
+            steps=1,
+            log=train.LogConfig(log_dir=tmp_path, progress=False),
+        )
     assert not list(tmp_path.iterdir())
 
 

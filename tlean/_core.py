@@ -31,8 +31,21 @@ State = Any
 
 #: Keywords that carry a per-child value or select a child's output (DESIGN 1.2): a
 #: combinator passes them on only when exactly one descendant declares them.
-PER_CHILD_KEYWORDS = frozenset({"return_final", "need_weights", "initial_state", "cache", "start_pos",
-                                "hx", "input2", "x2", "offsets", "per_sample_weights", "kv_cache"})
+PER_CHILD_KEYWORDS = frozenset(
+    {
+        "return_final",
+        "need_weights",
+        "initial_state",
+        "cache",
+        "start_pos",
+        "hx",
+        "input2",
+        "x2",
+        "offsets",
+        "per_sample_weights",
+        "kv_cache",
+    }
+)
 #: Per-child keywords that change what a layer returns: only the last child of a Seq may take them.
 OUTPUT_SELECTORS = frozenset({"return_final", "need_weights"})
 
@@ -180,6 +193,7 @@ class Layer:
         # layer's own __post_init__, so every layer treats the same value the same way.
         own = cls.__dict__.get("__post_init__")
         if own is not None and not getattr(own, "_checks_fields", False):
+
             @functools.wraps(own)
             def __post_init__(self, *args):
                 check_fields(self)
@@ -245,8 +259,9 @@ class Layer:
         return self.init(key), stream
 
     # -- calling children -----------------------------------------------------------------
-    def bind(self, params: Params, state: State, *, key: jax.Array | None = None, train: bool = False,
-             **context: Any) -> Bound:
+    def bind(
+        self, params: Params, state: State, *, key: jax.Array | None = None, train: bool = False, **context: Any
+    ) -> Bound:
         """A view for calling children in ``apply``: ``c = self.bind(params, state, key=key, train=train)``.
 
         ``c.fc1(x, **kw)`` applies child ``fc1`` (see :func:`call_child`) with field ``j``'s
@@ -256,8 +271,17 @@ class Layer:
         """
         return Bound(self, params, state, key, train, context)
 
-    def child(self, name: str, params: Params, state: State, x: Any, *, key: jax.Array | None = None,
-              train: bool = False, **kwargs: Any) -> tuple[Any, State]:
+    def child(
+        self,
+        name: str,
+        params: Params,
+        state: State,
+        x: Any,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Any, State]:
         """Apply child ``name`` once: ``(y, the child's new state)`` (the one-call form of :meth:`bind`)."""
         bound = self.bind(params, state, key=key, train=train)
         y = getattr(bound, name)(x, **kwargs)
@@ -364,7 +388,7 @@ def set_path(tree: Any, name: str, value: Any) -> Any:
     head, *rest = _split_name(name)
     new = value if not rest else set_path(tree[head], ".".join(map(str, rest)), value)
     if isinstance(tree, tuple):
-        return tree[:head] + (new,) + tree[head + 1:]
+        return tree[:head] + (new,) + tree[head + 1 :]
     out = dict(tree)
     if new is _REMOVE:
         del out[head]
@@ -458,8 +482,17 @@ def _entries(tree: Any) -> list[str]:
 
 
 # -- applying children ----------------------------------------------------------------------
-def call_child(layer: Layer, where: tuple, params: Params, state: State, x: Any, *, key: jax.Array | None,
-               train: bool, kwargs: Mapping[str, Any] | None = None) -> tuple[Any, State]:
+def call_child(
+    layer: Layer,
+    where: tuple,
+    params: Params,
+    state: State,
+    x: Any,
+    *,
+    key: jax.Array | None,
+    train: bool,
+    kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Any, State]:
     """Apply ``layer`` as the child at ``where`` (names or indices below its parent).
 
     The one place that does what every child call shares: the array check, a
@@ -506,8 +539,9 @@ class Bound:
     tied aliases filled in.
     """
 
-    def __init__(self, layer: Layer, params: Params, state: State, key: jax.Array | None, train: bool,
-                 context: Mapping[str, Any]):
+    def __init__(
+        self, layer: Layer, params: Params, state: State, key: jax.Array | None, train: bool, context: Mapping[str, Any]
+    ):
         self._layer, self._key, self._train, self._context = layer, key, train, dict(context)
         self.params = with_ties(layer, params) if layer.ties else params
         self.state = dict(state) if isinstance(state, dict) else state
@@ -520,8 +554,10 @@ class Bound:
         j, child = index[name]
         key = None if self._key is None else jax.random.fold_in(self._key, j)
         if isinstance(child, tuple):
-            return tuple(_BoundChild(self, c, (name, i), None if key is None else jax.random.fold_in(key, i))
-                         for i, c in enumerate(child))
+            return tuple(
+                _BoundChild(self, c, (name, i), None if key is None else jax.random.fold_in(key, i))
+                for i, c in enumerate(child)
+            )
         return _BoundChild(self, child, (name,), key)
 
 
@@ -539,8 +575,9 @@ class _BoundChild:
             state = _at(b.state, self.where) if stateful or _has(b.state, self.where) else {}
         else:  # a child without arrays has no entry in a composite's dicts
             params, state = layer.init(None)
-        y, new = call_child(layer, self.where, params, state, x, key=self.key, train=b._train,
-                            kwargs={**context, **kwargs})
+        y, new = call_child(
+            layer, self.where, params, state, x, key=self.key, train=b._train, kwargs={**context, **kwargs}
+        )
         if layer.has_params and (stateful or _has(b.state, self.where)):
             b.state = _put(b.state, self.where, new)
         return y
@@ -566,7 +603,7 @@ def _put(tree: Any, where: tuple, value: Any) -> Any:
     head, rest = where[0], where[1:]
     new = _put(tree[head], rest, value)
     if isinstance(tree, tuple):
-        return tree[:head] + (new,) + tree[head + 1:]
+        return tree[:head] + (new,) + tree[head + 1 :]
     return {**tree, head: new}
 
 
@@ -587,11 +624,14 @@ def route(parent: Layer, children: Sequence[Layer], kwargs: Mapping[str, Any]) -
         if name in PER_CHILD_KEYWORDS:
             count = sum(children[i].declarers(name) for i in takers)
             if count != 1:
-                raise TypeError(f"{parent!r}: {name!r} carries one layer's value, but {count} layers inside take it; "
-                                f"call the layer that should get it directly")
+                raise TypeError(
+                    f"{parent!r}: {name!r} carries one layer's value, but {count} layers inside take it; "
+                    f"call the layer that should get it directly"
+                )
             if name in OUTPUT_SELECTORS and not (isinstance(parent, Seq) and takers == [len(children) - 1]):
-                raise TypeError(f"{parent!r}: {name!r} changes what a layer returns; only the last child of a seq "
-                                f"may take it")
+                raise TypeError(
+                    f"{parent!r}: {name!r} changes what a layer returns; only the last child of a seq may take it"
+                )
         for i in takers:
             out[i][name] = value
     return out
@@ -687,8 +727,9 @@ class Seq(Layer):
         with _debug.scope(x):
             for i, (name, layer) in enumerate(zip(self.keys, self.layers)):
                 child_key = None if key is None else jax.random.fold_in(key, i)
-                x, s = call_child(layer, (name,), params[name], state[name], x, key=child_key, train=train,
-                                  kwargs=routed[i])
+                x, s = call_child(
+                    layer, (name,), params[name], state[name], x, key=child_key, train=train, kwargs=routed[i]
+                )
                 new_state.append(s)
         return x, self.pack(new_state)
 
@@ -718,8 +759,15 @@ class Seq(Layer):
 def _check_container(s: Seq, tree: Any, what: str) -> None:
     kind = dict if s.names is not None else tuple
     if not isinstance(tree, kind) or len(tree) != len(s.layers) or (kind is dict and set(tree) != set(s.names or ())):
-        got = f"{type(tree).__name__} with keys {list(tree)}" if isinstance(tree, dict) else (
-            f"{type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) else type(tree).__name__)
+        got = (
+            f"{type(tree).__name__} with keys {list(tree)}"
+            if isinstance(tree, dict)
+            else (
+                f"{type(tree).__name__} of length {len(tree)}"
+                if isinstance(tree, (tuple, list))
+                else type(tree).__name__
+            )
+        )
         raise TypeError(f"{s!r}: {what} must be a {kind.__name__} with one entry per child {list(s.keys)}, got {got}")
 
 

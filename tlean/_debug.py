@@ -55,8 +55,11 @@ def _location(where: tuple) -> str:
 
 
 def _nonfinite(tree: Any) -> Any:
-    flags = [jnp.logical_not(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
-             if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+    flags = [
+        jnp.logical_not(jnp.all(jnp.isfinite(leaf)))
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)
+    ]
     return jnp.any(jnp.stack(flags)) if flags else jnp.bool_(False)
 
 

@@ -92,8 +92,9 @@ class Model:
         """
         return self.forward(x, *others, key=key, train=train, **kwargs)[0]
 
-    def forward(self, x: Any, *others: Any, key: jax.Array | None = None, train: bool = False,
-                **kwargs) -> tuple[Any, Model]:
+    def forward(
+        self, x: Any, *others: Any, key: jax.Array | None = None, train: bool = False, **kwargs
+    ) -> tuple[Any, Model]:
         """Apply the layer: ``(y, model with the updated state)``.
 
         Args:
@@ -156,11 +157,14 @@ class Model:
         if not self.frozen:
             return self.params, jax.tree.map(lambda _: None, self.params)
         mask = self.trainable()
-        return (jax.tree.map(lambda p, m: p if m else None, self.params, mask),
-                jax.tree.map(lambda p, m: None if m else p, self.params, mask))
+        return (
+            jax.tree.map(lambda p, m: p if m else None, self.params, mask),
+            jax.tree.map(lambda p, m: None if m else p, self.params, mask),
+        )
 
-    def summary(self, input_shape: tuple[int, ...], dtype: Any = jnp.float32, *, flops: bool = True,
-                **kwargs: Any) -> str:
+    def summary(
+        self, input_shape: tuple[int, ...], dtype: Any = jnp.float32, *, flops: bool = True, **kwargs: Any
+    ) -> str:
         """A table of every layer: path, layer, output shape, FLOPs and parameter count.
 
         Shapes are found with ``jax.eval_shape``, so nothing is computed. Seqs and
@@ -202,8 +206,9 @@ class Model:
         rows = _summary_rows(self, x, kwargs, flops)
         total = self.num_params()
         headers = ("#", "layer", "output shape", "FLOPs", "params")
-        table = [headers] + [(path, name, str(shape), "-" if f is None else f"{f:,}", f"{n:,}")
-                             for path, name, shape, n, f in rows]
+        table = [headers] + [
+            (path, name, str(shape), "-" if f is None else f"{f:,}", f"{n:,}") for path, name, shape, n, f in rows
+        ]
         if not flops:
             table = [row[:3] + row[4:] for row in table]
         widths = [max(len(str(r[c])) for r in table) for c in range(len(table[0]))]
@@ -213,8 +218,16 @@ class Model:
             return "  ".join(str(v).ljust(w) if c < 3 else str(v).rjust(w) for c, (v, w) in enumerate(zip(row, widths)))
 
         totals = [f"total FLOPs: {sum(f for *_, f in rows if f is not None):,}"] if flops else []
-        out = [f"input shape: {tuple(input_shape)}", line, fmt(table[0]), line, *map(fmt, table[1:]), line,
-               *totals, f"total params: {total:,}"]
+        out = [
+            f"input shape: {tuple(input_shape)}",
+            line,
+            fmt(table[0]),
+            line,
+            *map(fmt, table[1:]),
+            line,
+            *totals,
+            f"total params: {total:,}",
+        ]
         return "\n".join(out)
 
     # -- composition ---------------------------------------------------------
@@ -285,14 +298,17 @@ def _positional_inputs(layer: Layer, others: tuple, kwargs: dict) -> dict:
     if len(others) > len(names):
         takes = f"its extra inputs are {list(names)}" if names else "it takes one input"
         raise TypeError(f"{layer!r} got {1 + len(others)} positional inputs: {takes}")
-    clash = [n for n in names[:len(others)] if n in kwargs]
+    clash = [n for n in names[: len(others)] if n in kwargs]
     if clash:
         raise TypeError(f"{layer!r} got {clash} both positionally and as keywords")
     return dict(zip(names, others))
 
 
 def _flatten_with_keys(m: Model):
-    return ((jax.tree_util.GetAttrKey("params"), m.params), (jax.tree_util.GetAttrKey("state"), m.state)), (m.layer, m.frozen)
+    return ((jax.tree_util.GetAttrKey("params"), m.params), (jax.tree_util.GetAttrKey("state"), m.state)), (
+        m.layer,
+        m.frozen,
+    )
 
 
 def _flatten(m: Model):
@@ -336,7 +352,9 @@ def _as_model(value: Any) -> Model:
         params, state = value.init(None)
         return Model(value, params, state)
     if isinstance(value, Builder):
-        raise TypeError(f"cannot compose a Model with {value!r}: a Builder is a recipe; build it first with nn.run(seed, builder)")
+        raise TypeError(
+            f"cannot compose a Model with {value!r}: a Builder is a recipe; build it first with nn.run(seed, builder)"
+        )
     return NotImplemented
 
 
@@ -373,8 +391,9 @@ def untie(tree: Any) -> Any:
     return jax.tree.map(copy_if_seen, tree)
 
 
-def _summary_rows(model: Model, x: Any, kwargs: dict, count_flops: bool = True) \
-        -> list[tuple[str, str, Any, int, int | None]]:
+def _summary_rows(
+    model: Model, x: Any, kwargs: dict, count_flops: bool = True
+) -> list[tuple[str, str, Any, int, int | None]]:
     """Trace ``model`` with ``jax.eval_shape``, recording every child call; count each leaf once, in the
     deepest row whose path holds it, and each FLOP once, in the row whose own ops make it."""
     with _debug.collect_rows() as recorded:
@@ -390,7 +409,7 @@ def _summary_rows(model: Model, x: Any, kwargs: dict, count_flops: bool = True) 
         if leaf.part != "params":
             continue
         parts = tuple(leaf.name.split("."))
-        owners = [i for i, p in enumerate(paths) if parts[:len(p)] == p]
+        owners = [i for i, p in enumerate(paths) if parts[: len(p)] == p]
         if owners:
             counts[max(owners, key=lambda i: (len(paths[i]), -i))] += int(np.size(leaf.value))
         else:
@@ -401,7 +420,8 @@ def _summary_rows(model: Model, x: Any, kwargs: dict, count_flops: bool = True) 
     for r, p, n, f in zip(rows, paths, counts, flops):
         label = ".".join(p) or "0"
         name = "  " * max(len(p) - 1, 0) + (
-            f"Seq({len(r['layer'])})" if isinstance(r["layer"], Seq) else repr(r["layer"]))
+            f"Seq({len(r['layer'])})" if isinstance(r["layer"], Seq) else repr(r["layer"])
+        )
         out.append((label, name, r["shape"], n if p not in seen else 0, f))
         seen.add(p)
     if unplaced:
@@ -422,7 +442,7 @@ def _own_flops(model: Model, rows: list[dict], paths: list[tuple]) -> list[int |
                 whole[i] = flops * int(getattr(rows[stack]["layer"], "num_layers", 1))
     own = list(whole)
     for i, p in enumerate(paths):
-        parents = [j for j in range(i) if len(paths[j]) < len(p) and p[:len(paths[j])] == paths[j]]
+        parents = [j for j in range(i) if len(paths[j]) < len(p) and p[: len(paths[j])] == paths[j]]
         child, parent = whole[i], max(parents, key=lambda j: (len(paths[j]), j)) if parents else None
         if parent is not None and child is not None:
             above = own[parent]

@@ -125,9 +125,11 @@ def _describe(leaf: Any) -> dict:
     """Name-free description of a leaf (concrete or abstract)."""
     kind = _leaf_kind(leaf)
     if kind.startswith("python:"):  # kept exactly, as JSON, in tlean.json
-        return {"kind": kind, "shape": [], "dtype": kind[len("python:"):]}
+        return {"kind": kind, "shape": [], "dtype": kind[len("python:") :]}
     if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
-        raise TypeError(f"cannot checkpoint a leaf of type {type(leaf).__name__}: leaves must be arrays or Python scalars")
+        raise TypeError(
+            f"cannot checkpoint a leaf of type {type(leaf).__name__}: leaves must be arrays or Python scalars"
+        )
     if kind == "array" and not _numeric(leaf.dtype):
         raise TypeError(f"cannot checkpoint an array of dtype {leaf.dtype}: only numbers and booleans are stored")
     return {"kind": kind, "shape": list(leaf.shape), "dtype": str(leaf.dtype)}
@@ -239,15 +241,19 @@ def _schema_error(meta: dict) -> str | None:
         where = f"leaf {name!r}"
         if not isinstance(kind, str) or not (kind in _KINDS or kind.startswith("key:")):
             return f"{where} has an unknown kind {kind!r}"
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                 for d in shape)):
+        if not (
+            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             return f"{where} has a shape that is not a list of sizes: {shape!r}"
         if not (entry.get("checksum") is None or isinstance(entry.get("checksum"), str)):
             return f"{where}'s checksum is not text"
         if kind.startswith("python:"):
             value = entry.get("value", None)
-            if "value" not in entry or isinstance(value, bool) != (kind == "python:bool") \
-                    or not isinstance(value, _PYTHON_TYPES[kind]):
+            if (
+                "value" not in entry
+                or isinstance(value, bool) != (kind == "python:bool")
+                or not isinstance(value, _PYTHON_TYPES[kind])
+            ):
                 return f"{where} of kind {kind} has no value of that type (got {value!r})"
             continue
         if kind.startswith("key:"):
@@ -255,7 +261,7 @@ def _schema_error(meta: dict) -> str | None:
                 if str(_key_dtype(kind)) != entry["dtype"]:
                     return f"{where} has dtype {entry['dtype']!r}, not that of its kind {kind!r}"
             except Exception:
-                return f"{where} names an unknown PRNG implementation {kind[len('key:'):]!r}"
+                return f"{where} names an unknown PRNG implementation {kind[len('key:') :]!r}"
             continue
         try:
             dtype = np.dtype(jnp.dtype(entry["dtype"]))
@@ -273,7 +279,9 @@ def _read_meta(path: Path) -> dict:
     try:
         meta = json.loads(file.read_text())
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CheckpointError(f"the checkpoint at {path} is corrupted or truncated: cannot read {_META} ({err})") from None
+        raise CheckpointError(
+            f"the checkpoint at {path} is corrupted or truncated: cannot read {_META} ({err})"
+        ) from None
     problem = _schema_error(meta)
     if problem is not None:
         raise CheckpointError(f"the checkpoint at {path} is corrupted: {file} is not valid: {problem}")
@@ -283,8 +291,10 @@ def _read_meta(path: Path) -> dict:
         if not isinstance(meta.get("checksum"), str):
             raise CheckpointError(f"the checkpoint at {path} is corrupted: {file} has no checksum of its own")
         if meta["checksum"] != _meta_checksum(meta):
-            raise CheckpointError(f"the checkpoint at {path} is corrupted: the checksum of {file} does not match its "
-                                  "content (a changed name, value, shape, dtype, layer config or metadata)")
+            raise CheckpointError(
+                f"the checkpoint at {path} is corrupted: the checksum of {file} does not match its "
+                "content (a changed name, value, shape, dtype, layer config or metadata)"
+            )
     return meta
 
 
@@ -292,11 +302,18 @@ def _resolve(path: Path) -> Path:
     """``path``, or the previous checkpoint a save interrupted mid-overwrite left beside it."""
     if path.exists():
         return path
-    olds = sorted(path.parent.glob(f".{path.name}{_OLD}*"), key=lambda p: p.stat().st_mtime) if path.parent.is_dir() else []
+    olds = (
+        sorted(path.parent.glob(f".{path.name}{_OLD}*"), key=lambda p: p.stat().st_mtime)
+        if path.parent.is_dir()
+        else []
+    )
     olds = [p for p in olds if (p / _META).is_file()]
     if olds:
-        warnings.warn(f"no checkpoint at {path}: a save was interrupted while replacing it; restoring the previous "
-                      f"checkpoint from {olds[-1]}", stacklevel=3)
+        warnings.warn(
+            f"no checkpoint at {path}: a save was interrupted while replacing it; restoring the previous "
+            f"checkpoint from {olds[-1]}",
+            stacklevel=3,
+        )
         return olds[-1]
     raise FileNotFoundError(f"no checkpoint at {path}")
 
@@ -362,8 +379,10 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
             entry["value"] = leaf
         else:
             if isinstance(array, jax.Array) and array.is_deleted():
-                raise RuntimeError(f"checkpoint.save: {entry['name']} has been deleted (donated to a jitted step?): "
-                                   "save the state the step returned, not the one it was given")
+                raise RuntimeError(
+                    f"checkpoint.save: {entry['name']} has been deleted (donated to a jitted step?): "
+                    "save the state the step returned, not the one it was given"
+                )
             host = _host(array)
             entry["checksum"] = None if host is None else _checksum(host)
     metadata = metadata if metadata is not None else {}
@@ -385,7 +404,9 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, ov
         if not overwrite:
             raise FileExistsError(f"checkpoint.save: {path} exists (pass overwrite=True to replace it)")
         if not (path.is_dir() and (path / _META).is_file()):
-            raise FileExistsError(f"checkpoint.save: {path} exists and is not a tlean checkpoint; refusing to replace it")
+            raise FileExistsError(
+                f"checkpoint.save: {path} exists and is not a tlean checkpoint; refusing to replace it"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     for pattern in (_TMP, _DELETING):  # left by an earlier interrupted save or deletion
         for stale in path.parent.glob(f".{path.name}{pattern}*"):
@@ -423,8 +444,10 @@ def _check_json_exact(value: Any, where: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise TypeError(f"checkpoint.save: {where} has the key {k!r}; JSON would read it back as the string "
-                                f"{json.dumps(k) if not isinstance(k, str) else k!r}: use string keys")
+                raise TypeError(
+                    f"checkpoint.save: {where} has the key {k!r}; JSON would read it back as the string "
+                    f"{json.dumps(k) if not isinstance(k, str) else k!r}: use string keys"
+                )
             _check_json_exact(v, f"{where}[{k!r}]")
     elif isinstance(value, tuple):
         raise TypeError(f"checkpoint.save: {where} is a tuple; JSON would read it back as a list: pass a list")
@@ -472,7 +495,7 @@ def clean_debris(directory: str | os.PathLike) -> list[Path]:
             continue
         debris = _TMP in name or _DELETING in name
         if not debris and _OLD in name:
-            debris = (directory / name[1:name.index(_OLD)] / _META).is_file()
+            debris = (directory / name[1 : name.index(_OLD)] / _META).is_file()
         if debris:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
@@ -513,7 +536,7 @@ def _differences(meta: dict, names: list[str], like_leaves: list, like: Any, che
 
 def _key_dtype(kind: str) -> Any:
     """The dtype of a key array of the implementation named in ``"key:<impl>"``."""
-    return jax.eval_shape(lambda: jax.random.key(0, impl=kind[len("key:"):])).dtype
+    return jax.eval_shape(lambda: jax.random.key(0, impl=kind[len("key:") :])).dtype
 
 
 def _on_host(entry: dict, leaf: Any) -> bool:
@@ -544,7 +567,7 @@ def _target(entry: dict, leaf: Any) -> Any:
 def _finish(entry: dict, array: Any, like_leaf: Any) -> Any:
     kind = entry["kind"]
     if kind.startswith("key:"):
-        return jax.random.wrap_key_data(array, impl=kind[len("key:"):])
+        return jax.random.wrap_key_data(array, impl=kind[len("key:") :])
     if kind.startswith("python:"):
         return {"python:bool": bool, "python:int": int, "python:float": float}[kind](array)
     if isinstance(like_leaf, np.generic):
@@ -603,8 +626,10 @@ def restore(
 
     saved_version = meta.get("jax_version")
     if saved_version != jax.__version__ and jax_version != "ignore":
-        message = (f"the checkpoint at {path} was written with JAX {saved_version}, this is JAX {jax.__version__}: "
-                   "arrays load unchanged, but a resumed run is bit-identical only on the same JAX version")
+        message = (
+            f"the checkpoint at {path} was written with JAX {saved_version}, this is JAX {jax.__version__}: "
+            "arrays load unchanged, but a resumed run is bit-identical only on the same JAX version"
+        )
         if jax_version == "error":
             raise CheckpointError(message)
         warnings.warn(message, stacklevel=2)
@@ -617,8 +642,11 @@ def restore(
 
 def _read_arrays(path: Path, entries: list[dict], like_leaves: list) -> list:
     """Every leaf's stored value (key data for keys), read by orbax and checked against its checksum."""
-    targets = {str(i): _target(e, leaf) for i, (e, leaf) in enumerate(zip(entries, like_leaves))
-               if not e["kind"].startswith("python:")}
+    targets = {
+        str(i): _target(e, leaf)
+        for i, (e, leaf) in enumerate(zip(entries, like_leaves))
+        if not e["kind"].startswith("python:")
+    }
     in_orbax = {i: t for i, t in targets.items() if math.prod(t.shape) > 0}
     try:
         loaded = _checkpointer().restore(path, in_orbax) if in_orbax else {}
@@ -635,8 +663,11 @@ def _read_arrays(path: Path, entries: list[dict], like_leaves: list) -> list:
             continue
         if i not in loaded:  # a zero-size array
             target = targets[i]
-            arrays.append(target if isinstance(target, np.ndarray)
-                          else jax.device_put(jnp.zeros(target.shape, target.dtype), target.sharding))
+            arrays.append(
+                target
+                if isinstance(target, np.ndarray)
+                else jax.device_put(jnp.zeros(target.shape, target.dtype), target.sharding)
+            )
             continue
         array = loaded[i]
         host = _host(array)

@@ -98,7 +98,9 @@ class _Loss:
             )
             object.__setattr__(self, "reduction", legacy)
         if self.reduction not in self._reductions:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of {self._reductions}, got {self.reduction!r}")
+            raise ValueError(
+                f"{type(self).__name__}: reduction must be one of {self._reductions}, got {self.reduction!r}"
+            )
         self._check_config()
 
     def _check_config(self) -> None:
@@ -188,7 +190,9 @@ class _ClassLoss(_Loss):
                 expected += f" or {input_shape} (class probabilities)"
             raise ShapeError(self, expected, target.shape)
         if not jnp.issubdtype(target.dtype, jnp.integer):
-            raise TypeError(f"{self!r}: expected integer class indices as target, got {target.dtype} of shape {target.shape}")
+            raise TypeError(
+                f"{self!r}: expected integer class indices as target, got {target.dtype} of shape {target.shape}"
+            )
         if not isinstance(target, jax.core.Tracer):  # out-of-range indices are only checkable eagerly
             values = np.asarray(target)
             bad = values[(values != self.ignore_index) & ((values < 0) | (values >= classes))]
@@ -255,8 +259,10 @@ class CrossEntropyLoss(_ClassLoss):
         smoothing = self.label_smoothing
         if target.shape == jnp.shape(input):
             if not jnp.issubdtype(target.dtype, jnp.floating):
-                raise TypeError(f"{self!r}: expected floating class probabilities as a target of the input's shape "
-                                f"{target.shape}, got {target.dtype}")
+                raise TypeError(
+                    f"{self!r}: expected floating class probabilities as a target of the input's shape "
+                    f"{target.shape}, got {target.dtype}"
+                )
             probs = self._classes_last(target.astype(logits.dtype))
             if smoothing:
                 probs = probs * (1.0 - smoothing) + smoothing / classes
@@ -586,7 +592,9 @@ class CosineEmbeddingLoss(_Pairwise):
         x1, x2, target = self._three(input1, input2, target, jnp.shape(input1)[:-1])
         eps = 1e-12
         cos = jnp.sum(x1 * x2, -1) / jnp.sqrt((jnp.sum(x1 * x1, -1) + eps) * (jnp.sum(x2 * x2, -1) + eps))
-        loss = jnp.where(target == 1, 1.0 - cos, 0.0) + jnp.where(target == -1, jnp.maximum(cos - self.margin, 0.0), 0.0)
+        loss = jnp.where(target == 1, 1.0 - cos, 0.0) + jnp.where(
+            target == -1, jnp.maximum(cos - self.margin, 0.0), 0.0
+        )
         return self._reduce(loss)
 
 
@@ -726,7 +734,9 @@ class CTCLoss(_Loss):
         elif targets.ndim == 1:
             targets = self._pad_concatenated(targets, target_lengths)
         elif targets.ndim != 2 or targets.shape[0] != batch:
-            raise ShapeError(self, f"targets of shape ({batch}, S) or concatenated (sum(target_lengths),)", targets.shape)
+            raise ShapeError(
+                self, f"targets of shape ({batch}, S) or concatenated (sum(target_lengths),)", targets.shape
+            )
         self._check_lengths("input_lengths", input_lengths, lp.shape[0], "T")
         self._check_lengths("target_lengths", target_lengths, targets.shape[1], "S")
         loss = _ctc_per_sample(lp, targets, input_lengths, target_lengths, self.blank, self.zero_infinity)

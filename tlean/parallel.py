@@ -111,7 +111,12 @@ def make_mesh(axes: Mapping[str, int] | None = None, *, devices: Sequence[Any] |
     if not axes:
         raise ValueError("make_mesh: give at least one axis, e.g. {'data': -1}")
     for name, size in axes.items():
-        if not isinstance(name, str) or isinstance(size, bool) or not isinstance(size, int) or not (size >= 1 or size == -1):
+        if (
+            not isinstance(name, str)
+            or isinstance(size, bool)
+            or not isinstance(size, int)
+            or not (size >= 1 or size == -1)
+        ):
             raise ValueError(f"make_mesh: axis sizes must be positive ints or -1, got {name!r}: {size!r}")
     free = [name for name, size in axes.items() if size == -1]
     if len(free) > 1:
@@ -119,7 +124,9 @@ def make_mesh(axes: Mapping[str, int] | None = None, *, devices: Sequence[Any] |
     known = math.prod(size for size in axes.values() if size != -1)
     if free:
         if len(devices) % known:
-            raise ValueError(f"make_mesh: {len(devices)} devices do not divide into {axes} (the fixed sizes multiply to {known})")
+            raise ValueError(
+                f"make_mesh: {len(devices)} devices do not divide into {axes} (the fixed sizes multiply to {known})"
+            )
         axes[free[0]] = len(devices) // known
     if math.prod(axes.values()) != len(devices):
         raise ValueError(
@@ -249,7 +256,9 @@ def param_specs(tree: Any, rules: Rules) -> Any:
     compiled = _compile_rules(rules)
     treedef = jax.tree.structure(tree)
     named = _named_leaves(tree)  # visits the leaves in flatten order
-    return jax.tree.unflatten(treedef, [_stacked_spec(_spec_for(name, compiled), stacked) for name, stacked, _ in named])
+    return jax.tree.unflatten(
+        treedef, [_stacked_spec(_spec_for(name, compiled), stacked) for name, stacked, _ in named]
+    )
 
 
 def _stacked_spec(spec: PartitionSpec, stacked: int) -> PartitionSpec:

@@ -99,9 +99,15 @@ def tracing() -> bool:
 
 def _concrete_threefry(key: Any) -> bool:
     """A concrete single typed key of the default threefry2x32, partitionable threefry on, nothing tracing."""
-    return (isinstance(key, jax.Array) and not isinstance(key, Tracer) and key.shape == () and not tracing()
-            and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-            and str(jax.random.key_impl(key)) == "threefry2x32" and jax.config.values["jax_threefry_partitionable"])
+    return (
+        isinstance(key, jax.Array)
+        and not isinstance(key, Tracer)
+        and key.shape == ()
+        and not tracing()
+        and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and str(jax.random.key_impl(key)) == "threefry2x32"
+        and jax.config.values["jax_threefry_partitionable"]
+    )
 
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))

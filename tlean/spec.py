@@ -24,6 +24,7 @@ def _f64(x: Any) -> Array:
 
 # --- linear and activations --------------------------------------------------------------
 
+
 def linear(params: dict, x: Any) -> Array:
     """``y[..., o] = sum_i x[..., i] W[o, i] + b[o]``."""
     x, w = _f64(x), _f64(params["weight"])
@@ -90,10 +91,11 @@ def dropout_expectation(x: Any, p: float) -> Array:
 
 # --- normalisation -----------------------------------------------------------------------
 
+
 def layer_norm(params: dict, x: Any, eps: float = 1e-5, normalized_ndim: int = 1) -> Array:
     """Over the trailing axes: ``(x - mean) / sqrt(var + eps) * weight + bias``, biased variance."""
     x = _f64(x)
-    lead, tail = x.shape[: x.ndim - normalized_ndim], x.shape[x.ndim - normalized_ndim:]
+    lead, tail = x.shape[: x.ndim - normalized_ndim], x.shape[x.ndim - normalized_ndim :]
     out = np.empty_like(x)
     for idx in np.ndindex(*lead):
         values = [x[idx + j] for j in np.ndindex(*tail)]
@@ -147,7 +149,9 @@ def batch_norm2d(params: dict, state: dict, x: Any, *, train: bool, eps: float =
         new_state["num_batches_tracked"] = np.asarray(state["num_batches_tracked"]) + 1
     y = np.empty_like(x)
     for i, ch, a, b in np.ndindex(n, c, h, w):
-        y[i, ch, a, b] = (x[i, ch, a, b] - mean[ch]) / math.sqrt(var[ch] + eps) * _f64(params["weight"])[ch] + _f64(params["bias"])[ch]
+        y[i, ch, a, b] = (x[i, ch, a, b] - mean[ch]) / math.sqrt(var[ch] + eps) * _f64(params["weight"])[ch] + _f64(
+            params["bias"]
+        )[ch]
     return y, new_state
 
 
@@ -162,11 +166,14 @@ def instance_norm2d(params: dict, x: Any, eps: float = 1e-5) -> Array:
             m = sum(values) / len(values)
             v = sum((u - m) ** 2 for u in values) / len(values)
             for a, b in np.ndindex(h, w):
-                y[i, ch, a, b] = (x[i, ch, a, b] - m) / math.sqrt(v + eps) * _f64(params["weight"])[ch] + _f64(params["bias"])[ch]
+                y[i, ch, a, b] = (x[i, ch, a, b] - m) / math.sqrt(v + eps) * _f64(params["weight"])[ch] + _f64(
+                    params["bias"]
+                )[ch]
     return y
 
 
 # --- convolution and pooling -------------------------------------------------------------
+
 
 def _out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
@@ -233,6 +240,7 @@ def global_avg_pool(x: Any) -> Array:
 
 
 # --- sequences ---------------------------------------------------------------------------
+
 
 def embedding(weight: Any, ids: Any) -> Array:
     """``y[..., :] = W[id, :]``."""
@@ -301,8 +309,8 @@ def multihead_attention(params: dict, x: Any, num_heads: int, allowed: Any = Non
     out = np.zeros((bsz, n, e))
     for bi in range(bsz):
         q = x[bi] @ w[:e].T + b[:e]
-        k = x[bi] @ w[e:2 * e].T + b[e:2 * e]
-        v = x[bi] @ w[2 * e:].T + b[2 * e:]
+        k = x[bi] @ w[e : 2 * e].T + b[e : 2 * e]
+        v = x[bi] @ w[2 * e :].T + b[2 * e :]
         heads = np.zeros((n, e))
         for h in range(num_heads):
             sl = slice(h * hd, (h + 1) * hd)
@@ -323,6 +331,7 @@ def multihead_attention(params: dict, x: Any, num_heads: int, allowed: Any = Non
 
 
 # --- recurrences -------------------------------------------------------------------------
+
 
 def _sig(v):
     return 1 / (1 + np.exp(-v))
@@ -353,8 +362,8 @@ def gru(params: dict, x: Any, h0: Any = None, layer: int = 0):
     for x_t in _f64(x):
         gi, gh = w_ih @ x_t + b_ih, w_hh @ h + b_hh
         r = _sig(gi[:hs] + gh[:hs])
-        z = _sig(gi[hs:2 * hs] + gh[hs:2 * hs])
-        n = np.tanh(gi[2 * hs:] + r * gh[2 * hs:])
+        z = _sig(gi[hs : 2 * hs] + gh[hs : 2 * hs])
+        n = np.tanh(gi[2 * hs :] + r * gh[2 * hs :])
         h = (1 - z) * n + z * h
         outs.append(h)
     return np.stack(outs), h
@@ -373,7 +382,7 @@ def lstm(params: dict, x: Any, h0: Any = None, c0: Any = None, layer: int = 0):
     outs = []
     for x_t in _f64(x):
         gates = w_ih @ x_t + b_ih + w_hh @ h + b_hh
-        i, f, g, o = _sig(gates[:hs]), _sig(gates[hs:2 * hs]), np.tanh(gates[2 * hs:3 * hs]), _sig(gates[3 * hs:])
+        i, f, g, o = _sig(gates[:hs]), _sig(gates[hs : 2 * hs]), np.tanh(gates[2 * hs : 3 * hs]), _sig(gates[3 * hs :])
         c = f * c + i * g
         h = o * np.tanh(c)
         outs.append(h)

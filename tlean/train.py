@@ -127,15 +127,21 @@ class TrainState:
         from tlean import parallel
 
         model = parallel.param_shardings(self.model, rules, mesh)
-        trainable = jax.tree.map(lambda s, t: None if t is None else s, model.params, self.model.partition()[0],
-                                 is_leaf=lambda v: v is None)
+        trainable = jax.tree.map(
+            lambda s, t: None if t is None else s, model.params, self.model.partition()[0], is_leaf=lambda v: v is None
+        )
         whole = parallel.replicated(mesh)
-        return self.replace(model=model, opt_state=parallel.opt_state_shardings(optimizer, self.opt_state, trainable,
-                                                                                mesh), step=whole, key=whole)
+        return self.replace(
+            model=model,
+            opt_state=parallel.opt_state_shardings(optimizer, self.opt_state, trainable, mesh),
+            step=whole,
+            key=whole,
+        )
 
     @classmethod
-    def create_sharded(cls, builder: Any, seed: Any, optimizer: optax.GradientTransformation, rules: Any, mesh: Any,
-                       *, key: Any = 0) -> TrainState:
+    def create_sharded(
+        cls, builder: Any, seed: Any, optimizer: optax.GradientTransformation, rules: Any, mesh: Any, *, key: Any = 0
+    ) -> TrainState:
         """``TrainState.create(nn.run(seed, builder), optimizer, key=key)``, built directly sharded.
 
         As :func:`tlean.parallel.init_sharded`: the model and the optimiser state are
@@ -200,12 +206,17 @@ def _check_opt_state(optimizer: optax.GradientTransformation, params: Any, opt_s
     wrong = []
     for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0], jax.tree.leaves(opt_state)):
         if (tuple(w.shape), jnp.dtype(w.dtype)) != (tuple(jnp.shape(g)), jnp.result_type(g)):
-            wrong.append(f"opt_state{jax.tree_util.keystr(path)}: expected {jnp.dtype(w.dtype).name}{list(w.shape)}, "
-                         f"got {jnp.result_type(g).name}{list(jnp.shape(g))}")
+            wrong.append(
+                f"opt_state{jax.tree_util.keystr(path)}: expected {jnp.dtype(w.dtype).name}{list(w.shape)}, "
+                f"got {jnp.result_type(g).name}{list(jnp.shape(g))}"
+            )
     if wrong:
         more = f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""
-        raise ValueError("opt_state does not match the model's params (was it made for another model?): "
-                         + "; ".join(wrong[:5]) + more)
+        raise ValueError(
+            "opt_state does not match the model's params (was it made for another model?): "
+            + "; ".join(wrong[:5])
+            + more
+        )
 
 
 def classification_loss(model: Model, batch: tuple, *, key: jax.Array | None, train: bool):
@@ -232,8 +243,14 @@ def _signature(tree: Any) -> tuple:
 
 def _call_loss(loss_fn: LossFn, model: Model, batch: Any, key: jax.Array | None, train: bool):
     out = loss_fn(model, batch, key=key, train=train)
-    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2
-            and isinstance(out[1][0], Model) and isinstance(out[1][1], dict)):
+    if not (
+        isinstance(out, tuple)
+        and len(out) == 2
+        and isinstance(out[1], tuple)
+        and len(out[1]) == 2
+        and isinstance(out[1][0], Model)
+        and isinstance(out[1][1], dict)
+    ):
         raise TypeError(
             f"loss_fn must return (loss, (model, metrics)) with the model from model.forward(...) and a dict of "
             f"scalar metrics, got {jax.tree.map(lambda x: getattr(x, 'shape', x), out)!r}"
@@ -392,7 +409,7 @@ class Minibatches:
 
     def __call__(self, step: int) -> Any:
         epoch, i = divmod(int(step), self.steps_per_epoch)
-        index = self._permutation(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+        index = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         return jax.tree.map(lambda a: a[index], self.arrays)
 
 
@@ -409,7 +426,7 @@ def eval_batches(arrays: Any, batch_size: int) -> list:
     if not leaves:
         raise ValueError("eval_batches: arrays holds no array")
     n = len(leaves[0])
-    return [jax.tree.map(lambda a, i=i: np.asarray(a)[i:i + batch_size], arrays) for i in range(0, n, batch_size)]
+    return [jax.tree.map(lambda a, i=i: np.asarray(a)[i : i + batch_size], arrays) for i in range(0, n, batch_size)]
 
 
 @dataclasses.dataclass
@@ -443,8 +460,16 @@ class History:
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-_ORBAX_FILES = {"_CHECKPOINT_METADATA", "_METADATA", "_sharding", "array_metadatas", "commit_success.txt", "d",
-                "descriptor", "manifest.ocdbt"}
+_ORBAX_FILES = {
+    "_CHECKPOINT_METADATA",
+    "_METADATA",
+    "_sharding",
+    "array_metadatas",
+    "commit_success.txt",
+    "d",
+    "descriptor",
+    "manifest.ocdbt",
+}
 
 
 def _steps(directory: Path) -> list[tuple[int, Path]]:
@@ -484,8 +509,11 @@ def _clean_debris(directory: Path) -> None:
         if all(n in _ORBAX_FILES or n.startswith("ocdbt.process_") for n in names):
             shutil.rmtree(path, ignore_errors=True)  # a checkpoint half deleted by a crash
         else:
-            warnings.warn(f"fit: {path} is not a tlean checkpoint (no tlean.json) and holds files that are not "
-                          "orbax's: left as it is, and ignored", stacklevel=3)
+            warnings.warn(
+                f"fit: {path} is not a tlean checkpoint (no tlean.json) and holds files that are not "
+                "orbax's: left as it is, and ignored",
+                stacklevel=3,
+            )
 
 
 def _run_of(path: Path) -> str | None:
@@ -546,7 +574,7 @@ def _rotate(ours: list[Path], path: Path, keep: int) -> None:
     """
     from tlean import checkpoint
 
-    ours[:] = sorted({*ours, path}, key=lambda p: int(p.name[len("step_"):]))  # step_<n>: _steps listed them
+    ours[:] = sorted({*ours, path}, key=lambda p: int(p.name[len("step_") :]))  # step_<n>: _steps listed them
     for old in [p for p in ours[:-keep] if p != path]:
         if old.exists():
             checkpoint.delete(old)
@@ -573,8 +601,10 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.data is None or isinstance(self.data, (str, bytes)):
-            raise TypeError(f"EvalConfig: data must be a sequence of batches or a function returning them, "
-                            f"got {type(self.data).__name__}")
+            raise TypeError(
+                f"EvalConfig: data must be a sequence of batches or a function returning them, "
+                f"got {type(self.data).__name__}"
+            )
         _positive("EvalConfig", "every", self.every, optional=True)
 
 
@@ -630,10 +660,15 @@ class LogConfig:
 
 
 _OLD_KEYWORDS = {  # fit's keywords before 0.2 -> (config, field)
-    "eval_data": ("eval", "data"), "eval_every": ("eval", "every"),
-    "log_every": ("log", "every"), "progress": ("log", "progress"), "desc": ("log", "desc"),
-    "checkpoint_dir": ("checkpoints", "dir"), "checkpoint_every": ("checkpoints", "every"),
-    "keep_checkpoints": ("checkpoints", "keep"), "resume": ("checkpoints", "resume"),
+    "eval_data": ("eval", "data"),
+    "eval_every": ("eval", "every"),
+    "log_every": ("log", "every"),
+    "progress": ("log", "progress"),
+    "desc": ("log", "desc"),
+    "checkpoint_dir": ("checkpoints", "dir"),
+    "checkpoint_every": ("checkpoints", "every"),
+    "keep_checkpoints": ("checkpoints", "keep"),
+    "resume": ("checkpoints", "resume"),
 }
 
 
@@ -642,8 +677,10 @@ def _from_old_keywords(old: dict, eval: Any, checkpoints: Any, log: Any) -> tupl
     ``DeprecationWarning`` naming the new spelling."""
     unknown = sorted(set(old) - set(_OLD_KEYWORDS))
     if unknown:
-        raise TypeError(f"fit got unexpected keyword arguments {unknown}; it takes steps=, eval=EvalConfig(...), "
-                        "checkpoints=CheckpointConfig(...) and log=LogConfig(...)")
+        raise TypeError(
+            f"fit got unexpected keyword arguments {unknown}; it takes steps=, eval=EvalConfig(...), "
+            "checkpoints=CheckpointConfig(...) and log=LogConfig(...)"
+        )
     groups: dict[str, dict] = {"eval": {}, "checkpoints": {}, "log": {}}
     for name, value in old.items():
         group, field = _OLD_KEYWORDS[name]
@@ -653,9 +690,12 @@ def _from_old_keywords(old: dict, eval: Any, checkpoints: Any, log: Any) -> tupl
         if fields and given[group] is not None:
             raise TypeError(f"fit: pass {group}= or the old keywords {sorted(fields)}, not both")
     spelled = ", ".join(f"{k}={_OLD_KEYWORDS[k][0]}.{_OLD_KEYWORDS[k][1]}" for k in sorted(old))
-    warnings.warn(f"fit's keywords {sorted(old)} are deprecated and go in the next release: pass "
-                  f"eval=EvalConfig(...), checkpoints=CheckpointConfig(...), log=LogConfig(...) ({spelled})",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"fit's keywords {sorted(old)} are deprecated and go in the next release: pass "
+        f"eval=EvalConfig(...), checkpoints=CheckpointConfig(...), log=LogConfig(...) ({spelled})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     if groups["eval"] and groups["eval"].get("data") is not None:
         eval = EvalConfig(**groups["eval"])
     elif groups["eval"].get("every") is not None:
@@ -723,8 +763,10 @@ def _summary_writer(log_dir: str | os.PathLike) -> Any:
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
-        raise ImportError("fit: LogConfig(log_dir=...) writes TensorBoard scalars with tensorboardX, which is not "
-                          "installed: pip install 'tlean[examples]' (or tensorboardX)") from None
+        raise ImportError(
+            "fit: LogConfig(log_dir=...) writes TensorBoard scalars with tensorboardX, which is not "
+            "installed: pip install 'tlean[examples]' (or tensorboardX)"
+        ) from None
     return SummaryWriter(os.fspath(log_dir))
 
 
@@ -747,9 +789,19 @@ def _due(every: int | None, done: int, steps: int) -> bool:
     return every is not None and done % every == 0 and done != steps
 
 
-def _loop(state: TrainState, step_fn: Callable, train_data: Callable[[int], Any], steps: int, loss_fn: LossFn,
-          eval: EvalConfig | None, checkpoints: CheckpointConfig | None, log: LogConfig, reporter: _Reporter,
-          run: str, ours: list) -> TrainState:
+def _loop(
+    state: TrainState,
+    step_fn: Callable,
+    train_data: Callable[[int], Any],
+    steps: int,
+    loss_fn: LossFn,
+    eval: EvalConfig | None,
+    checkpoints: CheckpointConfig | None,
+    log: LogConfig,
+    reporter: _Reporter,
+    run: str,
+    ours: list,
+) -> TrainState:
     """The steps from ``state.step`` to ``steps``, with the periodic logs, evaluations and checkpoints."""
     for step in range(int(state.step), steps):
         batch = train_data(step)
@@ -835,8 +887,11 @@ def fit(
     if isinstance(checkpoints, (str, os.PathLike)):
         checkpoints = CheckpointConfig(checkpoints)
     log = LogConfig() if log is None else log
-    for name, value, kind in (("eval", eval, EvalConfig), ("checkpoints", checkpoints, CheckpointConfig),
-                              ("log", log, LogConfig)):
+    for name, value, kind in (
+        ("eval", eval, EvalConfig),
+        ("checkpoints", checkpoints, CheckpointConfig),
+        ("log", log, LogConfig),
+    ):
         if value is not None and not isinstance(value, kind):
             raise TypeError(f"fit: {name} must be a {kind.__name__} or None, got {type(value).__name__}")
     _check_state(state, "fit")
@@ -847,8 +902,19 @@ def fit(
     start = int(state.step)
     reporter = _Reporter(log, history, start, steps)
     try:
-        state = _loop(state, make_train_step(loss_fn, optimizer), train_data, steps, loss_fn, eval, checkpoints,
-                      log, reporter, run, ours)
+        state = _loop(
+            state,
+            make_train_step(loss_fn, optimizer),
+            train_data,
+            steps,
+            loss_fn,
+            eval,
+            checkpoints,
+            log,
+            reporter,
+            run,
+            ours,
+        )
         if start < steps:  # the end: one evaluation and one checkpoint
             if eval is not None:
                 _evaluate(loss_fn, eval, state, reporter)

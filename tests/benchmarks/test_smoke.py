@@ -36,9 +36,24 @@ def test_quick_cli_run_writes_table_and_chart(tmp_path):
     out = tmp_path / "results"
     doc = tmp_path / "BENCHMARKS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--models", "tiny,mlp", "--rounds", "2",
-         "--out", str(out), "--markdown", str(doc)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--models",
+            "tiny,mlp",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+            "--markdown",
+            str(doc),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "benchmarks.md").read_text()
@@ -57,17 +72,33 @@ def test_quick_cli_run_writes_table_and_chart(tmp_path):
 
 
 def test_report_checks_the_targets():
-    rows = [_common.Row("tlean", 1.02e-3, 1.02, 1.0, 2.3), _common.Row("raw", 1e-3, 1.0, 1.0, 2.3),
-            _common.Row("linen", 0.995e-3, 0.995, 1.0, 2.3)]
+    rows = [
+        _common.Row("tlean", 1.02e-3, 1.02, 1.0, 2.3),
+        _common.Row("raw", 1e-3, 1.0, 1.0, 2.3),
+        _common.Row("linen", 0.995e-3, 0.995, 1.0, 2.3),
+    ]
     train = _common.Table("mlp", "MLP", "ms", rows)
-    call = _common.Table("tiny", "Tiny", "us", [_common.Row("tlean", 9e-6, 1.25), _common.Row("raw", 8e-6, 1.0)],
-                         kind="call")
-    compiled = _common.Table("compile", "Compile", "s", [_common.Row("depth 4", 2.0, 1.0), _common.Row("depth 16", 2.2, 1.1),
-                                                          _common.Row("depth 16, unrolled", 9.0, 4.5)], kind="compile")
+    call = _common.Table(
+        "tiny", "Tiny", "us", [_common.Row("tlean", 9e-6, 1.25), _common.Row("raw", 8e-6, 1.0)], kind="call"
+    )
+    compiled = _common.Table(
+        "compile",
+        "Compile",
+        "s",
+        [
+            _common.Row("depth 4", 2.0, 1.0),
+            _common.Row("depth 16", 2.2, 1.1),
+            _common.Row("depth 16, unrolled", 9.0, 4.5),
+        ],
+        kind="compile",
+    )
     targets = run.targets([train, call, compiled])
     assert ("MLP: tlean / raw JAX <= 1.03", "1.020", "yes") in targets
-    assert ("MLP: tlean no slower than nnx, linen, equinox (within 3%)", "tlean 1.020, fastest peer flax.linen 0.995",
-            "yes") in targets  # 1.02 <= 0.995 * 1.03
+    assert (
+        "MLP: tlean no slower than nnx, linen, equinox (within 3%)",
+        "tlean 1.020, fastest peer flax.linen 0.995",
+        "yes",
+    ) in targets  # 1.02 <= 0.995 * 1.03
     slow = _common.Table("mlp", "MLP", "ms", [rows[0], rows[1], _common.Row("linen", 0.9e-3, 0.9, 1.0, 2.3)])
     assert run.targets([slow])[1][2] == "no"
     assert ("Tiny: tlean / raw JAX <= 1.2", "1.250", "no") in targets
@@ -82,9 +113,23 @@ def test_quick_cli_runs_the_first_model_generate_and_load_benchmarks(tmp_path):
     (same tokens), from_pretrained against transformers; the report states the targets."""
     out = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--models", "first_model,generate,load",
-         "--frameworks", "tlean,torch", "--out", str(out), "--no-chart"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--models",
+            "first_model,generate,load",
+            "--frameworks",
+            "tlean,torch",
+            "--out",
+            str(out),
+            "--no-chart",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (out / "benchmarks.md").read_text()
@@ -101,7 +146,9 @@ def test_quick_cli_runs_the_first_model_generate_and_load_benchmarks(tmp_path):
         assert len(row) == 1 and row[0].rstrip().endswith("| yes |")  # greedy tokens equal transformers'
     load = text.split("### from_pretrained", 1)[1].split("###", 1)[0]
     assert "| tlean |" in load and "| transformers (PyTorch) |" in load
-    assert re.search(r"\| Time to the first model: ResNet-18 .*: tlean's first build <= 1 s .* \| \d+\.\d\d s \| (yes|no) \|", text)
+    assert re.search(
+        r"\| Time to the first model: ResNet-18 .*: tlean's first build <= 1 s .* \| \d+\.\d\d s \| (yes|no) \|", text
+    )
     assert "### Time to the first step" not in text  # no train tables were run
 
 
@@ -111,14 +158,23 @@ def test_peer_builders_of_the_first_model_benchmark_build_the_same_shapes():
     from tlean import models, nn
 
     s = first_model.sizes(True)["gpt2"]
-    tlean = jax.eval_shape(lambda: nn.run(0, models.gpt2(vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"],
-                                                         n_layer=s["layers"], n_head=s["heads"]))).num_params()
+    tlean = jax.eval_shape(
+        lambda: nn.run(
+            0,
+            models.gpt2(
+                vocab_size=s["vocab"], n_positions=s["ctx"], n_embd=s["d"], n_layer=s["layers"], n_head=s["heads"]
+            ),
+        )
+    ).num_params()
     counts = {fw: first_model.child(fw, "gpt2", True)["params"] for fw in ("nnx", "equinox")}
     assert counts == {"nnx": tlean, "equinox": tlean}
 
 
 def test_first_step_summary_reads_the_train_tables():
-    rows = [_common.Row("tlean", 1e-3, 1.0, 1.5, 2.3), _common.Row("raw", 1e-3, 1.0, 1.2, 2.3),
-            _common.Row("torch", 1e-3, 1.0, 0.05, 2.3)]
+    rows = [
+        _common.Row("tlean", 1e-3, 1.0, 1.5, 2.3),
+        _common.Row("raw", 1e-3, 1.0, 1.2, 2.3),
+        _common.Row("torch", 1e-3, 1.0, 0.05, 2.3),
+    ]
     lines = run.first_steps([_common.Table("mlp", "MLP", "ms", rows)])
     assert "| mlp | 1.50 | 1.20 | 0.05 | 1.25 |" in lines

@@ -26,15 +26,51 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {
     "digits_mlp": {"steps": 30, "batch_size": 32, "hidden": 32, "augment": False, "log_every": 5, "eval_every": 15},
     "digits_cnn": {"steps": 30, "batch_size": 32, "width": 8, "log_every": 5, "eval_every": 15},
-    "char_gpt": {"steps": 30, "batch_size": 16, "context": 24, "d_model": 32, "nhead": 2, "num_layers": 1,
-                 "log_every": 5, "eval_every": 15, "sample_len": 12, "eval_windows": 16},
-    "adding_lstm": {"steps": 30, "batch_size": 32, "seq_len": 10, "hidden": 16, "log_every": 5, "eval_every": 15,
-                    "test_examples": 64},
-    "adding_mamba": {"steps": 30, "batch_size": 32, "seq_len": 10, "hidden": 16, "log_every": 5, "eval_every": 15,
-                     "test_examples": 64},
-    "finetune": {"steps": 30, "batch_size": 8, "context": 16, "d_model": 16, "nhead": 2, "num_layers": 1,
-                 "family": "llama", "lora_rank": 2, "lr": 3e-2, "log_every": 5, "eval_every": 15, "sample_len": 6,
-                 "eval_windows": 8},
+    "char_gpt": {
+        "steps": 30,
+        "batch_size": 16,
+        "context": 24,
+        "d_model": 32,
+        "nhead": 2,
+        "num_layers": 1,
+        "log_every": 5,
+        "eval_every": 15,
+        "sample_len": 12,
+        "eval_windows": 16,
+    },
+    "adding_lstm": {
+        "steps": 30,
+        "batch_size": 32,
+        "seq_len": 10,
+        "hidden": 16,
+        "log_every": 5,
+        "eval_every": 15,
+        "test_examples": 64,
+    },
+    "adding_mamba": {
+        "steps": 30,
+        "batch_size": 32,
+        "seq_len": 10,
+        "hidden": 16,
+        "log_every": 5,
+        "eval_every": 15,
+        "test_examples": 64,
+    },
+    "finetune": {
+        "steps": 30,
+        "batch_size": 8,
+        "context": 16,
+        "d_model": 16,
+        "nhead": 2,
+        "num_layers": 1,
+        "family": "llama",
+        "lora_rank": 2,
+        "lr": 3e-2,
+        "log_every": 5,
+        "eval_every": 15,
+        "sample_len": 6,
+        "eval_windows": 8,
+    },
 }
 
 
@@ -101,8 +137,14 @@ def test_main_command_trains_the_default_example(tmp_path):
     """``python -m examples.train`` (the README's command) runs the digits CNN end to end; here shortened."""
     overrides = [f"--{k}={v}" for k, v in TINY[configs.DEFAULT].items()] + ["--checkpoint_every=15"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "examples.train", *overrides],  # default out_dir: runs/digits_cnn
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.train", *overrides],  # default out_dir: runs/digits_cnn
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_run(configs.DEFAULT, tmp_path / "runs" / "digits_cnn", {}, proc.stdout, proc.stderr)
     assert "digits_cnn: 1437 training and 360 test digits" in proc.stdout and "BasicBlock" in proc.stdout
@@ -125,18 +167,39 @@ def test_rerun_starts_afresh_unless_resume(tmp_path):
 def test_command_line_overrides(capsys):
     """The overrides of the hand-written parser tyro replaced keep working: --field value, --field=value,
     hyphens, true/false and none in any case."""
-    config = cli.parse(["--config", "digits_mlp", "--steps", "10", "--lr=1e-3", "--augment", "false",
-                        "--out_dir", "none", "--batch-size", "16"])
+    config = cli.parse(
+        [
+            "--config",
+            "digits_mlp",
+            "--steps",
+            "10",
+            "--lr=1e-3",
+            "--augment",
+            "false",
+            "--out_dir",
+            "none",
+            "--batch-size",
+            "16",
+        ]
+    )
     assert (config.name, config.steps, config.lr, config.augment, config.out_dir, config.batch_size) == (
-        "digits_mlp", 10, 1e-3, False, None, 16)
+        "digits_mlp",
+        10,
+        1e-3,
+        False,
+        None,
+        16,
+    )
     config = cli.parse(["--config=char_gpt", "--progress=False", "--out_dir=runs/x", "--prompt", "none"])
     assert (config.name, config.progress, config.out_dir, config.prompt) == ("char_gpt", False, "runs/x", "none")
     assert cli.parse([]).name == configs.DEFAULT == "digits_cnn"
     capsys.readouterr()
-    for argv, message in ((["--stepz", "3"], r"Unrecognized options: --stepz.*Perhaps you meant:.*--steps INT"),
-                          (["--steps", "ten"], r"Error parsing --steps: invalid literal for int\(\).*'ten'"),
-                          (["--augment", "maybe"], r"invalid choice 'maybe' for argument '--augment'"),
-                          (["--steps"], r"Missing value for argument '--steps'")):
+    for argv, message in (
+        (["--stepz", "3"], r"Unrecognized options: --stepz.*Perhaps you meant:.*--steps INT"),
+        (["--steps", "ten"], r"Error parsing --steps: invalid literal for int\(\).*'ten'"),
+        (["--augment", "maybe"], r"invalid choice 'maybe' for argument '--augment'"),
+        (["--steps"], r"Missing value for argument '--steps'"),
+    ):
         with pytest.raises(SystemExit) as exit_:
             cli.parse(argv)
         assert exit_.value.code == 2
@@ -155,7 +218,7 @@ def test_help_lists_every_field_with_its_default_and_meaning(name, capsys):
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "--config NAME picks the example" in text and f"these are the fields of {name}" in text
     config = configs.get(name)
-    text = text[text.index(f"these are the fields of {name}"):]
+    text = text[text.index(f"these are the fields of {name}") :]
     for field in dataclasses.fields(config):
         shown = re.search(rf" --{field.name} (\S+) (.*?)\(default: (.*?)\)", text)
         assert shown, field.name
@@ -172,8 +235,20 @@ def test_list_shows_every_config(capsys):
 
 
 # -- the fine-tuning example (examples/finetune.py) -----------------------------------------------
-FINETUNE = {"steps": 6, "batch_size": 4, "context": 16, "d_model": 16, "nhead": 2, "num_layers": 1, "log_every": 3,
-            "eval_every": 6, "checkpoint_every": 6, "sample_len": 4, "eval_windows": 4, "progress": False}
+FINETUNE = {
+    "steps": 6,
+    "batch_size": 4,
+    "context": 16,
+    "d_model": 16,
+    "nhead": 2,
+    "num_layers": 1,
+    "log_every": 3,
+    "eval_every": 6,
+    "checkpoint_every": 6,
+    "sample_len": 4,
+    "eval_windows": 4,
+    "progress": False,
+}
 
 
 def test_finetune_from_a_pretrained_gpt2_directory(tmp_path, capsys):
@@ -182,8 +257,9 @@ def test_finetune_from_a_pretrained_gpt2_directory(tmp_path, capsys):
     source = tmp_path / "gpt2"
     base = nn.run(1, models.gpt2(vocab_size=100, n_positions=24, n_embd=16, n_layer=1, n_head=2))
     models.save_pretrained(base, source)
-    config = configs.get("finetune").replace(out_dir=str(tmp_path / "run"), from_pretrained=str(source), lr=1e-2,
-                                             **FINETUNE)
+    config = configs.get("finetune").replace(
+        out_dir=str(tmp_path / "run"), from_pretrained=str(source), lr=1e-2, **FINETUNE
+    )
     results = cli.run(config)
     out = capsys.readouterr().out
     assert f"gpt2 {source}" in out and "vocabulary 100 (bytes folded modulo it)" in out and "training 5," in out
@@ -193,18 +269,29 @@ def test_finetune_from_a_pretrained_gpt2_directory(tmp_path, capsys):
     assert saved.layer == base.layer
     for name, value in saved.named_parameters().items():
         np.testing.assert_array_equal(value, results["model"].named_parameters()[name], err_msg=name)
-    assert not np.array_equal(saved.named_parameters()["transformer.wte.weight"],
-                              base.named_parameters()["transformer.wte.weight"])
+    assert not np.array_equal(
+        saved.named_parameters()["transformer.wte.weight"], base.named_parameters()["transformer.wte.weight"]
+    )
 
 
 def test_finetune_refuses_other_families_and_unadaptable_targets(tmp_path):
     bert = tmp_path / "bert"  # what save_pretrained writes as config.json; the example stops before the weights
     bert.mkdir()
-    (bert / "config.json").write_text(json.dumps({**models.BertConfig(hidden_size=8, num_attention_heads=2).to_hf(),
-                                                  "model_type": "bert", "architectures": ["BertForMaskedLM"]}))
+    (bert / "config.json").write_text(
+        json.dumps(
+            {
+                **models.BertConfig(hidden_size=8, num_attention_heads=2).to_hf(),
+                "model_type": "bert",
+                "architectures": ["BertForMaskedLM"],
+            }
+        )
+    )
     config = configs.get("finetune").replace(out_dir=str(tmp_path / "run"), **FINETUNE)
-    with pytest.raises(ValueError, match=r"holds a 'bert' model; this example fine-tunes causal language models "
-                                         r"of the families \['gpt2', 'llama'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"holds a 'bert' model; this example fine-tunes causal language models "
+        r"of the families \['gpt2', 'llama'\]",
+    ):
         cli.run(config.replace(from_pretrained=str(bert)))
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         cli.run(config.replace(from_pretrained=str(tmp_path)))
@@ -213,6 +300,9 @@ def test_finetune_refuses_other_families_and_unadaptable_targets(tmp_path):
     with pytest.raises(ValueError, match=r"--family must be one of \['gpt2', 'llama'\], got 'vit'"):
         cli.run(config.replace(family="vit"))
     if "fan_in_fan_out" not in {f.name for f in dataclasses.fields(LoRALinear)}:  # until nn.lora adapts Conv1D
-        with pytest.raises(ValueError, match=r"(?s)--lora_targets '\.\*c_attn': nn\.lora: targets .* match none of "
-                                             r"the model's Linears.*GPT-2's c_attn/c_proj/c_fc are Conv1D layers"):
+        with pytest.raises(
+            ValueError,
+            match=r"(?s)--lora_targets '\.\*c_attn': nn\.lora: targets .* match none of "
+            r"the model's Linears.*GPT-2's c_attn/c_proj/c_fc are Conv1D layers",
+        ):
             cli.run(config.replace(lora_rank=2))

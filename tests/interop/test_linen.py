@@ -17,8 +17,9 @@ from tlean.interop import LinenLayer, TleanModule, from_linen, to_linen
 
 
 def cnn():
-    return seq(L.Conv2d(1, 4, 3, padding=1), L.BatchNorm2d(4), L.relu, L.Dropout(0.25), L.Flatten(),
-               L.Linear(4 * 5 * 5, 3))
+    return seq(
+        L.Conv2d(1, 4, 3, padding=1), L.BatchNorm2d(4), L.relu, L.Dropout(0.25), L.Flatten(), L.Linear(4 * 5 * 5, 3)
+    )
 
 
 def batch(n=8, seed=0):
@@ -72,8 +73,9 @@ def test_to_linen_trains_under_linen_init_and_apply():
     @jax.jit
     def step(params, stats, opt_state, key):
         def loss_fn(params):
-            logits, updates = module.apply({"params": params, "batch_stats": stats}, x, train=True,
-                                           mutable=["batch_stats"], rngs={"dropout": key})
+            logits, updates = module.apply(
+                {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"], rngs={"dropout": key}
+            )
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates["batch_stats"]
 
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -127,8 +129,9 @@ def test_from_linen_gives_the_module_outputs():
     module = LinenNet()
     x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 4)), jnp.float32)
     layer = from_linen(module, x, train_arg="train")
-    assert isinstance(layer, LinenLayer) and layer == from_linen(LinenNet(), jax.ShapeDtypeStruct((8, 4), jnp.float32),
-                                                                 train_arg="train")
+    assert isinstance(layer, LinenLayer) and layer == from_linen(
+        LinenNet(), jax.ShapeDtypeStruct((8, 4), jnp.float32), train_arg="train"
+    )
     assert hash(layer) == hash(from_linen(LinenNet(), x, train_arg="train"))
     params, state = layer.init(jax.random.key(0))
     variables = module.init({"params": jax.random.key(0)}, x)

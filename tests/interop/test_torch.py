@@ -42,16 +42,36 @@ def shaped(builder):
 def test_trained_torch_cnn_loads_and_matches():
     torch.manual_seed(0)
     module = torch.nn.Sequential(
-        torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-        torch.nn.Conv2d(4, 4, 3, stride=2, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear(36, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3),
+        torch.nn.Conv2d(2, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 3, stride=2, bias=False),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(36, 8),
+        torch.nn.LayerNorm(8),
+        torch.nn.Linear(8, 3),
     )
     x = torch.randn(6, 2, 8, 8)
     train_torch(module, x, torch.randn(6, 3))
-    model = load_torch_state_dict(shaped(nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, stride=2, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Flatten(), nn.Linear(36, 8), nn.LayerNorm(8), nn.Linear(8, 3))), module.state_dict())
+    model = load_torch_state_dict(
+        shaped(
+            nn.Sequential(
+                nn.Conv2d(2, 4, 3, padding=1),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+                nn.Conv2d(4, 4, 3, stride=2, bias=False),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(36, 8),
+                nn.LayerNorm(8),
+                nn.Linear(8, 3),
+            )
+        ),
+        module.state_dict(),
+    )
     assert int(model.state[1]["num_batches_tracked"]) == 3 and model.state[1]["num_batches_tracked"].dtype == jnp.int32
     xj = jnp.asarray(x.numpy())
     with jax.default_matmul_precision("highest"):
@@ -70,7 +90,8 @@ def test_trained_torch_lstm_loads_and_matches():
     x = torch.randn(7, 4, 3)  # (seq, batch, features), PyTorch's default layout
     train_torch(module, x, torch.randn(7, 4, 2))
     model = load_torch_state_dict(
-        shaped(nn.Sequential(nn.Linear(3, 5), nn.LSTM(5, 6, num_layers=2), nn.Linear(6, 2))), module.state_dict())
+        shaped(nn.Sequential(nn.Linear(3, 5), nn.LSTM(5, 6, num_layers=2), nn.Linear(6, 2))), module.state_dict()
+    )
     assert sorted(model.named_parameters()) == sorted(k for k, _ in module.named_parameters())
     with jax.default_matmul_precision("highest"):
         np.testing.assert_allclose(model(jnp.asarray(x.numpy())), module(x).detach().numpy(), rtol=1e-5, atol=1e-5)
@@ -82,8 +103,10 @@ def test_torch_transformer_encoder_loads_into_the_stacked_layers():
     module = torch.nn.TransformerEncoder(block, num_layers=3, enable_nested_tensor=False)
     x = torch.randn(2, 5, 8)
     train_torch(module, x, torch.randn(2, 5, 8), steps=2)
-    model = load_torch_state_dict(shaped(nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 3)),
-                                  module.state_dict())
+    model = load_torch_state_dict(
+        shaped(nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True), 3)),
+        module.state_dict(),
+    )
     assert model.params["layers"]["linear1"]["weight"].shape == (3, 16, 8)
     module.eval()
     with jax.default_matmul_precision("highest"):
@@ -95,19 +118,28 @@ def test_torch_transformer_encoder_loads_into_the_stacked_layers():
 
 
 def test_to_torch_state_dict_round_trips():
-    model = nn.run(3, nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
-                                    nn.Linear(8, 4), nn.LayerNorm(4)))
+    model = nn.run(
+        3,
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 4), nn.LayerNorm(4)),
+    )
     _, model = model.forward(jnp.ones((3, 1, 4, 4)), train=True)  # non-trivial running statistics
-    module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
-                                 torch.nn.Flatten(), torch.nn.Linear(8, 4), torch.nn.LayerNorm(4))
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3),
+        torch.nn.BatchNorm2d(2),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+        torch.nn.LayerNorm(4),
+    )
     tensors = to_torch_state_dict(model, tensors=True)
     assert tensors["1.num_batches_tracked"].dtype == torch.int64
     module.load_state_dict(tensors)  # strict: every key present, none extra
     module.eval()
     x = np.random.default_rng(0).normal(size=(2, 1, 4, 4)).astype(np.float32)
     with jax.default_matmul_precision("highest"):
-        np.testing.assert_allclose(model(jnp.asarray(x)), module(torch.from_numpy(x)).detach().numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            model(jnp.asarray(x)), module(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6
+        )
     back = load_torch_state_dict(model, module.state_dict())
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(model)):
         assert a.dtype == b.dtype
@@ -156,8 +188,14 @@ def test_resnet_names_match_torchvision_layout():
 
     model = jax.eval_shape(lambda: nn.run(0, models.resnet18(num_classes=10)))
     names = set(to_torch_state_dict(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), model)))
-    for key in ("conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
-                "layer2.0.downsample.1.num_batches_tracked", "fc.bias"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.num_batches_tracked",
+        "fc.bias",
+    ):
         assert key in names
     assert not any("layers." in k for k in names)
 
@@ -172,5 +210,7 @@ def test_gpt_exports_its_encoder_layers_one_by_one():
     assert "encoder.layers.linear1.weight" not in exported
     assert {"tok_emb.weight", "pos_emb.weight", "ln_f.weight", "lm_head.weight"} <= set(exported)
     reloaded = load_torch_state_dict(model, {k: v + 1 for k, v in exported.items()})
-    np.testing.assert_array_equal(reloaded.params["encoder"]["layers"]["linear1"]["weight"],
-                                  model.params["encoder"]["layers"]["linear1"]["weight"] + 1)
+    np.testing.assert_array_equal(
+        reloaded.params["encoder"]["layers"]["linear1"]["weight"],
+        model.params["encoder"]["layers"]["linear1"]["weight"] + 1,
+    )

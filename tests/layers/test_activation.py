@@ -68,37 +68,86 @@ def test_integer_input_is_refused_where_it_would_truncate():
 
 # --- every activation of torch.nn (issue 13) ---------------------------------------------------
 
-SNAKE = {"ReLU": "relu", "ReLU6": "relu6", "LeakyReLU": "leaky_relu", "RReLU": "rrelu", "ELU": "elu", "SELU": "selu",
-         "CELU": "celu", "GELU": "gelu", "SiLU": "silu", "Mish": "mish", "Hardswish": "hardswish",
-         "Hardsigmoid": "hardsigmoid", "Hardtanh": "hardtanh", "Hardshrink": "hardshrink", "Softshrink": "softshrink",
-         "Softplus": "softplus", "Softsign": "softsign", "Tanh": "tanh", "Sigmoid": "sigmoid", "LogSigmoid": "log_sigmoid",
-         "Softmax": "softmax", "Softmin": "softmin", "LogSoftmax": "log_softmax", "Softmax2d": "softmax2d",
-         "Tanhshrink": "tanhshrink", "Threshold": "threshold", "GLU": "glu", "Identity": "identity"}
+SNAKE = {
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "LeakyReLU": "leaky_relu",
+    "RReLU": "rrelu",
+    "ELU": "elu",
+    "SELU": "selu",
+    "CELU": "celu",
+    "GELU": "gelu",
+    "SiLU": "silu",
+    "Mish": "mish",
+    "Hardswish": "hardswish",
+    "Hardsigmoid": "hardsigmoid",
+    "Hardtanh": "hardtanh",
+    "Hardshrink": "hardshrink",
+    "Softshrink": "softshrink",
+    "Softplus": "softplus",
+    "Softsign": "softsign",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+    "LogSigmoid": "log_sigmoid",
+    "Softmax": "softmax",
+    "Softmin": "softmin",
+    "LogSoftmax": "log_softmax",
+    "Softmax2d": "softmax2d",
+    "Tanhshrink": "tanhshrink",
+    "Threshold": "threshold",
+    "GLU": "glu",
+    "Identity": "identity",
+}
 
 # (torch name, positional args, keyword args, input shape): the same arguments build both modules.
 TORCH_CASES = [
-    ("ReLU", (), {}, (4, 6)), ("ReLU", (True,), {}, (6,)),
+    ("ReLU", (), {}, (4, 6)),
+    ("ReLU", (True,), {}, (6,)),
     ("ReLU6", (), {}, (4, 6)),
-    ("LeakyReLU", (), {}, (4, 6)), ("LeakyReLU", (0.2,), {}, (2, 3, 4)), ("LeakyReLU", (), {"negative_slope": -0.5}, (4, 6)),
-    ("RReLU", (), {}, (4, 6)), ("RReLU", (0.1, 0.3), {}, (4, 6)),
-    ("ELU", (), {}, (4, 6)), ("ELU", (0.5,), {}, (4, 6)),
+    ("LeakyReLU", (), {}, (4, 6)),
+    ("LeakyReLU", (0.2,), {}, (2, 3, 4)),
+    ("LeakyReLU", (), {"negative_slope": -0.5}, (4, 6)),
+    ("RReLU", (), {}, (4, 6)),
+    ("RReLU", (0.1, 0.3), {}, (4, 6)),
+    ("ELU", (), {}, (4, 6)),
+    ("ELU", (0.5,), {}, (4, 6)),
     ("SELU", (), {}, (4, 6)),
-    ("CELU", (), {}, (4, 6)), ("CELU", (2.0,), {}, (4, 6)),
-    ("GELU", (), {}, (4, 6)), ("GELU", ("tanh",), {}, (4, 6)),
-    ("SiLU", (), {}, (4, 6)), ("Mish", (), {}, (4, 6)),
-    ("Hardswish", (), {}, (4, 6)), ("Hardsigmoid", (), {}, (4, 6)),
-    ("Hardtanh", (), {}, (4, 6)), ("Hardtanh", (-2.0, 0.5), {}, (4, 6)),
-    ("Hardshrink", (), {}, (4, 6)), ("Hardshrink", (1.0,), {}, (4, 6)),
-    ("Softshrink", (), {}, (4, 6)), ("Softshrink", (0.2,), {}, (4, 6)),
-    ("Softplus", (), {}, (4, 6)), ("Softplus", (2.0, 1.0), {}, (4, 6)), ("Softplus", (), {"beta": -1.0}, (4, 6)),
-    ("Softsign", (), {}, (4, 6)), ("Tanh", (), {}, (4, 6)), ("Sigmoid", (), {}, (4, 6)), ("LogSigmoid", (), {}, (4, 6)),
-    ("Softmax", (-1,), {}, (4, 6)), ("Softmax", (0,), {}, (4, 6)), ("Softmax", (), {"dim": 1}, (2, 3, 4)),
-    ("Softmin", (1,), {}, (4, 6)), ("Softmin", (-2,), {}, (2, 3, 4)),
-    ("LogSoftmax", (-1,), {}, (4, 6)), ("LogSoftmax", (0,), {}, (4, 6)),
-    ("Softmax2d", (), {}, (2, 3, 4, 4)), ("Softmax2d", (), {}, (3, 4, 4)),
+    ("CELU", (), {}, (4, 6)),
+    ("CELU", (2.0,), {}, (4, 6)),
+    ("GELU", (), {}, (4, 6)),
+    ("GELU", ("tanh",), {}, (4, 6)),
+    ("SiLU", (), {}, (4, 6)),
+    ("Mish", (), {}, (4, 6)),
+    ("Hardswish", (), {}, (4, 6)),
+    ("Hardsigmoid", (), {}, (4, 6)),
+    ("Hardtanh", (), {}, (4, 6)),
+    ("Hardtanh", (-2.0, 0.5), {}, (4, 6)),
+    ("Hardshrink", (), {}, (4, 6)),
+    ("Hardshrink", (1.0,), {}, (4, 6)),
+    ("Softshrink", (), {}, (4, 6)),
+    ("Softshrink", (0.2,), {}, (4, 6)),
+    ("Softplus", (), {}, (4, 6)),
+    ("Softplus", (2.0, 1.0), {}, (4, 6)),
+    ("Softplus", (), {"beta": -1.0}, (4, 6)),
+    ("Softsign", (), {}, (4, 6)),
+    ("Tanh", (), {}, (4, 6)),
+    ("Sigmoid", (), {}, (4, 6)),
+    ("LogSigmoid", (), {}, (4, 6)),
+    ("Softmax", (-1,), {}, (4, 6)),
+    ("Softmax", (0,), {}, (4, 6)),
+    ("Softmax", (), {"dim": 1}, (2, 3, 4)),
+    ("Softmin", (1,), {}, (4, 6)),
+    ("Softmin", (-2,), {}, (2, 3, 4)),
+    ("LogSoftmax", (-1,), {}, (4, 6)),
+    ("LogSoftmax", (0,), {}, (4, 6)),
+    ("Softmax2d", (), {}, (2, 3, 4, 4)),
+    ("Softmax2d", (), {}, (3, 4, 4)),
     ("Tanhshrink", (), {}, (4, 6)),
-    ("Threshold", (0.1, 20.0), {}, (4, 6)), ("Threshold", (-0.5, -2.0, False), {}, (4, 6)),
-    ("GLU", (), {}, (4, 6)), ("GLU", (0,), {}, (4, 6)), ("GLU", (1,), {}, (2, 4, 3)),
+    ("Threshold", (0.1, 20.0), {}, (4, 6)),
+    ("Threshold", (-0.5, -2.0, False), {}, (4, 6)),
+    ("GLU", (), {}, (4, 6)),
+    ("GLU", (0,), {}, (4, 6)),
+    ("GLU", (1,), {}, (2, 4, 3)),
     ("Identity", (), {}, (4, 6)),
 ]
 
@@ -130,14 +179,41 @@ def test_every_activation_of_torch_nn_has_a_layer_a_builder_and_a_pure_construct
     for name in names:
         assert issubclass(getattr(L, name), L.Layer), name
         assert callable(getattr(nn, name)) and callable(getattr(nn.pure, SNAKE.get(name, "prelu"))), name
-    torch_activations = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
-                         "Hardswish", "Hardsigmoid", "Hardtanh", "Hardshrink", "Softshrink", "Softplus", "Softsign", "Tanh",
-                         "Sigmoid", "LogSigmoid", "Softmax", "Softmin", "LogSoftmax", "Tanhshrink", "Threshold", "GLU"}
+    torch_activations = {
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "PReLU",
+        "RReLU",
+        "ELU",
+        "SELU",
+        "CELU",
+        "GELU",
+        "SiLU",
+        "Mish",
+        "Hardswish",
+        "Hardsigmoid",
+        "Hardtanh",
+        "Hardshrink",
+        "Softshrink",
+        "Softplus",
+        "Softsign",
+        "Tanh",
+        "Sigmoid",
+        "LogSigmoid",
+        "Softmax",
+        "Softmin",
+        "LogSoftmax",
+        "Tanhshrink",
+        "Threshold",
+        "GLU",
+    }
     assert torch_activations <= names
 
 
-@pytest.mark.parametrize("args,shape", [((), (4, 6)), ((3,), (2, 3, 5)), ((3, 0.1), (4, 3)), ((1, -0.3), (5,)), ((), ())],
-                         ids=str)
+@pytest.mark.parametrize(
+    "args,shape", [((), (4, 6)), ((3,), (2, 3, 5)), ((3, 0.1), (4, 3)), ((1, -0.3), (5,)), ((), ())], ids=str
+)
 def test_prelu_outputs_and_gradients_match_torch(args, shape):
     module = torch.nn.PReLU(*args)
     with torch.no_grad():
@@ -161,7 +237,9 @@ def test_prelu_init_layout_and_errors():
     assert state == {} and params["weight"].dtype == jnp.float32
     assert L.PReLU(2, param_dtype=jnp.bfloat16).init(None)[0]["weight"].dtype == jnp.bfloat16
     layer = L.PReLU(3)
-    with pytest.raises(ShapeError, match=r"PReLU\(num_parameters=3\): expected 3 channels on axis 1 .*got shape \(2, 4, 5\)"):
+    with pytest.raises(
+        ShapeError, match=r"PReLU\(num_parameters=3\): expected 3 channels on axis 1 .*got shape \(2, 4, 5\)"
+    ):
         layer.apply(layer.init(None)[0], {}, jnp.ones((2, 4, 5)))
     with pytest.raises(ShapeError, match=r"got shape \(3,\)"):  # a vector is one channel, as in torch
         layer.apply(layer.init(None)[0], {}, jnp.ones(3))
@@ -181,7 +259,9 @@ def test_rrelu_train_draws_a_slope_per_element_in_lower_upper():
     yt = n(torch.nn.RReLU(0.1, 0.3).train()(-torch.ones(200, 50)))  # torch's draws: same law
     assert abs(-yt.mean() - slopes.mean()) < 0.005 and abs(yt.std() - slopes.std()) < 0.005
     np.testing.assert_array_equal(layer.apply({}, {}, jnp.ones(3), key=jax.random.key(0), train=True)[0], jnp.ones(3))
-    np.testing.assert_allclose(layer.apply({}, {}, x)[0], -0.2 * np.ones((200, 50)), rtol=1e-6)  # eval: (lower + upper) / 2
+    np.testing.assert_allclose(
+        layer.apply({}, {}, x)[0], -0.2 * np.ones((200, 50)), rtol=1e-6
+    )  # eval: (lower + upper) / 2
     with pytest.raises(ValueError, match=r"RReLU\(lower=0.1, upper=0.3\) in train mode needs a key"):
         layer.apply({}, {}, x, train=True)
     with pytest.raises(ValueError, match=r"RReLU: lower must be <= upper, got lower=0.5, upper=0.25"):
@@ -214,11 +294,15 @@ def test_activation_config_errors_name_the_layer_and_value():
     with pytest.raises(TypeError, match=r"threshold"):
         L.Threshold()
     for cls in (L.Softmax, L.Softmin, L.LogSoftmax):
-        with pytest.raises(ValueError, match=rf"{cls.__name__}: dim=None \(torch's deprecated implicit-dim rule\) is not supported"):
+        with pytest.raises(
+            ValueError, match=rf"{cls.__name__}: dim=None \(torch's deprecated implicit-dim rule\) is not supported"
+        ):
             cls(None)
     with pytest.raises(ShapeError, match=r"GLU\(\): expected an even size along axis -1, got shape \(2, 5\)"):
         L.glu.apply({}, {}, jnp.ones((2, 5)))
-    with pytest.raises(ShapeError, match=r"Softmax2d\(\): expected input \[N, C, H, W\] or unbatched \[C, H, W\], got shape \(2, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"Softmax2d\(\): expected input \[N, C, H, W\] or unbatched \[C, H, W\], got shape \(2, 3\)"
+    ):
         L.Softmax2d().apply({}, {}, jnp.ones((2, 3)))
     assert L.LeakyReLU(np.float32(0.5)) == L.LeakyReLU(0.5) and hash(L.ELU(1)) == hash(L.ELU(1.0))
     assert repr(L.Threshold(0.1, 2)) == "Threshold(threshold=0.1, value=2.0)" and repr(L.ReLU6()) == "ReLU6()"
@@ -226,8 +310,11 @@ def test_activation_config_errors_name_the_layer_and_value():
 
 def test_nn_softmax_family_requires_dim_because_torch_defaults_to_its_legacy_rule():
     for name, snake in (("Softmax", "softmax"), ("Softmin", "softmin"), ("LogSoftmax", "log_softmax")):
-        with pytest.raises(TypeError, match=rf"nn.{name}: pass dim= explicitly: torch.nn.{name}'s default is dim=None, "
-                                            rf"tlean.layers.{name}'s is dim=-1"):
+        with pytest.raises(
+            TypeError,
+            match=rf"nn.{name}: pass dim= explicitly: torch.nn.{name}'s default is dim=None, "
+            rf"tlean.layers.{name}'s is dim=-1",
+        ):
             getattr(nn, name)()
         with pytest.raises(TypeError, match=rf"nn.pure.{snake}: pass dim= explicitly"):
             getattr(nn.pure, snake)()

@@ -23,7 +23,9 @@ def torch_and_tlean(bias=True, causal=False, seed=0):
         with torch.no_grad():
             tm.in_proj_bias.normal_()
             tm.out_proj.bias.normal_()
-    return tm, load(nn.pure.multihead_attention(E, H, bias=bias, batch_first=True, causal=causal, key=jax.random.key(0)), tm)
+    return tm, load(
+        nn.pure.multihead_attention(E, H, bias=bias, batch_first=True, causal=causal, key=jax.random.key(0)), tm
+    )
 
 
 def inputs(seed=0, shape=(B, T, E)):
@@ -58,14 +60,24 @@ class MultiheadAttentionParityTest(chex.TestCase):
             (True, {}, {"attn_mask": causal, "is_causal": True}),
             (False, {"allow": mask}, {"attn_mask": torch.from_numpy(~mask)}),
             (False, {"attn_mask": ~mask}, {"attn_mask": torch.from_numpy(~mask)}),
-            (False, {"attn_mask": ~mask, "is_causal": True},
-             {"attn_mask": torch.from_numpy(~(mask & np.tril(np.ones((T, T), bool))))}),
+            (
+                False,
+                {"attn_mask": ~mask, "is_causal": True},
+                {"attn_mask": torch.from_numpy(~(mask & np.tril(np.ones((T, T), bool))))},
+            ),
             (False, {"attn_mask": additive}, {"attn_mask": torch.from_numpy(additive)}),
             (False, {"attn_mask": ~per_head}, {"attn_mask": torch.from_numpy(~per_head)}),
             (False, {"key_padding_mask": padding}, {"key_padding_mask": torch.from_numpy(padding)}),
-            (True, {"allow": mask4, "key_padding_mask": padding},
-             {"attn_mask": torch.from_numpy(~(mask4 & np.tril(np.ones((T, T), bool))))[:, 0].repeat_interleave(H, 0),
-              "key_padding_mask": torch.from_numpy(padding)}),
+            (
+                True,
+                {"allow": mask4, "key_padding_mask": padding},
+                {
+                    "attn_mask": torch.from_numpy(~(mask4 & np.tril(np.ones((T, T), bool))))[:, 0].repeat_interleave(
+                        H, 0
+                    ),
+                    "key_padding_mask": torch.from_numpy(padding),
+                },
+            ),
         ]
         for i, (causal_layer, ours, theirs) in enumerate(cases):
             tm, model = torch_and_tlean(causal=causal_layer, seed=i)
@@ -80,9 +92,15 @@ class MultiheadAttentionParityTest(chex.TestCase):
         for bias in (True, False):
             tm, model = torch_and_tlean(bias=bias, causal=True)
             xt = t(x)
-            yt = tm(xt, xt, xt, need_weights=False, attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1),
-                    key_padding_mask=torch.from_numpy(padding))[0]
-            (yt ** 2).sum().backward()
+            yt = tm(
+                xt,
+                xt,
+                xt,
+                need_weights=False,
+                attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1),
+                key_padding_mask=torch.from_numpy(padding),
+            )[0]
+            (yt**2).sum().backward()
             loss = lambda x, m: (m(x, key_padding_mask=padding) ** 2).sum()
             gx, gm = self.variant(jax.grad(loss, argnums=(0, 1)))(x, model)
             assert_close(gx, n(xt.grad))
@@ -110,8 +128,12 @@ class FullyMaskedRowTest(chex.TestCase):
         mask[2] = False  # query 2 may attend nothing
         padding = np.zeros((B, T), bool)
         padding[1] = True  # every key of sequence 1 is padding
-        for kw in ({"allow": mask}, {"attn_mask": ~mask}, {"key_padding_mask": padding},
-                   {"attn_mask": np.where(mask, 0.0, -np.inf).astype(np.float32)}):
+        for kw in (
+            {"allow": mask},
+            {"attn_mask": ~mask},
+            {"key_padding_mask": padding},
+            {"attn_mask": np.where(mask, 0.0, -np.inf).astype(np.float32)},
+        ):
             y = np.asarray(self.variant(lambda m, x, kw: m(x, **kw))(model, x, kw))
             empty = np.zeros((B, T), bool)
             if "key_padding_mask" in kw:
@@ -119,8 +141,11 @@ class FullyMaskedRowTest(chex.TestCase):
             else:
                 empty[:, 2] = True
             np.testing.assert_array_equal(y[empty], np.broadcast_to(model.params["out_proj"]["bias"], y[empty].shape))
-            torch_kw = {"key_padding_mask": torch.from_numpy(padding)} if "key_padding_mask" in kw else {
-                "attn_mask": torch.from_numpy(~mask)}
+            torch_kw = (
+                {"key_padding_mask": torch.from_numpy(padding)}
+                if "key_padding_mask" in kw
+                else {"attn_mask": torch.from_numpy(~mask)}
+            )
             assert_close(y, n(tm(t(x), t(x), t(x), need_weights=False, **torch_kw)[0]))  # PyTorch's SDPA path agrees
             with torch.no_grad():  # its need_weights=True path gives NaN there
                 assert np.isnan(n(tm(t(x), t(x), t(x), need_weights=True, **torch_kw)[0])[empty]).all()
@@ -172,16 +197,21 @@ class DropoutTest(chex.TestCase):
         keep = np.asarray(jax.random.bernoulli(key, 0.6, (B, H, T, T)))
         assert_close(y, attention_reference(params, x, np.tril(np.ones((T, T), bool)), keep, 0.4))
         evaluation = layer.apply(params, {}, x)[0]  # eval: no dropout, the fused path
-        assert_close(evaluation, attention_reference(params, x, np.tril(np.ones((T, T), bool)), np.ones((B, H, T, T)), 0))
+        assert_close(
+            evaluation, attention_reference(params, x, np.tril(np.ones((T, T), bool)), np.ones((B, H, T, T)), 0)
+        )
 
     def test_train_without_a_key_is_a_clear_error(self):
         layer = L.MultiheadAttention(E, H, dropout=0.1)
         params, _ = layer.init(jax.random.key(0))
-        with pytest.raises(ValueError, match=r"MultiheadAttention\(.*dropout=0.1\) in train mode .* needs a dropout key"):
+        with pytest.raises(
+            ValueError, match=r"MultiheadAttention\(.*dropout=0.1\) in train mode .* needs a dropout key"
+        ):
             layer.apply(params, {}, jnp.ones((B, T, E)), train=True)
         np.testing.assert_array_equal(  # dropout=0 in train mode needs no key and changes nothing
             L.MultiheadAttention(E, H).apply(params, {}, jnp.ones((B, T, E)), train=True)[0],
-            L.MultiheadAttention(E, H).apply(params, {}, jnp.ones((B, T, E)))[0])
+            L.MultiheadAttention(E, H).apply(params, {}, jnp.ones((B, T, E)))[0],
+        )
 
 
 def test_default_init_follows_pytorch():
@@ -221,8 +251,11 @@ class KVCacheTest(chex.TestCase):
         layer = L.MultiheadAttention(E, H, causal=True)
         params, _ = layer.init(jax.random.key(0))
         cache = layer.init_cache(B, 4)
-        with pytest.raises(ShapeError, match=r"MultiheadAttention\(.*\): expected at most 1 new positions at "
-                                             r"start_pos=3 \(cache max_len=4\), got shape \(2, 2, 8\)"):
+        with pytest.raises(
+            ShapeError,
+            match=r"MultiheadAttention\(.*\): expected at most 1 new positions at "
+            r"start_pos=3 \(cache max_len=4\), got shape \(2, 2, 8\)",
+        ):
             layer.decode(params, cache, jnp.ones((B, 2, E)), 3)
         y, _ = jax.jit(layer.decode)(params, cache, jnp.ones((B, 2, E)), 3)  # traced: cannot be checked
         assert np.isnan(np.asarray(y)).all()
@@ -252,8 +285,11 @@ def test_decoding_out_of_range_never_writes_the_cache():
             layer.decode(params, cache, x[:, :1], bad)
     with pytest.raises(TypeError, match=r"start_pos must be an integer scalar, got 1.0"):
         layer.decode(params, cache, x[:, :1], 1.0)
-    with pytest.raises(ShapeError, match=r"expected at most 4 new positions \(cache max_len=4\), "
-                                         r"got shape \(2, 5, 8\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected at most 4 new positions \(cache max_len=4\), "
+        r"got shape \(2, 5, 8\)",
+    ):
         decode(params, cache, jnp.ones((B, 5, E)), 0)
 
 
@@ -267,8 +303,11 @@ def test_bad_input_and_config():
         L.MultiheadAttention(E, H, dropout=1.0)
     with pytest.raises(ValueError, match=r"implementation must be one of"):
         L.MultiheadAttention(E, H, implementation="flash")
-    with pytest.raises(ShapeError, match=r"MultiheadAttention\(embed_dim=8, num_heads=2\): expected input "
-                                         r"\[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 7\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"MultiheadAttention\(embed_dim=8, num_heads=2\): expected input "
+        r"\[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 7\)",
+    ):
         layer.apply(params, {}, jnp.ones((B, T, 7)))
     with pytest.raises(ShapeError, match=r"expected allow \[5, 5\] or \[2\|1, 2\|1, 5, 5\], got shape \(5, 4\)"):
         layer.apply(params, {}, x, allow=jnp.ones((T, 4), bool))
@@ -280,8 +319,11 @@ def test_bad_input_and_config():
         layer.apply(params, {}, x, allow=jnp.ones((T, T), bool), attn_mask=jnp.zeros((T, T), bool))
     with pytest.raises(ShapeError, match=r"expected attn_mask \[5, 5\] or \[4, 5, 5\] \(PyTorch's layout"):
         layer.apply(params, {}, x, attn_mask=jnp.zeros((B, T, T), bool))
-    with pytest.raises(TypeError, match=r"attn_mask must be boolean \(True = blocked, PyTorch's convention\) or a "
-                                        r"float additive mask, got int32"):
+    with pytest.raises(
+        TypeError,
+        match=r"attn_mask must be boolean \(True = blocked, PyTorch's convention\) or a "
+        r"float additive mask, got int32",
+    ):
         layer.apply(params, {}, x, attn_mask=jnp.zeros((T, T), jnp.int32))
     with pytest.raises(ShapeError, match=r"expected key_padding_mask \[2, 5\], got shape \(5,\)"):
         layer.apply(params, {}, x, key_padding_mask=jnp.zeros((T,), bool))
@@ -292,8 +334,11 @@ def test_bad_input_and_config():
 def test_torch_positional_order_and_batch_first():
     # torch's order: MultiheadAttention(embed_dim, num_heads, dropout, bias, ...): 0.1 is the dropout.
     assert L.MultiheadAttention(8, 2, 0.1).dropout == 0.1 and L.MultiheadAttention(8, 2, 0.1, False).bias is False
-    with pytest.raises(TypeError, match=r"nn.MultiheadAttention: pass batch_first= explicitly: torch.nn.MultiheadAttention's "
-                                        r"default is batch_first=False, tlean.layers.MultiheadAttention's is batch_first=True"):
+    with pytest.raises(
+        TypeError,
+        match=r"nn.MultiheadAttention: pass batch_first= explicitly: torch.nn.MultiheadAttention's "
+        r"default is batch_first=False, tlean.layers.MultiheadAttention's is batch_first=True",
+    ):
         nn.MultiheadAttention(8, 2)
     torch.manual_seed(0)
     tm = torch.nn.MultiheadAttention(E, H).eval()  # torch's default: [seq, batch, E]
@@ -343,14 +388,23 @@ class CrossAttentionParityTest(chex.TestCase):
             kdim, vdim = dims(args)
             x = inputs(i)
             k, v = (rng.normal(size=(B, S, d)).astype(np.float32) for d in (kdim, vdim))
-            for ours, theirs in (({}, {}),
-                                 ({"allow": mask, "key_padding_mask": padding},
-                                  {"attn_mask": torch.from_numpy(~mask), "key_padding_mask": torch.from_numpy(padding)}),
-                                 ({"attn_mask": np.where(mask, 0.5, -np.inf).astype(np.float32)},
-                                  {"attn_mask": torch.from_numpy(np.where(mask, 0.5, -np.inf).astype(np.float32))})):
+            for ours, theirs in (
+                ({}, {}),
+                (
+                    {"allow": mask, "key_padding_mask": padding},
+                    {"attn_mask": torch.from_numpy(~mask), "key_padding_mask": torch.from_numpy(padding)},
+                ),
+                (
+                    {"attn_mask": np.where(mask, 0.5, -np.inf).astype(np.float32)},
+                    {"attn_mask": torch.from_numpy(np.where(mask, 0.5, -np.inf).astype(np.float32))},
+                ),
+            ):
                 for average in (True, False):
-                    y, w = self.variant(lambda m, x, k, v, ours=ours, average=average: m(
-                        x, kv=(k, v), need_weights=True, average_attn_weights=average, **ours))(model, x, k, v)
+                    y, w = self.variant(
+                        lambda m, x, k, v, ours=ours, average=average: m(
+                            x, kv=(k, v), need_weights=True, average_attn_weights=average, **ours
+                        )
+                    )(model, x, k, v)
                     yt, wt = tm(t(x), t(k), t(v), need_weights=True, average_attn_weights=average, **theirs)
                     assert_close(y, n(yt))
                     assert_close(w, n(wt))
@@ -365,8 +419,9 @@ class CrossAttentionParityTest(chex.TestCase):
             x, k, v = inputs(i), *(rng.normal(size=(B, S, d)).astype(np.float32) for d in (kdim, vdim))
             xt, kt, vt = t(x), t(k), t(v)
             # torch's is_causal hint would drop attn_mask (and the bias_k column's padding): pass the mask alone
-            (tm(xt, kt, vt, need_weights=False, attn_mask=torch.ones(T, S, dtype=torch.bool).triu(1))[0]
-             ** 2).sum().backward()
+            (
+                tm(xt, kt, vt, need_weights=False, attn_mask=torch.ones(T, S, dtype=torch.bool).triu(1))[0] ** 2
+            ).sum().backward()
             loss = lambda x, k, v, m: (m(x, kv=(k, v), is_causal=True) ** 2).sum()
             gx, gk, gv, gm = self.variant(jax.grad(loss, argnums=(0, 1, 2, 3)))(x, k, v, model)
             for ours, theirs in ((gx, xt), (gk, kt), (gv, vt)):
@@ -388,7 +443,8 @@ class CrossAttentionParityTest(chex.TestCase):
         assert_close(w, n(wt))
         padding = np.array([False, True, False, False])
         y, w = self.variant(lambda m, x, mem: m(x, kv=(mem, mem), need_weights=True, key_padding_mask=padding))(
-            model, x[:, 0], mem[:, 0])
+            model, x[:, 0], mem[:, 0]
+        )
         yt, wt = tm(t(x[:, 0]), t(mem[:, 0]), t(mem[:, 0]), key_padding_mask=torch.from_numpy(padding))
         assert y.shape == (T, E) and w.shape == (T, S + 2)
         assert_close(y, n(yt))
@@ -399,8 +455,14 @@ class CrossAttentionParityTest(chex.TestCase):
         x = inputs(4)
         for average in (True, False):
             y, w = model(x, need_weights=True, average_attn_weights=average, is_causal=True)
-            yt, wt = tm(t(x), t(x), t(x), average_attn_weights=average, is_causal=True,
-                        attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1))
+            yt, wt = tm(
+                t(x),
+                t(x),
+                t(x),
+                average_attn_weights=average,
+                is_causal=True,
+                attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1),
+            )
             assert_close(y, n(yt))
             assert_close(w, n(wt))
             assert_close(y, model(x, is_causal=True))
@@ -420,16 +482,27 @@ class CrossAttentionParityTest(chex.TestCase):
 
 def test_torch_positional_order_and_init_of_the_separate_projections():
     layer = L.MultiheadAttention(E, H, 0.1, False, True, True, 6, 3, False)
-    assert (layer.dropout, layer.bias, layer.add_bias_kv, layer.add_zero_attn, layer.kdim, layer.vdim,
-            layer.batch_first) == (0.1, False, True, True, 6, 3, False)
+    assert (
+        layer.dropout,
+        layer.bias,
+        layer.add_bias_kv,
+        layer.add_zero_attn,
+        layer.kdim,
+        layer.vdim,
+        layer.batch_first,
+    ) == (0.1, False, True, True, 6, 3, False)
     assert L.MultiheadAttention(E, H, kdim=E, vdim=E) == L.MultiheadAttention(E, H)  # the default, normalised
     e = 64
     params, _ = L.MultiheadAttention(e, 4, 0.0, True, True, False, 32, 48).init(jax.random.key(0))
     torch.manual_seed(0)
     tm = torch.nn.MultiheadAttention(e, 4, 0.0, True, True, False, 32, 48)
-    ours = {k: np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(params)[0] and
-            nn.pure.multihead_attention(e, 4, 0.0, True, True, False, 32, 48, batch_first=True,
-                                        key=jax.random.key(0)).named_parameters().items()}
+    ours = {
+        k: np.asarray(v)
+        for k, v in jax.tree_util.tree_flatten_with_path(params)[0]
+        and nn.pure.multihead_attention(e, 4, 0.0, True, True, False, 32, 48, batch_first=True, key=jax.random.key(0))
+        .named_parameters()
+        .items()
+    }
     assert {k: v.shape for k, v in ours.items()} == {k: tuple(v.shape) for k, v in tm.state_dict().items()}
     for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
         bound = np.sqrt(6 / sum(ours[name].shape))
@@ -444,11 +517,17 @@ def test_cross_attention_bad_input():
     params, _ = layer.init(jax.random.key(0))
     x = jnp.ones((B, T, E))
     k, v = jnp.ones((B, S, 6)), jnp.ones((B, S, 3))
-    with pytest.raises(ValueError, match=r"MultiheadAttention\(.*kdim=6, vdim=3\): kdim/vdim differ from embed_dim.*"
-                                         r"pass kv=\(key, value\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"MultiheadAttention\(.*kdim=6, vdim=3\): kdim/vdim differ from embed_dim.*"
+        r"pass kv=\(key, value\)",
+    ):
         layer.apply(params, {}, x)
-    with pytest.raises(ShapeError, match=r"expected kv key \[2, seq, 6\] \(laid out as x \(2, 5, 8\)\), "
-                                         r"got shape \(2, 4, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected kv key \[2, seq, 6\] \(laid out as x \(2, 5, 8\)\), "
+        r"got shape \(2, 4, 5\)",
+    ):
         layer.apply(params, {}, x, kv=(jnp.ones((B, S, 5)), v))
     with pytest.raises(ShapeError, match=r"expected kv value \[2, seq, 3\].*got shape \(3, 4, 3\)"):
         layer.apply(params, {}, x, kv=(k, jnp.ones((3, S, 3))))

@@ -11,8 +11,9 @@ from tlean import ShapeError, nn
 from tlean import layers as L
 
 
-@pytest.mark.parametrize("args,shape", [((3, 2, 4), (5,)), ((3, 2, 4, False), (2, 5)), ((1, 4, 2), ()), ((3, 3, 1), (2, 2, 3))],
-                         ids=str)
+@pytest.mark.parametrize(
+    "args,shape", [((3, 2, 4), (5,)), ((3, 2, 4, False), (2, 5)), ((1, 4, 2), ()), ((3, 3, 1), (2, 2, 3))], ids=str
+)
 def test_outputs_and_gradients_match_torch(args, shape):
     torch.manual_seed(0)
     module = torch.nn.Bilinear(*args)
@@ -41,14 +42,20 @@ def test_init_follows_torch_bounds_and_layout():
     assert np.abs(params["weight"]).max() <= bound and np.abs(params["weight"]).max() > 0.9 * bound
     assert np.abs(params["bias"]).max() <= bound
     assert set(jax.eval_shape(L.Bilinear(2, 3, 4, False).init, jax.random.key(0))[0]) == {"weight"}
-    assert jax.eval_shape(L.Bilinear(2, 3, 4, True, param_dtype=jnp.bfloat16).init, jax.random.key(0))[0]["weight"].dtype == jnp.bfloat16
+    assert (
+        jax.eval_shape(L.Bilinear(2, 3, 4, True, param_dtype=jnp.bfloat16).init, jax.random.key(0))[0]["weight"].dtype
+        == jnp.bfloat16
+    )
 
 
 def test_bad_inputs_name_the_layer():
     layer = L.Bilinear(3, 2, 4)
     params, state = layer.init(jax.random.key(0))
-    with pytest.raises(ShapeError, match=r"Bilinear\(in1_features=3, in2_features=2, out_features=4\): expected input2 with the "
-                                         r"batch shape of x \(5,\), got shape \(1, 2\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Bilinear\(in1_features=3, in2_features=2, out_features=4\): expected input2 with the "
+        r"batch shape of x \(5,\), got shape \(1, 2\)",
+    ):
         layer.apply(params, state, jnp.ones((5, 3)), input2=jnp.ones((1, 2)))
     with pytest.raises(ShapeError, match=r"expected input2 \[\.\.\., 2\], got shape \(5, 3\)"):
         layer.apply(params, state, jnp.ones((5, 3)), input2=jnp.ones((5, 3)))

@@ -29,7 +29,8 @@ class TorchBasicBlock(torch.nn.Module):
         self.downsample = None
         if stride != 1 or inplanes != planes:
             self.downsample = torch.nn.Sequential(
-                torch.nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(planes))
+                torch.nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(planes)
+            )
         self.stride = stride
 
     def forward(self, x):
@@ -99,9 +100,19 @@ def shapes_of(layer):
 
 def test_names_follow_torchvision():
     m = shapes_of(L.BasicBlock(4, 8, stride=2))
-    assert sorted(m.named_parameters()) == sorted([
-        "conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight", "bn2.weight", "bn2.bias",
-        "downsample.0.weight", "downsample.1.weight", "downsample.1.bias"])
+    assert sorted(m.named_parameters()) == sorted(
+        [
+            "conv1.weight",
+            "bn1.weight",
+            "bn1.bias",
+            "conv2.weight",
+            "bn2.weight",
+            "bn2.bias",
+            "downsample.0.weight",
+            "downsample.1.weight",
+            "downsample.1.bias",
+        ]
+    )
     assert "downsample.1.num_batches_tracked" in m.named_buffers() and "bn1.running_var" in m.named_buffers()
     assert "downsample" not in shapes_of(L.BasicBlock(4, 4)).params
     assert not L.BasicBlock(4, 4).projects and L.BasicBlock(4, 4, 2).projects and L.BasicBlock(4, 5).projects
@@ -113,9 +124,14 @@ def test_sub_layers_are_initialised_from_one_seed_stream_in_the_documented_order
     params, state = block.init(key)
     stream = SeedStream(key)
     expected = {}
-    for name, layer in [("conv1", L.Conv2d(3, 6, 3, 2, 1, bias=False)), ("bn1", L.BatchNorm2d(6)),
-                        ("conv2", L.Conv2d(6, 6, 3, 1, 1, bias=False)), ("bn2", L.BatchNorm2d(6)),
-                        ("downsample.0", L.Conv2d(3, 6, 1, 2, bias=False)), ("downsample.1", L.BatchNorm2d(6))]:
+    for name, layer in [
+        ("conv1", L.Conv2d(3, 6, 3, 2, 1, bias=False)),
+        ("bn1", L.BatchNorm2d(6)),
+        ("conv2", L.Conv2d(6, 6, 3, 1, 1, bias=False)),
+        ("bn2", L.BatchNorm2d(6)),
+        ("downsample.0", L.Conv2d(3, 6, 1, 2, bias=False)),
+        ("downsample.1", L.BatchNorm2d(6)),
+    ]:
         sub, stream = stream.fresh()
         expected[name] = layer.init(sub)
     np.testing.assert_array_equal(params["conv1"]["weight"], expected["conv1"][0]["weight"])
@@ -126,18 +142,25 @@ def test_sub_layers_are_initialised_from_one_seed_stream_in_the_documented_order
     np.testing.assert_array_equal(params["bn1"]["weight"], np.ones(6))
     np.testing.assert_array_equal(state["bn2"]["running_var"], np.ones(6))
     model = nn.run(0, nn.BasicBlock(3, 6, stride=2))  # the builder draws one key and calls init with it
-    np.testing.assert_array_equal(model.params["conv1"]["weight"], block.init(SeedStream(0).fresh()[0])[0]["conv1"]["weight"])
+    np.testing.assert_array_equal(
+        model.params["conv1"]["weight"], block.init(SeedStream(0).fresh()[0])[0]["conv1"]["weight"]
+    )
 
 
 def test_config_is_passed_to_the_sub_layers():
     block = L.BasicBlock(4, 4, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, axis_name="data")
     assert block.conv1.dtype == jnp.bfloat16 and block.bn2.axis_name == "data"
     shapes = shapes_of(block)
-    assert shapes.params["conv2"]["weight"].dtype == jnp.bfloat16 and shapes.state["bn1"]["running_mean"].dtype == jnp.float32
+    assert (
+        shapes.params["conv2"]["weight"].dtype == jnp.bfloat16
+        and shapes.state["bn1"]["running_mean"].dtype == jnp.float32
+    )
     params, state = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), (shapes.params, shapes.state))
     y, _ = block.apply(params, state, jnp.ones((2, 4, 3, 3)))
     assert y.dtype == jnp.bfloat16
-    assert L.BasicBlock(4, 4) == L.BasicBlock(np.int64(4), 4, stride=1) and hash(L.BasicBlock(4, 4)) == hash(L.BasicBlock(4, 4, 1))
+    assert L.BasicBlock(4, 4) == L.BasicBlock(np.int64(4), 4, stride=1) and hash(L.BasicBlock(4, 4)) == hash(
+        L.BasicBlock(4, 4, 1)
+    )
 
 
 def test_bad_configuration_and_input():
@@ -145,10 +168,15 @@ def test_bad_configuration_and_input():
         L.BasicBlock(4, 4, stride=0)
     block = L.BasicBlock(4, 8, stride=2)
     params, state = shapes_of(block).params, shapes_of(block).state  # shapes suffice: errors come at trace time
-    with pytest.raises(ShapeError, match=r"BasicBlock\(in_planes=4, planes=8, stride=2\): expected input \[N, 4, H, W\], got shape \(2, 3, 5, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"BasicBlock\(in_planes=4, planes=8, stride=2\): expected input \[N, 4, H, W\], got shape \(2, 3, 5, 5\)",
+    ):
         block.apply(params, state, jnp.ones((2, 3, 5, 5)))
     with pytest.raises(ShapeError, match=r"expected input \[N, 4, H, W\], got shape \(4, 5, 5\)"):
         block.apply(params, state, jnp.ones((4, 5, 5)))
     x = jax.ShapeDtypeStruct((1, 4, 2, 2), jnp.float32)  # 1 x 1 after the stride: no batch statistics
-    with pytest.raises(ShapeError, match=r"^seq\.bn1 BatchNorm2d\(num_features=8\): expected more than one value per channel"):
+    with pytest.raises(
+        ShapeError, match=r"^seq\.bn1 BatchNorm2d\(num_features=8\): expected more than one value per channel"
+    ):
         jax.jit(lambda p, s, x: block.apply(p, s, x, train=True)).lower(params, state, x)

@@ -26,6 +26,7 @@ def from_torch(layer, module):
     """A Model of ``layer`` holding ``module``'s weights (no random init: only shapes are traced)."""
     return load(Model(layer, *jax.eval_shape(layer.init, jax.random.key(0))), module)
 
+
 # (in, out, kernel_size, stride, padding, dilation, groups, bias, input shape)
 CONFIGS = [
     ("plain", 3, 4, 3, 1, 0, 1, 1, True, (2, 3, 7, 7)),
@@ -149,20 +150,46 @@ def test_configs_are_normalised_so_equal_configs_hash_equal():
 
 def test_bad_configuration_is_a_value_error_naming_the_layer():
     cases = [
-        (dict(in_channels=3, out_channels=4, kernel_size=3, groups=2), r"Conv2d: in_channels=3 must be divisible by groups=2"),
-        (dict(in_channels=4, out_channels=3, kernel_size=3, groups=2), r"Conv2d: out_channels=3 must be divisible by groups=2"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding="same"), r"padding='same' is not supported for strided"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, padding="full"), r"Conv2d: padding must be an int, a pair, 'same' or 'valid', got 'full'"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, padding=-1), r"Conv2d: padding must be an int or a pair of ints >= 0, got -1"),
-        (dict(in_channels=3, out_channels=4, kernel_size=0), r"Conv2d: kernel_size must be an int or a pair of ints >= 1, got 0"),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, groups=2),
+            r"Conv2d: in_channels=3 must be divisible by groups=2",
+        ),
+        (
+            dict(in_channels=4, out_channels=3, kernel_size=3, groups=2),
+            r"Conv2d: out_channels=3 must be divisible by groups=2",
+        ),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding="same"),
+            r"padding='same' is not supported for strided",
+        ),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, padding="full"),
+            r"Conv2d: padding must be an int, a pair, 'same' or 'valid', got 'full'",
+        ),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, padding=-1),
+            r"Conv2d: padding must be an int or a pair of ints >= 0, got -1",
+        ),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=0),
+            r"Conv2d: kernel_size must be an int or a pair of ints >= 1, got 0",
+        ),
         (dict(in_channels=3, out_channels=4, kernel_size=(3, 3, 3)), r"kernel_size must be an int or a pair"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, stride=(1, 0)), r"stride must be an int or a pair of ints >= 1, got \(1, 0\)"),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, stride=(1, 0)),
+            r"stride must be an int or a pair of ints >= 1, got \(1, 0\)",
+        ),
         (dict(in_channels=3, out_channels=4, kernel_size=3, dilation=1.5), r"dilation must be"),
         (dict(in_channels=0, out_channels=4, kernel_size=3), r"Conv2d: in_channels must be a positive int, got 0"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, padding_mode="mirror"),
-         r"Conv2d: padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular', got 'mirror'"),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, padding_mode="mirror"),
+            r"Conv2d: padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular', got 'mirror'",
+        ),
         (dict(in_channels=3, out_channels=4, kernel_size=3, bias=1), r"Conv2d: bias must be a bool"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, dtype=jnp.int32), r"Conv2d: dtype must be a floating dtype"),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, dtype=jnp.int32),
+            r"Conv2d: dtype must be a floating dtype",
+        ),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -173,7 +200,9 @@ def test_bad_input_is_a_shape_error_naming_the_layer_and_shapes():
     conv = L.Conv2d(3, 4, 3)
     params, state = conv.init(jax.random.key(0))
     name = r"Conv2d\(in_channels=3, out_channels=4, kernel_size=\(3, 3\)\)"
-    with pytest.raises(ShapeError, match=name + r": expected input \[N, 3, H, W\] or unbatched \[3, H, W\], got shape \(2, 4, 6, 6\)"):
+    with pytest.raises(
+        ShapeError, match=name + r": expected input \[N, 3, H, W\] or unbatched \[3, H, W\], got shape \(2, 4, 6, 6\)"
+    ):
         conv.apply(params, state, jnp.ones((2, 4, 6, 6)))
     with pytest.raises(ShapeError, match=r"got shape \(6, 6\)"):
         conv.apply(params, state, jnp.ones((6, 6)))
@@ -182,8 +211,11 @@ def test_bad_input_is_a_shape_error_naming_the_layer_and_shapes():
     with pytest.raises(TypeError, match=name + r": expected a floating-point input, got int32"):
         conv.apply(params, state, jnp.ones((2, 3, 6, 6), jnp.int32))
     big = L.Conv2d(3, 4, 3, padding=(1, 0), dilation=2)
-    with pytest.raises(ShapeError, match=r"expected an input whose padded size \(H, W\) is at least the dilated kernel size \(5, 5\) "
-                                         r"\(padding \(\(1, 1\), \(0, 0\)\) makes it \(6, 4\)\), got shape \(1, 3, 4, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected an input whose padded size \(H, W\) is at least the dilated kernel size \(5, 5\) "
+        r"\(padding \(\(1, 1\), \(0, 0\)\) makes it \(6, 4\)\), got shape \(1, 3, 4, 4\)",
+    ):
         big.apply(big.init(jax.random.key(0))[0], {}, jnp.ones((1, 3, 4, 4)))
 
 
@@ -191,12 +223,16 @@ def test_errors_inside_a_seq_say_where_and_happen_at_trace_time():
     net = seq(L.Conv2d(3, 8, 3), L.relu, L.Conv2d(4, 2, 1))
     params, state = jax.eval_shape(net.init, jax.random.key(0))  # shapes suffice: the error comes at trace time
     x = jax.ShapeDtypeStruct((2, 3, 6, 6), jnp.float32)
-    with pytest.raises(ShapeError, match=r"^seq\[2\] Conv2d\(in_channels=4, out_channels=2, kernel_size=\(1, 1\)\): "
-                                         r"expected input \[N, 4, H, W\] .*, got shape \(2, 8, 4, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"^seq\[2\] Conv2d\(in_channels=4, out_channels=2, kernel_size=\(1, 1\)\): "
+        r"expected input \[N, 4, H, W\] .*, got shape \(2, 8, 4, 4\)",
+    ):
         jax.jit(lambda p, s, x: net.apply(p, s, x)).lower(params, state, x)
 
 
 # --- the N-d family (issue 13): Conv1d/2d/3d with padding modes, ConvTranspose1d/2d/3d --------------------
+
 
 def weighted_parity(layer, module, shape, seed=0, atol=1e-5, **forward):
     """Outputs and gradients (input, weight, bias) of ``layer`` holding ``module``'s weights equal torch's.
@@ -212,13 +248,18 @@ def weighted_parity(layer, module, shape, seed=0, atol=1e-5, **forward):
     np.testing.assert_allclose(y, n(yt), atol=atol, rtol=1e-5)
     cotangent = rng.normal(size=y.shape).astype(np.float32)
     (yt * torch.from_numpy(cotangent)).sum().backward()
-    gx, gp = jax.jit(jax.grad(lambda x, p: jnp.sum(model.replace(params=p)(x, **forward) * cotangent), argnums=(0, 1)))(x, model.params)
+    gx, gp = jax.jit(jax.grad(lambda x, p: jnp.sum(model.replace(params=p)(x, **forward) * cotangent), argnums=(0, 1)))(
+        x, model.params
+    )
     torch_grads = {"weight": module.weight.grad} | ({"bias": module.bias.grad} if module.bias is not None else {})
     assert set(gp) == set(torch_grads)
     np.testing.assert_allclose(gx, n(xt.grad), atol=10 * atol, rtol=1e-5)
     for name, g in torch_grads.items():
         np.testing.assert_allclose(gp[name], n(g), atol=10 * atol, rtol=1e-5)
-    return max(float(np.abs(np.asarray(a) - n(b)).max()) for a, b in [(y, yt), (gx, xt.grad)] + [(gp[k], v) for k, v in torch_grads.items()])
+    return max(
+        float(np.abs(np.asarray(a) - n(b)).max())
+        for a, b in [(y, yt), (gx, xt.grad)] + [(gp[k], v) for k, v in torch_grads.items()]
+    )
 
 
 # (name, dims, positional args as torch takes them, keywords, input shape)
@@ -230,7 +271,13 @@ CONV_ND = [
     ("1d-circular-strided", 1, (2, 2, 3, 2, 3), dict(padding_mode="circular"), (1, 2, 6)),
     ("2d-reflect-asymmetric", 2, (2, 4, (3, 2), (2, 1), (2, 1)), dict(padding_mode="reflect"), (2, 2, 6, 5)),
     ("2d-circular-groups-unbatched", 2, (4, 4, 3, 1, 1, 1, 2), dict(padding_mode="circular"), (4, 5, 4)),
-    ("2d-replicate-same-dilated", 2, (2, 3, 3), dict(padding="same", dilation=2, padding_mode="replicate"), (1, 2, 5, 6)),
+    (
+        "2d-replicate-same-dilated",
+        2,
+        (2, 3, 3),
+        dict(padding="same", dilation=2, padding_mode="replicate"),
+        (1, 2, 5, 6),
+    ),
     ("3d-plain", 3, (2, 3, (2, 3, 2)), {}, (2, 2, 4, 5, 3)),
     ("3d-strided-padded-groups", 3, (4, 2, 3, (2, 1, 2), 1, 1, 2), {}, (1, 4, 5, 4, 5)),
     ("3d-unbatched-reflect-same", 3, (2, 2, 3), dict(padding="same", padding_mode="reflect"), (2, 3, 4, 3)),
@@ -275,25 +322,39 @@ def test_conv_transpose_output_size_picks_the_output_padding_as_torch(output_siz
     weighted_parity(L.ConvTranspose2d(*args), torch.nn.ConvTranspose2d(*args), (1, 2, 5, 4), output_size=output_size)
     layer = L.ConvTranspose2d(*args)
     params, state = layer.init(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"ConvTranspose2d\(.*\): output_size must give 2 sizes between \(9, 7\) and \(10, 8\) "
-                                         r"for an input of shape \(1, 2, 5, 4\), got \(11, 7\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"ConvTranspose2d\(.*\): output_size must give 2 sizes between \(9, 7\) and \(10, 8\) "
+        r"for an input of shape \(1, 2, 5, 4\), got \(11, 7\)",
+    ):
         layer.apply(params, state, jnp.ones((1, 2, 5, 4)), output_size=(11, 7))
     with pytest.raises(ValueError, match="requested an output size of"):  # torch refuses it too
         torch.nn.ConvTranspose2d(*args)(torch.ones(1, 2, 5, 4), output_size=(11, 7))
 
 
 def test_the_1d_2d_3d_names_share_one_implementation_and_torchs_positional_order():
-    assert L.Conv1d(3, 4, 3, 2, 1, 2, 1, False, "circular") == L.Conv1d(3, 4, (3,), stride=2, padding=1, dilation=2,
-                                                                          bias=False, padding_mode="circular")
+    assert L.Conv1d(3, 4, 3, 2, 1, 2, 1, False, "circular") == L.Conv1d(
+        3, 4, (3,), stride=2, padding=1, dilation=2, bias=False, padding_mode="circular"
+    )
     assert repr(L.Conv3d(2, 2, 3)) == "Conv3d(in_channels=2, out_channels=2, kernel_size=(3, 3, 3))"
     t2 = L.ConvTranspose2d(4, 2, 3, 2, 1, 1, 2, False, 1)
-    assert (t2.stride, t2.padding, t2.output_padding, t2.groups, t2.bias, t2.dilation) == ((2, 2), (1, 1), (1, 1), 2, False, (1, 1))
+    assert (t2.stride, t2.padding, t2.output_padding, t2.groups, t2.bias, t2.dilation) == (
+        (2, 2),
+        (1, 1),
+        (1, 1),
+        2,
+        False,
+        (1, 1),
+    )
     assert repr(L.ConvTranspose1d(2, 3, 3)) == "ConvTranspose1d(in_channels=2, out_channels=3, kernel_size=(3,))"
     with pytest.raises(TypeError):  # tlean-only options are keyword-only
         L.Conv2d(3, 4, 3, 1, 0, 1, 1, True, "zeros", jnp.float32)
     from tlean.layers._conv import _ConvNd, _ConvTransposeNd
 
-    for base, names in ((_ConvNd, ("Conv1d", "Conv2d", "Conv3d")), (_ConvTransposeNd, ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"))):
+    for base, names in (
+        (_ConvNd, ("Conv1d", "Conv2d", "Conv3d")),
+        (_ConvTransposeNd, ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")),
+    ):
         for name in names:  # thin names: only the number of spatial axes and the defaults' lengths differ
             cls = getattr(L, name)
             assert cls.__mro__[1] is base and "apply" not in vars(cls) and "init" not in vars(cls)
@@ -314,9 +375,21 @@ def test_conv_transpose_init_follows_torch_fan_in():
     small = L.ConvTranspose2d(2, 4, 2, groups=2)
     built = nn.run(3, nn.ConvTranspose2d(2, 4, 2, groups=2))
     np.testing.assert_array_equal(built.params["weight"], small.init(SeedStream(3).fresh()[0])[0]["weight"])
-    for name in ("Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d"):  # every name has its builders, same signature
-        assert list(inspect.signature(getattr(nn, name)).parameters) == list(inspect.signature(getattr(L, name)).parameters)
-        snake = {"Conv1d": "conv1d", "Conv3d": "conv3d", "ConvTranspose1d": "conv_transpose1d", "ConvTranspose3d": "conv_transpose3d"}[name]
+    for name in (
+        "Conv1d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose3d",
+    ):  # every name has its builders, same signature
+        assert list(inspect.signature(getattr(nn, name)).parameters) == list(
+            inspect.signature(getattr(L, name)).parameters
+        )
+        snake = {
+            "Conv1d": "conv1d",
+            "Conv3d": "conv3d",
+            "ConvTranspose1d": "conv_transpose1d",
+            "ConvTranspose3d": "conv_transpose3d",
+        }[name]
         assert "key" in inspect.signature(getattr(nn.pure, snake)).parameters
 
 
@@ -324,13 +397,24 @@ def test_bad_nd_configuration_is_a_value_error_naming_the_layer():
     cases = [
         (lambda: L.Conv1d(3, 4, 3, groups=2), r"Conv1d: in_channels=3 must be divisible by groups=2"),
         (lambda: L.Conv3d(2, 4, (3, 3)), r"Conv3d: kernel_size must be an int or a triple of ints >= 1, got \(3, 3\)"),
-        (lambda: L.Conv1d(2, 4, 3, padding="full"), r"Conv1d: padding must be an int, a 1-tuple, 'same' or 'valid', got 'full'"),
-        (lambda: L.ConvTranspose2d(4, 3, 3, groups=2), r"ConvTranspose2d: out_channels=3 must be divisible by groups=2"),
-        (lambda: L.ConvTranspose1d(2, 2, 3, stride=2, output_padding=2),
-         r"ConvTranspose1d: output_padding must be smaller than either stride or dilation along every axis, as in PyTorch; "
-         r"got output_padding=\(2,\), stride=\(2,\), dilation=\(1,\)"),
+        (
+            lambda: L.Conv1d(2, 4, 3, padding="full"),
+            r"Conv1d: padding must be an int, a 1-tuple, 'same' or 'valid', got 'full'",
+        ),
+        (
+            lambda: L.ConvTranspose2d(4, 3, 3, groups=2),
+            r"ConvTranspose2d: out_channels=3 must be divisible by groups=2",
+        ),
+        (
+            lambda: L.ConvTranspose1d(2, 2, 3, stride=2, output_padding=2),
+            r"ConvTranspose1d: output_padding must be smaller than either stride or dilation along every axis, as in PyTorch; "
+            r"got output_padding=\(2,\), stride=\(2,\), dilation=\(1,\)",
+        ),
         (lambda: L.ConvTranspose2d(2, 2, 3, output_padding=(0, 1)), r"ConvTranspose2d: output_padding must be smaller"),
-        (lambda: L.ConvTranspose2d(2, 2, 3, padding_mode="reflect"), r"ConvTranspose2d: only padding_mode='zeros' is supported"),
+        (
+            lambda: L.ConvTranspose2d(2, 2, 3, padding_mode="reflect"),
+            r"ConvTranspose2d: only padding_mode='zeros' is supported",
+        ),
         (lambda: L.ConvTranspose3d(2, 2, 3, padding="same"), r"ConvTranspose3d: padding must be an int or a triple"),
     ]
     for make, message in cases:
@@ -345,18 +429,47 @@ def test_bad_nd_input_is_a_shape_error_naming_the_layer():
     def refuse(layer, shape, message, **kw):  # only shapes: the error comes at trace time, before any arithmetic
         params, state = jax.eval_shape(layer.init, jax.random.key(0))
         with pytest.raises(ShapeError, match=message):
-            jax.eval_shape(lambda p, s, x: layer.apply(p, s, x, **kw), params, state, jax.ShapeDtypeStruct(shape, jnp.float32))
+            jax.eval_shape(
+                lambda p, s, x: layer.apply(p, s, x, **kw), params, state, jax.ShapeDtypeStruct(shape, jnp.float32)
+            )
 
-    refuse(L.Conv1d(2, 3, 3, padding=3, padding_mode="reflect"), (1, 2, 3),
-           r"Conv1d\(.*padding_mode='reflect'\): expected an input whose padded axes fit the reflect "
-           r"padding \(\(3, 3\),\) \(each padding smaller than the size\), got shape \(1, 2, 3\)")
+    refuse(
+        L.Conv1d(2, 3, 3, padding=3, padding_mode="reflect"),
+        (1, 2, 3),
+        r"Conv1d\(.*padding_mode='reflect'\): expected an input whose padded axes fit the reflect "
+        r"padding \(\(3, 3\),\) \(each padding smaller than the size\), got shape \(1, 2, 3\)",
+    )
     with pytest.raises(RuntimeError, match="Padding size should be less than"):  # torch refuses it too
         torch.nn.Conv1d(2, 3, 3, padding=3, padding_mode="reflect")(torch.ones(1, 2, 3))
-    refuse(L.Conv2d(2, 3, 3, padding=(0, 4), padding_mode="circular"), (2, 3, 3), r"Conv2d\(.*\): expected an input whose padded axes fit "
-           r"the circular padding \(\(0, 0\), \(4, 4\)\) \(each padding at most the size\)")
-    refuse(L.Conv3d(2, 2, 1), (2, 4, 4), r"Conv3d\(.*\): expected input \[N, 2, D, H, W\] or unbatched \[2, D, H, W\], got shape \(2, 4, 4\)")
-    refuse(L.Conv1d(1, 1, 3, dilation=2), (1, 4), r"Conv1d\(.*\): expected an input whose padded size \(L\) is at least the dilated kernel size \(5,\)")
-    refuse(L.ConvTranspose1d(2, 2, 1, padding=1), (2, 2), r"ConvTranspose1d\(.*\): expected an input giving an output size of at least 1 .*\(0,\)")
-    refuse(L.ConvTranspose2d(4, 2, 2), (1, 2, 3, 3), r"ConvTranspose2d\(.*\): expected input \[N, 4, H, W\] or unbatched \[4, H, W\], got shape \(1, 2, 3, 3\)")
+    refuse(
+        L.Conv2d(2, 3, 3, padding=(0, 4), padding_mode="circular"),
+        (2, 3, 3),
+        r"Conv2d\(.*\): expected an input whose padded axes fit "
+        r"the circular padding \(\(0, 0\), \(4, 4\)\) \(each padding at most the size\)",
+    )
+    refuse(
+        L.Conv3d(2, 2, 1),
+        (2, 4, 4),
+        r"Conv3d\(.*\): expected input \[N, 2, D, H, W\] or unbatched \[2, D, H, W\], got shape \(2, 4, 4\)",
+    )
+    refuse(
+        L.Conv1d(1, 1, 3, dilation=2),
+        (1, 4),
+        r"Conv1d\(.*\): expected an input whose padded size \(L\) is at least the dilated kernel size \(5,\)",
+    )
+    refuse(
+        L.ConvTranspose1d(2, 2, 1, padding=1),
+        (2, 2),
+        r"ConvTranspose1d\(.*\): expected an input giving an output size of at least 1 .*\(0,\)",
+    )
+    refuse(
+        L.ConvTranspose2d(4, 2, 2),
+        (1, 2, 3, 3),
+        r"ConvTranspose2d\(.*\): expected input \[N, 4, H, W\] or unbatched \[4, H, W\], got shape \(1, 2, 3, 3\)",
+    )
     conv = L.Conv1d(2, 3, 3, padding=3, padding_mode="reflect")
-    assert conv.apply(*jax.jit(conv.init)(jax.random.key(0)), jnp.ones((1, 2, 4)))[0].shape == (1, 3, 8)  # a pad below the size is fine
+    assert conv.apply(*jax.jit(conv.init)(jax.random.key(0)), jnp.ones((1, 2, 4)))[0].shape == (
+        1,
+        3,
+        8,
+    )  # a pad below the size is fine

@@ -33,7 +33,7 @@ def data(seed=0, batch_first=True):
 
 def padding(length):
     m = np.zeros((B, length), bool)
-    m[1, length - 2:] = True
+    m[1, length - 2 :] = True
     return m
 
 
@@ -43,6 +43,7 @@ def causal(rows, cols):
 
 def output_and_grads(f, *args):
     """``f(*args)`` and the gradients of ``sum(f(*args) ** 2)`` for every argument, in one jitted vjp."""
+
     def both(*args):
         y, vjp = jax.vjp(f, *args)
         return y, vjp(2 * y)
@@ -65,30 +66,49 @@ class DecoderLayerParityTest(chex.TestCase):  # jit == eager for every layer: th
     @chex.variants(without_jit=True)
     def test_matches_torch_for_norm_first_activation_and_layout(self):
         for i, (norm_first, activation, batch_first) in enumerate(
-                ((False, "relu", True), (True, "gelu", True), (False, "gelu", False))):
+            ((False, "relu", True), (True, "gelu", True), (False, "gelu", False))
+        ):
             tl = torch_decoder_layer(norm_first, activation, batch_first, seed=i).eval()
-            model = load(nn.pure.transformer_decoder_layer(D, NH, FF, 0.0, activation, 1e-5, batch_first, norm_first,
-                                                           key=jax.random.key(0)), tl)
+            model = load(
+                nn.pure.transformer_decoder_layer(
+                    D, NH, FF, 0.0, activation, 1e-5, batch_first, norm_first, key=jax.random.key(0)
+                ),
+                tl,
+            )
             tgt, memory = data(i, batch_first)
             y = self.variant(lambda m, a, b: m(a, b))(model, tgt, memory)  # decoder(tgt, memory), as torch
             assert_close(y, n(tl(t(tgt), t(memory))))
         tgt, memory = data(5)
-        assert_close(model(tgt[0], memory[0], tgt_is_causal=True),  # unbatched [T, D], [S, D]
-                     n(tl(t(tgt[0]), t(memory[0]), tgt_mask=causal(T, T))))
+        assert_close(
+            model(tgt[0], memory[0], tgt_is_causal=True),  # unbatched [T, D], [S, D]
+            n(tl(t(tgt[0]), t(memory[0]), tgt_mask=causal(T, T))),
+        )
 
     def test_masks_and_gradients_match_torch(self):
         tl = torch_decoder_layer(True, "relu", seed=3).train()  # dropout 0: train mode is deterministic
-        model = load(nn.pure.transformer_decoder_layer(D, NH, FF, 0.1, batch_first=True, norm_first=True,
-                                                       key=jax.random.key(0)), tl)
+        model = load(
+            nn.pure.transformer_decoder_layer(D, NH, FF, 0.1, batch_first=True, norm_first=True, key=jax.random.key(0)),
+            tl,
+        )
         tgt, memory = data(1)
         memory_mask = np.random.default_rng(2).random((T, S)) < 0.3
         memory_mask[:, 0] = False
         tt, mt = t(tgt), t(memory)
-        yt = tl(tt, mt, tgt_mask=causal(T, T), memory_mask=torch.from_numpy(memory_mask),
-                tgt_key_padding_mask=torch.from_numpy(padding(T)), memory_key_padding_mask=torch.from_numpy(padding(S)))
-        (yt ** 2).sum().backward()
-        kw = dict(tgt_is_causal=True, memory_mask=memory_mask, tgt_key_padding_mask=padding(T),
-                  memory_key_padding_mask=padding(S))
+        yt = tl(
+            tt,
+            mt,
+            tgt_mask=causal(T, T),
+            memory_mask=torch.from_numpy(memory_mask),
+            tgt_key_padding_mask=torch.from_numpy(padding(T)),
+            memory_key_padding_mask=torch.from_numpy(padding(S)),
+        )
+        (yt**2).sum().backward()
+        kw = dict(
+            tgt_is_causal=True,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=padding(T),
+            memory_key_padding_mask=padding(S),
+        )
         y, (g_tgt, g_mem, gm) = output_and_grads(lambda a, b, m: m(a, b, **kw), tgt, memory, model)
         assert_close(y, n(yt))
         assert_close(g_tgt, n(tt.grad), tol=1e-4)
@@ -98,8 +118,14 @@ class DecoderLayerParityTest(chex.TestCase):  # jit == eager for every layer: th
             assert_close(grads[name], n(p.grad), tol=1e-4)
         # the same masks in tlean's convention (True = may attend) give the same output
         allow = np.tril(np.ones((T, T), bool))
-        y_allow = model(tgt, memory, allow=allow, memory_allow=~memory_mask, tgt_key_padding_mask=padding(T),
-                        memory_key_padding_mask=padding(S))
+        y_allow = model(
+            tgt,
+            memory,
+            allow=allow,
+            memory_allow=~memory_mask,
+            tgt_key_padding_mask=padding(T),
+            memory_key_padding_mask=padding(S),
+        )
         assert_close(y_allow, n(yt))
         # memory_is_causal applies the causal mask to the cross-attention, as a memory_mask does in torch
         with torch.no_grad():
@@ -114,18 +140,22 @@ class DecoderParityTest(chex.TestCase):
         td = torch.nn.TransformerDecoder(layer, 2, norm=torch.nn.LayerNorm(D))
         randomise(td, 1)
         td.train()
-        model = load(nn.pure.transformer_decoder(L.TransformerDecoderLayer(D, NH, FF), 2, L.LayerNorm(D),
-                                                 key=jax.random.key(0)), td)
+        model = load(
+            nn.pure.transformer_decoder(L.TransformerDecoderLayer(D, NH, FF), 2, L.LayerNorm(D), key=jax.random.key(0)),
+            td,
+        )
         ours = model.named_parameters()
-        np.testing.assert_array_equal(ours["layers.*.multihead_attn.in_proj_weight"][1],
-                                      n(td.layers[1].multihead_attn.in_proj_weight))
+        np.testing.assert_array_equal(
+            ours["layers.*.multihead_attn.in_proj_weight"][1], n(td.layers[1].multihead_attn.in_proj_weight)
+        )
         tgt, memory = data(2)
         tt, mt = t(tgt), t(memory)
         yt = td(tt, mt, tgt_mask=causal(T, T), tgt_is_causal=True, memory_key_padding_mask=torch.from_numpy(padding(S)))
-        (yt ** 2).sum().backward()
+        (yt**2).sum().backward()
         float_causal = np.where(np.triu(np.ones((T, T), bool), 1), -np.inf, 0.0).astype(np.float32)
         y, (g_tgt, g_mem, gm) = output_and_grads(
-            lambda a, b, m: m(a, b, tgt_mask=float_causal, memory_key_padding_mask=padding(S)), tgt, memory, model)
+            lambda a, b, m: m(a, b, tgt_mask=float_causal, memory_key_padding_mask=padding(S)), tgt, memory, model
+        )
         assert_close(y, n(yt))
         assert_close(g_tgt, n(tt.grad), tol=1e-4)
         assert_close(g_mem, n(mt.grad), tol=1e-4)
@@ -147,18 +177,28 @@ def test_transformer_matches_torch_in_value_and_gradient_with_every_mask():
         tm = torch.nn.Transformer(D, NH, 1, 2, FF, 0.0, "gelu", None, None, 1e-5, batch_first, norm_first)
         randomise(tm, i)
         tm.train()  # dropout 0; train mode keeps torch off its nested-tensor fast path
-        model = load(nn.pure.transformer(D, NH, 1, 2, FF, 0.0, "gelu", None, None, 1e-5, batch_first, norm_first,
-                                         key=jax.random.key(0)), tm)
+        model = load(
+            nn.pure.transformer(
+                D, NH, 1, 2, FF, 0.0, "gelu", None, None, 1e-5, batch_first, norm_first, key=jax.random.key(0)
+            ),
+            tm,
+        )
         tgt, src = data(4 + i, batch_first)
         src_mask = np.random.default_rng(i).random((S, S)) < 0.3
         np.fill_diagonal(src_mask, False)
         st, tt = t(src), t(tgt)
-        yt = tm(st, tt, src_mask=torch.from_numpy(src_mask), tgt_mask=causal(T, T),
-                src_key_padding_mask=torch.from_numpy(padding(S)),
-                memory_key_padding_mask=torch.from_numpy(padding(S)))
-        kw = dict(src_mask=src_mask, tgt_is_causal=True, src_key_padding_mask=padding(S),
-                  memory_key_padding_mask=padding(S))
-        (yt ** 2).sum().backward()
+        yt = tm(
+            st,
+            tt,
+            src_mask=torch.from_numpy(src_mask),
+            tgt_mask=causal(T, T),
+            src_key_padding_mask=torch.from_numpy(padding(S)),
+            memory_key_padding_mask=torch.from_numpy(padding(S)),
+        )
+        kw = dict(
+            src_mask=src_mask, tgt_is_causal=True, src_key_padding_mask=padding(S), memory_key_padding_mask=padding(S)
+        )
+        (yt**2).sum().backward()
         y, (g_src, g_tgt, gm) = output_and_grads(lambda s, g, m, kw=kw: m(s, g, **kw), src, tgt, model)
         assert_close(y, n(yt))
         assert_close(g_src, n(st.grad), tol=1e-4)
@@ -192,13 +232,17 @@ def test_transformer_init_and_names_follow_torch():
 
 def test_builders_require_batch_first_and_take_builders():
     for build in (lambda: nn.TransformerDecoderLayer(D, NH), lambda: nn.Transformer(D, NH)):
-        with pytest.raises(TypeError, match=r"pass batch_first= explicitly: torch.nn.Transformer\w*'s default is "
-                                            r"batch_first=False"):
+        with pytest.raises(
+            TypeError,
+            match=r"pass batch_first= explicitly: torch.nn.Transformer\w*'s default is "
+            r"batch_first=False",
+        ):
             build()
     decoder = nn.run(0, nn.TransformerDecoder(nn.TransformerDecoderLayer(D, NH, FF, batch_first=True), 2))
     assert decoder.params["layers"]["linear1"]["weight"].shape == (2, FF, D)
     assert L.TransformerDecoderLayer(D, NH, FF, 0.2, "gelu", 1e-6, False, True, False) == L.TransformerDecoderLayer(
-        D, NH, FF, dropout=0.2, activation="gelu", layer_norm_eps=1e-6, batch_first=False, norm_first=True, bias=False)
+        D, NH, FF, dropout=0.2, activation="gelu", layer_norm_eps=1e-6, batch_first=False, norm_first=True, bias=False
+    )
 
 
 def test_bad_input_and_config():
@@ -214,8 +258,11 @@ def test_bad_input_and_config():
     x, memory = jnp.ones((B, T, D)), jnp.ones((B, S, D))
     with pytest.raises(TypeError, match=r"TransformerDecoderLayer\(.*\) needs memory=.*decoder\(tgt, memory\)"):
         trace(x)
-    with pytest.raises(ShapeError, match=r"TransformerDecoderLayer\(d_model=8, nhead=2, dim_feedforward=16\): expected "
-                                         r"memory \[2, seq, 8\] \(laid out as the input \(2, 5, 8\)\), got shape \(3, 4, 8\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"TransformerDecoderLayer\(d_model=8, nhead=2, dim_feedforward=16\): expected "
+        r"memory \[2, seq, 8\] \(laid out as the input \(2, 5, 8\)\), got shape \(3, 4, 8\)",
+    ):
         trace(x, memory=jnp.ones((3, S, D)))
     with pytest.raises(ShapeError, match=r"expected input \[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 6\)"):
         trace(jnp.ones((B, T, 6)), memory=memory)
@@ -236,14 +283,19 @@ def test_chunked_decoding_with_projected_memory_equals_the_full_causal_forward()
     params, state = jax.jit(decoder.init)(jax.random.key(0))
     params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), params)
     tgt, memory = (jnp.asarray(a) for a in data(6))
-    full = decoder.apply(params, state, tgt, memory=memory, tgt_is_causal=True,
-                         memory_key_padding_mask=padding(S))[0]
+    full = decoder.apply(params, state, tgt, memory=memory, tgt_is_causal=True, memory_key_padding_mask=padding(S))[0]
     cache = jax.jit(decoder.init_cache, static_argnums=2)(params, memory, T)
-    assert cache["memory"]["key"].shape == (2, B, S, NH, D // NH) and cache["self_attn"]["key"].shape == (2, B, T, NH, D // NH)
+    assert cache["memory"]["key"].shape == (2, B, S, NH, D // NH) and cache["self_attn"]["key"].shape == (
+        2,
+        B,
+        T,
+        NH,
+        D // NH,
+    )
     decode = jax.jit(lambda p, c, x, s: decoder.decode(p, c, x, s, memory_key_padding_mask=padding(S)))
     y, cache = decode(params, cache, tgt[:, :2], 0)
     outs = [y]
     for pos in range(2, T):
-        y, cache = decode(params, cache, tgt[:, pos:pos + 1], pos)
+        y, cache = decode(params, cache, tgt[:, pos : pos + 1], pos)
         outs.append(y)
     assert_close(jnp.concatenate(outs, axis=1), full)

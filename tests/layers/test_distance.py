@@ -35,7 +35,9 @@ def test_outputs_and_gradients_match_torch(name, args, kwargs, s1, s2):
     yt = module(t1, t2)
     cot = rng.normal(size=tuple(yt.shape)).astype(np.float32)
     (yt * torch.from_numpy(cot)).sum().backward()
-    y, (g1, g2) = jax.jit(lambda a, b: (model(a, b), jax.grad(lambda a, b: (model(a, x2=b) * cot).sum(), (0, 1))(a, b)))(x1, x2)
+    y, (g1, g2) = jax.jit(
+        lambda a, b: (model(a, b), jax.grad(lambda a, b: (model(a, x2=b) * cot).sum(), (0, 1))(a, b))
+    )(x1, x2)
     assert y.shape == tuple(yt.shape)
     np.testing.assert_allclose(y, n(yt), atol=1e-6, rtol=1e-5)
     np.testing.assert_allclose(g1, n(t1.grad), atol=1e-5, rtol=1e-5)
@@ -48,7 +50,9 @@ def test_cosine_similarity_clamps_each_norm_and_a_zero_vector_has_finite_gradien
     b = np.ones((2, 3), np.float32)
     layer = L.CosineSimilarity(1, 1e-2)
     y = layer.apply({}, {}, a, x2=b)[0]
-    np.testing.assert_allclose(y, n(torch.nn.CosineSimilarity(1, 1e-2)(torch.from_numpy(a), torch.from_numpy(b))), rtol=1e-6)
+    np.testing.assert_allclose(
+        y, n(torch.nn.CosineSimilarity(1, 1e-2)(torch.from_numpy(a), torch.from_numpy(b))), rtol=1e-6
+    )
     g = jax.jit(jax.grad(lambda a: layer.apply({}, {}, a, x2=b)[0].sum()))(a)
     assert np.isfinite(np.asarray(g)).all()
     ta = t(a)
@@ -64,7 +68,9 @@ def test_pairwise_distance_p0_and_minus_inf():
 
 
 def test_bad_inputs_and_config():
-    with pytest.raises(ShapeError, match=r"PairwiseDistance\(\): expected x2 broadcastable with x \(4, 5\), got shape \(3, 5\)"):
+    with pytest.raises(
+        ShapeError, match=r"PairwiseDistance\(\): expected x2 broadcastable with x \(4, 5\), got shape \(3, 5\)"
+    ):
         L.PairwiseDistance().apply({}, {}, jnp.ones((4, 5)), x2=jnp.ones((3, 5)))
     with pytest.raises(ShapeError, match=r"CosineSimilarity\(\): expected inputs with an axis 1, got shape \(5,\)"):
         L.CosineSimilarity().apply({}, {}, jnp.ones(5), x2=jnp.ones(5))
@@ -77,4 +83,7 @@ def test_bad_inputs_and_config():
     with pytest.raises(ValueError, match=r"CosineSimilarity: eps must be a number >= 0, got -1"):
         L.CosineSimilarity(1, -1)
     assert L.PairwiseDistance.inputs == L.CosineSimilarity.inputs == ("x2",)
-    assert L.CosineSimilarity().apply({}, {}, jnp.ones((2, 3), jnp.bfloat16), x2=jnp.ones((2, 3), jnp.bfloat16))[0].dtype == jnp.bfloat16
+    assert (
+        L.CosineSimilarity().apply({}, {}, jnp.ones((2, 3), jnp.bfloat16), x2=jnp.ones((2, 3), jnp.bfloat16))[0].dtype
+        == jnp.bfloat16
+    )

@@ -52,6 +52,7 @@ def test_key_needed_and_config_errors():
 
 # --- channel dropout and alpha dropout (issue 13) ----------------------------------------------
 
+
 def _channels_all_or_nothing(y, x, scale, spatial):
     """Every channel (the trailing ``spatial`` axes) is either all zero or all ``x * scale``."""
     axes = tuple(range(y.ndim - spatial, y.ndim))
@@ -61,18 +62,24 @@ def _channels_all_or_nothing(y, x, scale, spatial):
     return zero
 
 
-@pytest.mark.parametrize("name,spatial,shape", [
-    ("Dropout1d", 1, (40, 50, 3)), ("Dropout1d", 1, (500, 4)),
-    ("Dropout2d", 2, (40, 50, 2, 3)), ("Dropout2d", 2, (500, 2, 2)),
-    ("Dropout3d", 3, (40, 50, 2, 1, 2)), ("Dropout3d", 3, (500, 2, 1, 2)),
-])
+@pytest.mark.parametrize(
+    "name,spatial,shape",
+    [
+        ("Dropout1d", 1, (40, 50, 3)),
+        ("Dropout1d", 1, (500, 4)),
+        ("Dropout2d", 2, (40, 50, 2, 3)),
+        ("Dropout2d", 2, (500, 2, 2)),
+        ("Dropout3d", 3, (40, 50, 2, 1, 2)),
+        ("Dropout3d", 3, (500, 2, 1, 2)),
+    ],
+)
 def test_channel_dropout_drops_whole_channels_with_probability_p_like_torch(name, spatial, shape):
     p = 0.3
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32) + 3  # no zeros of its own
     model = getattr(nn.pure, name.lower())(p)
     y = np.asarray(jax.jit(lambda m, x, k: m(x, key=k, train=True))(model, x, jax.random.key(1)))
     dropped = _channels_all_or_nothing(y, x, 1 / (1 - p), spatial)
-    assert dropped.shape == shape[:len(shape) - spatial] and abs(dropped.mean() - p) < 0.03
+    assert dropped.shape == shape[: len(shape) - spatial] and abs(dropped.mean() - p) < 0.03
     np.testing.assert_array_equal(model(x), x)  # eval: identity
     if len(shape) == spatial + 2 or name == "Dropout3d":  # torch's rules agree here (3-D Dropout2d: see below)
         yt = n(getattr(torch.nn, name)(p).train()(torch.from_numpy(x)))
@@ -81,11 +88,17 @@ def test_channel_dropout_drops_whole_channels_with_probability_p_like_torch(name
 
 
 def test_channel_dropout_ranks_and_the_3d_dropout2d_rule():
-    with pytest.raises(ShapeError, match=r"Dropout1d\(p=0.2\): expected input \[N, C, L\] or unbatched \[C, L\], got shape \(3,\)"):
+    with pytest.raises(
+        ShapeError, match=r"Dropout1d\(p=0.2\): expected input \[N, C, L\] or unbatched \[C, L\], got shape \(3,\)"
+    ):
         L.Dropout1d(0.2).apply({}, {}, jnp.ones(3), key=jax.random.key(0), train=True)
-    with pytest.raises(ShapeError, match=r"Dropout2d\(\): expected input \[N, C, H, W\] or unbatched \[C, H, W\], got shape \(2, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"Dropout2d\(\): expected input \[N, C, H, W\] or unbatched \[C, H, W\], got shape \(2, 3\)"
+    ):
         L.Dropout2d().apply({}, {}, jnp.ones((2, 3)))  # also in eval mode: the shape is checked at trace time
-    with pytest.raises(ShapeError, match=r"Dropout3d\(\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\]"):
+    with pytest.raises(
+        ShapeError, match=r"Dropout3d\(\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\]"
+    ):
         L.Dropout3d().apply({}, {}, jnp.ones((2, 3, 4)))
     # A 3-D input to Dropout2d is unbatched [C, H, W] here (torch's documented meaning); torch 2.x
     # still treats it as [N, C, L] with a warning: whole [H, W] planes drop here, rows there.
@@ -116,9 +129,16 @@ def test_alpha_dropout_matches_torch_given_torch_mask_and_keeps_mean_and_varianc
 
 
 def test_new_dropouts_share_the_config_rules():
-    for cls, shape in ((L.Dropout1d, (2, 3, 4)), (L.Dropout2d, (3, 4, 4)), (L.Dropout3d, (3, 4, 4, 4)),
-                       (L.AlphaDropout, (3,)), (L.FeatureAlphaDropout, (3, 4))):
-        with pytest.raises(ValueError, match=rf"{cls.__name__}: p is the probability of dropping and must be in \[0, 1\)"):
+    for cls, shape in (
+        (L.Dropout1d, (2, 3, 4)),
+        (L.Dropout2d, (3, 4, 4)),
+        (L.Dropout3d, (3, 4, 4, 4)),
+        (L.AlphaDropout, (3,)),
+        (L.FeatureAlphaDropout, (3, 4)),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"{cls.__name__}: p is the probability of dropping and must be in \[0, 1\)"
+        ):
             cls(1.0)
         with pytest.raises(ValueError, match=rf"{cls.__name__}: inplace must be a bool, got 1"):
             cls(0.5, 1)

@@ -93,10 +93,15 @@ def test_dtypes(param_dtype):
 def test_bad_input_and_config():
     layer = L.Embedding(10, 4)
     params, state = layer.init(jax.random.key(0))
-    with pytest.raises(ShapeError, match=r"Embedding\(num_embeddings=10, embedding_dim=4\): expected a distribution "
-                                         r"\[\.\.\., 10\], got shape \(2, 9\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Embedding\(num_embeddings=10, embedding_dim=4\): expected a distribution "
+        r"\[\.\.\., 10\], got shape \(2, 9\)",
+    ):
         layer.apply(params, state, jnp.ones((2, 9)))
-    with pytest.raises(TypeError, match=r"Embedding\(.*\): expected integer ids or a floating-point distribution .*got bool"):
+    with pytest.raises(
+        TypeError, match=r"Embedding\(.*\): expected integer ids or a floating-point distribution .*got bool"
+    ):
         layer.apply(params, state, jnp.ones((2, 10), bool))
     with pytest.raises(ValueError, match=r"Embedding: num_embeddings must be a positive int, got 0"):
         L.Embedding(0, 4)
@@ -108,6 +113,7 @@ def test_bad_input_and_config():
 
 # --- padding_idx, max_norm, scale_grad_by_freq; EmbeddingBag (issue 13) -------------------------
 
+
 def _compare(module, model, ids, **forward):
     """Outputs and weight gradients of a torch embedding module and a tlean Model on the same ids."""
     cot = np.random.default_rng(3).normal(size=(*module(torch.from_numpy(ids), **forward).shape,)).astype(np.float32)
@@ -115,7 +121,9 @@ def _compare(module, model, ids, **forward):
     yt = module(torch.from_numpy(ids), **forward)
     (yt * torch.from_numpy(cot)).sum().backward()
     tlean_forward = {k: (np.asarray(v.detach()) if isinstance(v, torch.Tensor) else v) for k, v in forward.items()}
-    y, g = jax.jit(lambda m: (m(ids, **tlean_forward), jax.grad(lambda m: (m(ids, **tlean_forward) * cot).sum())(m)))(model)
+    y, g = jax.jit(lambda m: (m(ids, **tlean_forward), jax.grad(lambda m: (m(ids, **tlean_forward) * cot).sum())(m)))(
+        model
+    )
     np.testing.assert_allclose(y, n(yt), atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(g.params["weight"], n(module.weight.grad), atol=1e-5, rtol=1e-5)
     return y
@@ -139,7 +147,9 @@ def test_embedding_options_match_torch(args, kwargs):
         module.weight.mul_(2)  # rows of norm ~4: max_norm bites
         if module.padding_idx is not None:
             module.weight[module.padding_idx] = 0.5  # a loaded non-zero padding row is returned as stored
-    model = load(nn.pure.embedding(*args, **kwargs, key=jax.random.key(0)), module)  # before torch renormalises in place
+    model = load(
+        nn.pure.embedding(*args, **kwargs, key=jax.random.key(0)), module
+    )  # before torch renormalises in place
     stored = np.asarray(model.params["weight"]).copy()
     ids = np.array([[1, 2, 9, 0, 2], [3, 3, 7, 5, 1]])
     _compare(module, model, ids)
@@ -155,7 +165,9 @@ def test_padding_row_is_zero_at_init_and_gets_no_gradient():
     ids = jnp.array([4, 4, 1])
     g = jax.grad(lambda p: layer.apply(p, state, ids)[0].sum())(params)["weight"]
     np.testing.assert_array_equal(g[4], 0)
-    g = jax.grad(lambda p: layer.apply(p, state, jax.nn.one_hot(ids, 6))[0].sum())(params)["weight"]  # distributions too
+    g = jax.grad(lambda p: layer.apply(p, state, jax.nn.one_hot(ids, 6))[0].sum())(params)[
+        "weight"
+    ]  # distributions too
     np.testing.assert_array_equal(g[4], 0)
     np.testing.assert_array_equal(g[1], 1)
 
@@ -175,15 +187,28 @@ BAG_CASES = [
     ({"mode": "sum"}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 3, 3, 5])}),
     ({"mode": "mean"}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 3, 3, 5])}),
     ({"mode": "max"}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 2, 6])}),
-    ({"mode": "mean", "include_last_offset": True}, (np.array([1, 2, 4, 5, 4, 3, 2, 9]),), {"offsets": np.array([0, 3, 5, 8])}),
-    ({"mode": "sum"}, (np.array([1, 2, 4, 5, 4, 3]),),
-     {"offsets": np.array([0, 2]), "per_sample_weights": np.linspace(-1, 2, 6, dtype=np.float32)}),
+    (
+        {"mode": "mean", "include_last_offset": True},
+        (np.array([1, 2, 4, 5, 4, 3, 2, 9]),),
+        {"offsets": np.array([0, 3, 5, 8])},
+    ),
+    (
+        {"mode": "sum"},
+        (np.array([1, 2, 4, 5, 4, 3]),),
+        {"offsets": np.array([0, 2]), "per_sample_weights": np.linspace(-1, 2, 6, dtype=np.float32)},
+    ),
     ({"mode": "mean", "padding_idx": 2}, (np.array([[1, 2, 4], [2, 2, 2], [4, 3, 2]]),), {}),
-    ({"mode": "max", "padding_idx": 4, "max_norm": 1.0}, (np.array([1, 2, 4, 5, 4, 3]),), {"offsets": np.array([0, 2])}),
+    (
+        {"mode": "max", "padding_idx": 4, "max_norm": 1.0},
+        (np.array([1, 2, 4, 5, 4, 3]),),
+        {"offsets": np.array([0, 2])},
+    ),
 ]
 
 
-@pytest.mark.parametrize("kwargs,inputs,forward", BAG_CASES, ids=[f"{k}-{f.keys()}".replace(" ", "") for k, _, f in BAG_CASES])
+@pytest.mark.parametrize(
+    "kwargs,inputs,forward", BAG_CASES, ids=[f"{k}-{f.keys()}".replace(" ", "") for k, _, f in BAG_CASES]
+)
 def test_embedding_bag_matches_torch(kwargs, inputs, forward):
     torch.manual_seed(0)
     module = torch.nn.EmbeddingBag(10, 3, **kwargs)
@@ -219,15 +244,23 @@ def test_embedding_options_and_bag_inputs_are_checked():
         L.Embedding(3, 2, max_norm=-1)
     with pytest.raises(ValueError, match=r"EmbeddingBag: mode must be 'sum', 'mean' or 'max', got 'min'"):
         L.EmbeddingBag(3, 2, mode="min")
-    with pytest.raises(TypeError, match=r"Embedding\(.*scale_grad_by_freq=True\): scale_grad_by_freq needs integer ids"):
+    with pytest.raises(
+        TypeError, match=r"Embedding\(.*scale_grad_by_freq=True\): scale_grad_by_freq needs integer ids"
+    ):
         L.Embedding(3, 2, scale_grad_by_freq=True).apply({"weight": jnp.ones((3, 2))}, {}, jnp.ones((1, 3)))
     with pytest.raises(ValueError, match=r"EmbeddingBag: scale_grad_by_freq=True is not supported"):
         L.EmbeddingBag(3, 2, scale_grad_by_freq=True)
     bag = L.EmbeddingBag(5, 2)
     params, state = bag.init(jax.random.key(0))
-    with pytest.raises(ShapeError, match=r"EmbeddingBag\(num_embeddings=5, embedding_dim=2\): expected offsets \[B\] \(integers\) with a 1-D input, got offsets None"):
+    with pytest.raises(
+        ShapeError,
+        match=r"EmbeddingBag\(num_embeddings=5, embedding_dim=2\): expected offsets \[B\] \(integers\) with a 1-D input, got offsets None",
+    ):
         bag.apply(params, state, jnp.array([1, 2]))
-    with pytest.raises(ShapeError, match=r"expected offsets=None with a 2-D input \[B, L\] \(each row a bag\), got offsets of shape \(2,\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected offsets=None with a 2-D input \[B, L\] \(each row a bag\), got offsets of shape \(2,\)",
+    ):
         bag.apply(params, state, jnp.ones((2, 2), jnp.int32), offsets=jnp.array([0, 1]))
     with pytest.raises(ShapeError, match=r"expected input \[B, L\] or \[n\] with offsets, got shape \(1, 2, 2\)"):
         bag.apply(params, state, jnp.ones((1, 2, 2), jnp.int32))

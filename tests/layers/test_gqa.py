@@ -43,8 +43,8 @@ def attention_reference(layer, params, x, allowed, start=0):
     for b in range(B):
         for h in range(n):
             g = h // (n // kv)
-            qs = [q[b, i, h * d:(h + 1) * d] for i in range(T)]
-            ks = [k[b, j, g * d:(g + 1) * d] for j in range(T)]
+            qs = [q[b, i, h * d : (h + 1) * d] for i in range(T)]
+            ks = [k[b, j, g * d : (g + 1) * d] for j in range(T)]
             if layer.rope is not None:
                 qs = [rotate(qs[i], start + i, layer.rope.interleaved) for i in range(T)]
                 ks = [rotate(ks[j], start + j, layer.rope.interleaved) for j in range(T)]
@@ -54,7 +54,7 @@ def attention_reference(layer, params, x, allowed, start=0):
                     continue  # no allowed key: zeros
                 w = np.exp(scores - scores.max())
                 w /= w.sum()
-                out[b, i, h * d:(h + 1) * d] = sum(w[j] * v[b, j, g * d:(g + 1) * d] for j in range(T))
+                out[b, i, h * d : (h + 1) * d] = sum(w[j] * v[b, j, g * d : (g + 1) * d] for j in range(T))
     return linear(params["o_proj"], out)
 
 
@@ -89,8 +89,15 @@ def test_attention_names_shapes_and_init():
     layer = L.Attention(E, 4, 2, bias=True, o_bias=False)
     model = nn.pure.attention(E, 4, 2, None, True, False, key=jax.random.key(0))
     shapes = {k: np.shape(v) for k, v in model.named_parameters().items()}
-    assert shapes == {"q_proj.weight": (12, 12), "q_proj.bias": (12,), "k_proj.weight": (6, 12), "k_proj.bias": (6,),
-                      "v_proj.weight": (6, 12), "v_proj.bias": (6,), "o_proj.weight": (12, 12)}
+    assert shapes == {
+        "q_proj.weight": (12, 12),
+        "q_proj.bias": (12,),
+        "k_proj.weight": (6, 12),
+        "k_proj.bias": (6,),
+        "v_proj.weight": (6, 12),
+        "v_proj.bias": (6,),
+        "o_proj.weight": (12, 12),
+    }
     assert layer == L.Attention(E, 4, 2, None, True, False) and L.Attention(E, 4) == L.Attention(E, 4, 4, 3)
     assert np.abs(model.params["k_proj"]["weight"]).max() <= 1 / math.sqrt(E)  # torch.nn.Linear's init
 
@@ -105,7 +112,7 @@ def test_chunked_decoding_equals_the_full_causal_forward():
         y, cache = decode(params, layer.init_cache(B, T + 1), x[:, :prefix], 0)
         outs = [y]
         for pos in range(prefix, T):
-            y, cache = decode(params, cache, x[:, pos:pos + 1], pos)
+            y, cache = decode(params, cache, x[:, pos : pos + 1], pos)
             outs.append(y)
         assert_close(jnp.concatenate(outs, axis=1), full)
     assert cache["key"].shape == (B, T + 1, 2, 6)  # the kv heads only
@@ -125,11 +132,15 @@ def test_position_ids_and_a_padding_allow_in_apply_and_decode():
 
     @jax.jit  # one compilation for all of it
     def outputs(params, x):
-        rows = [layer.apply(params, {}, x[b:b + 1], start_pos=s)[0] for b, s in enumerate((0, 3))]
+        rows = [layer.apply(params, {}, x[b : b + 1], start_pos=s)[0] for b, s in enumerate((0, 3))]
         y1, cache = layer.decode(params, layer.init_cache(B, T), x[:, :3], 0, allow=allow)
         y2, _ = layer.decode(params, cache, x[:, 3:], 3, allow=allow)
-        return (jnp.concatenate(rows), layer.apply(params, {}, x, position_ids=positions)[0],
-                layer.apply(params, {}, x, allow=allow)[0], jnp.concatenate([y1, y2], axis=1))
+        return (
+            jnp.concatenate(rows),
+            layer.apply(params, {}, x, position_ids=positions)[0],
+            layer.apply(params, {}, x, allow=allow)[0],
+            jnp.concatenate([y1, y2], axis=1),
+        )
 
     rows, by_ids, want, decoded = outputs(params, x)
     assert_close(by_ids, rows)
@@ -139,12 +150,18 @@ def test_position_ids_and_a_padding_allow_in_apply_and_decode():
         layer.apply(params, {}, x, start_pos=1, position_ids=positions)
     with pytest.raises(ShapeError, match=r"expected position_ids \[2\|1, 5\], got shape \(5,\)"):
         layer.apply(params, {}, x, position_ids=jnp.arange(T))
-    with pytest.raises(ShapeError, match=r"expected allow \[3, 5\] or \[2\|1, 4\|1, 3\|1, 5\] over the cache slots, "
-                                         r"got shape \(2, 1, 1, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected allow \[3, 5\] or \[2\|1, 4\|1, 3\|1, 5\] over the cache slots, "
+        r"got shape \(2, 1, 1, 4\)",
+    ):
         layer.decode(params, layer.init_cache(B, T), x[:, :3], 0, allow=allow[..., :4])
     rope = L.RoPE(4, 8)
-    with pytest.raises(ShapeError, match=r"expected position_ids broadcasting against the input's \(2, 3\), "
-                                         r"got shape \(4,\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected position_ids broadcasting against the input's \(2, 3\), "
+        r"got shape \(4,\)",
+    ):
         rope.apply({}, {}, jnp.ones((2, 3, 4)), position_ids=jnp.arange(4))
     with pytest.raises(TypeError, match=r"position_ids must be an integer array, got float32"):
         rope.apply({}, {}, jnp.ones((2, 3, 4)), position_ids=jnp.ones(3))
@@ -156,7 +173,7 @@ def test_gated_feed_forward_matches_the_numpy_reference():
     references = {
         "silu": lambda a: a / (1 + np.exp(-a)),
         "gelu": lambda a: 0.5 * a * (1 + erf(a / math.sqrt(2))),
-        "gelu_tanh": lambda a: 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a ** 3))),
+        "gelu_tanh": lambda a: 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a**3))),
         jnp.tanh: np.tanh,
     }
     for i, (activation, act) in enumerate(references.items()):
@@ -166,13 +183,18 @@ def test_gated_feed_forward_matches_the_numpy_reference():
         expected = linear(params["down_proj"], act(linear(params["gate_proj"], x64)) * linear(params["up_proj"], x64))
         assert_close(jax.jit(lambda p, x, layer=layer: layer.apply(p, {}, x)[0])(params, x), expected)
     assert sorted(nn.run(0, nn.GatedFeedForward(E, 7)).named_parameters()) == [
-        "down_proj.weight", "gate_proj.weight", "up_proj.weight"]
+        "down_proj.weight",
+        "gate_proj.weight",
+        "up_proj.weight",
+    ]
 
 
 def test_bad_input_and_config():
     with pytest.raises(ValueError, match=r"Attention: num_heads=4 must be divisible by num_kv_heads=3"):
         L.Attention(E, 4, 3)
-    with pytest.raises(ValueError, match=r"Attention: hidden_size=12 must be divisible by num_heads=5, or pass head_dim"):
+    with pytest.raises(
+        ValueError, match=r"Attention: hidden_size=12 must be divisible by num_heads=5, or pass head_dim"
+    ):
         L.Attention(E, 5)
     with pytest.raises(ValueError, match=r"Attention: rope.head_dim=4 must equal head_dim=3"):
         L.Attention(E, 4, rope=L.RoPE(4))
@@ -185,8 +207,11 @@ def test_bad_input_and_config():
     layer = L.Attention(E, 4, 2, causal=True)
     params, _ = jax.eval_shape(layer.init, jax.random.key(0))
     trace = lambda x, **kw: jax.eval_shape(lambda p, x: layer.apply(p, {}, x, **kw), params, x)
-    with pytest.raises(ShapeError, match=r"Attention\(hidden_size=12, num_heads=4, num_kv_heads=2, .*causal=True\): "
-                                         r"expected input \[batch, seq, 12\], got shape \(2, 5, 10\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Attention\(hidden_size=12, num_heads=4, num_kv_heads=2, .*causal=True\): "
+        r"expected input \[batch, seq, 12\], got shape \(2, 5, 10\)",
+    ):
         trace(jnp.ones((B, T, 10)))
     with pytest.raises(ShapeError, match=r"expected allow \[5, 5\] or \[2\|1, 4\|1, 5\|1, 5\], got shape \(2, 5, 5\)"):
         trace(jnp.ones((B, T, E)), allow=jnp.ones((B, T, T), bool))

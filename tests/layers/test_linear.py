@@ -66,7 +66,10 @@ def test_init_eager_equals_jit_bit_for_bit(seed, fan_in, fan_out):
         np.testing.assert_array_equal(np.asarray(eager[name]), np.asarray(jitted[name]))
 
 
-@pytest.mark.parametrize("dtype,param_dtype", [(None, jnp.float32), (jnp.bfloat16, jnp.float32), (None, jnp.bfloat16), (jnp.float32, jnp.bfloat16)])
+@pytest.mark.parametrize(
+    "dtype,param_dtype",
+    [(None, jnp.float32), (jnp.bfloat16, jnp.float32), (None, jnp.bfloat16), (jnp.float32, jnp.bfloat16)],
+)
 def test_dtype_and_param_dtype(dtype, param_dtype):
     layer = L.Linear(4, 3, dtype=dtype, param_dtype=param_dtype)
     params, _ = layer.init(jax.random.key(0))
@@ -82,14 +85,19 @@ def test_dtype_and_param_dtype(dtype, param_dtype):
 def test_bad_input_and_config():
     layer = L.Linear(128, 10)
     params, state = layer.init(jax.random.key(0))
-    with pytest.raises(ShapeError, match=r"Linear\(in_features=128, out_features=10\): expected input \[\.\.\., 128\], got shape \(32, 64\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Linear\(in_features=128, out_features=10\): expected input \[\.\.\., 128\], got shape \(32, 64\)",
+    ):
         layer.apply(params, state, jnp.ones((32, 64)))
     with pytest.raises(ShapeError, match=r"got shape \(\)"):
         layer.apply(params, state, jnp.float32(1.0))
     with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
         layer.apply(params, state, jnp.ones((2, 128), jnp.int32))
     vec = L.LinearVec(3, 2)
-    with pytest.raises(ShapeError, match=r"LinearVec\(in_features=3, out_features=2\): expected a vector \[3\], got shape \(4, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"LinearVec\(in_features=3, out_features=2\): expected a vector \[3\], got shape \(4, 3\)"
+    ):
         vec.apply(vec.init(jax.random.key(0))[0], {}, jnp.ones((4, 3)))
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match=r"Linear: in_features must be a positive int, got"):

@@ -117,7 +117,9 @@ class BatchNorm2dParityTest(chex.TestCase):
             y, model = step(model, x)
             np.testing.assert_allclose(y, n(yt), atol=1e-5, rtol=1e-5)
             for name, buffer in tm.named_buffers():
-                np.testing.assert_allclose(model.state[name], n(buffer), atol=1e-6, rtol=1e-5, err_msg=f"step {i}: {name}")
+                np.testing.assert_allclose(
+                    model.state[name], n(buffer), atol=1e-6, rtol=1e-5, err_msg=f"step {i}: {name}"
+                )
         assert model.state["num_batches_tracked"].dtype == jnp.int32 and int(model.state["num_batches_tracked"]) == 3
         tm.eval()
         x = normal((2, 4, 3, 3), seed=9)
@@ -135,8 +137,14 @@ class BatchNorm2dParityTest(chex.TestCase):
 
 
 @settings(max_examples=8)  # a sweep on top of the parametrised cases above; each shape compiles anew
-@given(n_=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 4), w=st.integers(2, 4),
-       momentum=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+@given(
+    n_=st.integers(1, 3),
+    c=st.integers(1, 4),
+    h=st.integers(1, 4),
+    w=st.integers(2, 4),
+    momentum=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
 def test_one_train_step_matches_torch_over_shapes(n_, c, h, w, momentum, seed):
     tm = randomise(torch.nn.BatchNorm2d(c, momentum=momentum), seed)
     model = from_torch(L.BatchNorm2d(c, momentum=momentum), tm)
@@ -224,7 +232,9 @@ def test_instance_norm_affine_default_differs_from_torch():
 
 
 def test_bad_configuration_is_a_value_error_naming_the_layer():
-    with pytest.raises(ValueError, match=r"BatchNorm2d: momentum must be in \[0, 1\] \(PyTorch's convention\) or None, got 1.5"):
+    with pytest.raises(
+        ValueError, match=r"BatchNorm2d: momentum must be in \[0, 1\] \(PyTorch's convention\) or None, got 1.5"
+    ):
         L.BatchNorm2d(3, momentum=1.5)
     with pytest.raises(ValueError, match=r"BatchNorm2d: eps must be a number >= 0, got -1"):
         L.BatchNorm2d(3, eps=-1)
@@ -232,39 +242,54 @@ def test_bad_configuration_is_a_value_error_naming_the_layer():
         L.BatchNorm2d(0)
     with pytest.raises(ValueError, match=r"BatchNorm2d: affine must be a bool"):
         L.BatchNorm2d(3, affine=None)
-    with pytest.raises(ValueError, match=r"BatchNorm2d: axis_name must be None, an axis name or a tuple of names, got 3"):
+    with pytest.raises(
+        ValueError, match=r"BatchNorm2d: axis_name must be None, an axis name or a tuple of names, got 3"
+    ):
         L.BatchNorm2d(3, axis_name=3)
     with pytest.raises(ValueError, match=r"InstanceNorm2d: eps must be a number >= 0"):
         L.InstanceNorm2d(3, eps=float("nan"))
     with pytest.raises(ValueError, match=r"InstanceNorm2d: affine must be a bool"):
         L.InstanceNorm2d(3, affine="no")
-    assert L.BatchNorm2d(3, momentum=np.float32(0.5), axis_name=["a", "b"]) == L.BatchNorm2d(3, momentum=0.5, axis_name=("a", "b"))
+    assert L.BatchNorm2d(3, momentum=np.float32(0.5), axis_name=["a", "b"]) == L.BatchNorm2d(
+        3, momentum=0.5, axis_name=("a", "b")
+    )
 
 
 def test_bad_input_is_a_shape_error_naming_the_layer_and_shapes():
     bn = L.BatchNorm2d(3)
     params, state = bn.init(None)
-    with pytest.raises(ShapeError, match=r"BatchNorm2d\(num_features=3\): expected input \[N, 3, H, W\], got shape \(2, 4, 5, 5\)"):
+    with pytest.raises(
+        ShapeError, match=r"BatchNorm2d\(num_features=3\): expected input \[N, 3, H, W\], got shape \(2, 4, 5, 5\)"
+    ):
         bn.apply(params, state, jnp.ones((2, 4, 5, 5)))
     with pytest.raises(ShapeError, match=r"expected input \[N, 3, H, W\], got shape \(3, 5, 5\)"):  # torch: 4-D only
         bn.apply(params, state, jnp.ones((3, 5, 5)))
     x = jax.ShapeDtypeStruct((1, 3, 1, 1), jnp.float32)
-    with pytest.raises(ShapeError, match=r"BatchNorm2d\(num_features=3\): expected more than one value per channel in training "
-                                         r"\(N \* H \* W > 1\), got shape \(1, 3, 1, 1\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"BatchNorm2d\(num_features=3\): expected more than one value per channel in training "
+        r"\(N \* H \* W > 1\), got shape \(1, 3, 1, 1\)",
+    ):
         jax.jit(lambda p, s, x: bn.apply(p, s, x, train=True)).lower(params, state, x)  # at trace time
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):  # as torch
         torch.nn.BatchNorm2d(3)(torch.ones(1, 3, 1, 1))
     assert bn.apply(params, state, jnp.ones((1, 3, 1, 1)))[0].shape == (1, 3, 1, 1)  # eval mode is fine
     inorm = L.InstanceNorm2d(3)
-    with pytest.raises(ShapeError, match=r"InstanceNorm2d\(num_features=3\): expected input \[N, 3, H, W\] or unbatched \[3, H, W\], got shape \(2, 2, 4, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"InstanceNorm2d\(num_features=3\): expected input \[N, 3, H, W\] or unbatched \[3, H, W\], got shape \(2, 2, 4, 4\)",
+    ):
         inorm.apply(inorm.init(None)[0], {}, jnp.ones((2, 2, 4, 4)))
-    with pytest.raises(ShapeError, match=r"expected more than one spatial element \(H \* W > 1\), got shape \(2, 3, 1, 1\)"):
+    with pytest.raises(
+        ShapeError, match=r"expected more than one spatial element \(H \* W > 1\), got shape \(2, 3, 1, 1\)"
+    ):
         inorm.apply(inorm.init(None)[0], {}, jnp.ones((2, 3, 1, 1)))
     with pytest.raises(TypeError, match=r"BatchNorm2d\(num_features=3\): expected a floating-point input, got int32"):
         bn.apply(params, state, jnp.ones((2, 3, 2, 2), jnp.int32))
 
 
 # --- BatchNorm1d/3d, InstanceNorm1d/3d with running statistics, GroupNorm, LocalResponseNorm (issue 13) ---
+
 
 def _jit(f):
     return jax.jit(f)
@@ -286,7 +311,9 @@ def test_batch_norm_nd_matches_torch_over_train_steps_then_eval(name, args, kwar
     tm = randomise(getattr(torch.nn, name)(*args, **kwargs))
     model = from_torch(getattr(L, name)(*args, **kwargs), tm)
     assert set(model.params) == {k for k, _ in tm.named_parameters()}
-    check_grads(copy.deepcopy(tm).train(), model, normal(shape, scale=2, shift=1), True, _jit)  # a copy: torch's forward moves its buffers
+    check_grads(
+        copy.deepcopy(tm).train(), model, normal(shape, scale=2, shift=1), True, _jit
+    )  # a copy: torch's forward moves its buffers
     step = jax.jit(lambda m, x: m.forward(x, train=True))
     for i in range(2):
         x = normal(shape, seed=i + 1, scale=1 + i, shift=i)
@@ -312,8 +339,13 @@ INSTANCE_NORM_CASES = [
 @pytest.mark.parametrize("name,args,kwargs,shape", INSTANCE_NORM_CASES, ids=lambda v: str(v).replace(" ", ""))
 def test_instance_norm_nd_matches_torch_with_and_without_running_stats(name, args, kwargs, shape):
     tm = randomise(getattr(torch.nn, name)(*args, **kwargs))
-    model = from_torch(getattr(nn.pure, name.replace("InstanceNorm", "instance_norm"))(*args, **kwargs, key=jax.random.key(0)).layer, tm)
-    assert set(model.params) == {k for k, _ in tm.named_parameters()} and set(model.state) == {k for k, _ in tm.named_buffers()}
+    model = from_torch(
+        getattr(nn.pure, name.replace("InstanceNorm", "instance_norm"))(*args, **kwargs, key=jax.random.key(0)).layer,
+        tm,
+    )
+    assert set(model.params) == {k for k, _ in tm.named_parameters()} and set(model.state) == {
+        k for k, _ in tm.named_buffers()
+    }
     check_grads(copy.deepcopy(tm).train(), model, normal(shape, scale=3, shift=2), True, _jit)
     step = jax.jit(lambda m, x: m.forward(x, train=True))
     for i in range(2):
@@ -338,8 +370,11 @@ def test_instance_norm_momentum_none_leaves_running_stats_as_torch_does():
 
 def test_nn_instance_norm_requires_affine_because_the_defaults_differ():
     for name in ("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d"):
-        with pytest.raises(TypeError, match=rf"nn.{name}: pass affine= explicitly: torch.nn.{name}'s default is affine=False, "
-                                            rf"tlean.layers.{name}'s is affine=True"):
+        with pytest.raises(
+            TypeError,
+            match=rf"nn.{name}: pass affine= explicitly: torch.nn.{name}'s default is affine=False, "
+            rf"tlean.layers.{name}'s is affine=True",
+        ):
             getattr(nn, name)(4)
         pure = name.replace("InstanceNorm", "instance_norm")
         with pytest.raises(TypeError, match=rf"nn.pure.{pure}: pass affine= explicitly"):
@@ -366,8 +401,16 @@ def test_group_norm_matches_torch(args, kwargs, shape):
     np.testing.assert_array_equal(model(normal(shape)), model(normal(shape), train=True))
 
 
-@pytest.mark.parametrize("args,shape", [((1,), (2, 3, 4)), ((2,), (2, 5, 4)), ((3, 1e-2, 0.5, 2.0), (2, 6, 3, 3)),
-                                        ((5, 0.1), (1, 4, 2, 2, 2)), ((4,), (2, 3, 5))])
+@pytest.mark.parametrize(
+    "args,shape",
+    [
+        ((1,), (2, 3, 4)),
+        ((2,), (2, 5, 4)),
+        ((3, 1e-2, 0.5, 2.0), (2, 6, 3, 3)),
+        ((5, 0.1), (1, 4, 2, 2, 2)),
+        ((4,), (2, 3, 5)),
+    ],
+)
 def test_local_response_norm_matches_torch(args, shape):
     tm = torch.nn.LocalResponseNorm(*args)
     model = nn.pure.local_response_norm(*args)
@@ -375,30 +418,54 @@ def test_local_response_norm_matches_torch(args, shape):
 
 
 def test_new_norm_errors_name_the_layer_expected_and_got():
-    with pytest.raises(ValueError, match=r"GroupNorm: num_channels must be divisible by num_groups, got num_channels=5, num_groups=2"):
+    with pytest.raises(
+        ValueError, match=r"GroupNorm: num_channels must be divisible by num_groups, got num_channels=5, num_groups=2"
+    ):
         L.GroupNorm(2, 5)
     norm = L.GroupNorm(2, 4)
-    with pytest.raises(ShapeError, match=r"GroupNorm\(num_groups=2, num_channels=4\): expected input \[N, 4, \*\] \(2 groups\), got shape \(2, 6, 3\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"GroupNorm\(num_groups=2, num_channels=4\): expected input \[N, 4, \*\] \(2 groups\), got shape \(2, 6, 3\)",
+    ):
         norm.apply(*norm.init(None), jnp.ones((2, 6, 3)))
     with pytest.raises(ShapeError, match=r"got shape \(4,\)"):
         norm.apply(*norm.init(None), jnp.ones(4))
     bn = L.BatchNorm1d(3)
-    with pytest.raises(ShapeError, match=r"BatchNorm1d\(num_features=3\): expected input \[N, 3\] or \[N, 3, L\], got shape \(3,\)"):
+    with pytest.raises(
+        ShapeError, match=r"BatchNorm1d\(num_features=3\): expected input \[N, 3\] or \[N, 3, L\], got shape \(3,\)"
+    ):
         bn.apply(*bn.init(None), jnp.ones(3))
-    with pytest.raises(ShapeError, match=r"BatchNorm1d\(num_features=3\): expected more than one value per channel in training \(N > 1\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"BatchNorm1d\(num_features=3\): expected more than one value per channel in training \(N > 1\)",
+    ):
         bn.apply(*bn.init(None), jnp.ones((1, 3)), train=True)
     bn3 = L.BatchNorm3d(2)
-    with pytest.raises(ShapeError, match=r"BatchNorm3d\(num_features=2\): expected input \[N, 2, D, H, W\], got shape \(2, 2, 3, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"BatchNorm3d\(num_features=2\): expected input \[N, 2, D, H, W\], got shape \(2, 2, 3, 3\)"
+    ):
         bn3.apply(*bn3.init(None), jnp.ones((2, 2, 3, 3)))
     inorm = L.InstanceNorm1d(3)
-    with pytest.raises(ShapeError, match=r"InstanceNorm1d\(num_features=3\): expected input \[N, 3, L\] or unbatched \[3, L\], got shape \(2, 4, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"InstanceNorm1d\(num_features=3\): expected input \[N, 3, L\] or unbatched \[3, L\], got shape \(2, 4, 5\)",
+    ):
         inorm.apply(*inorm.init(None), jnp.ones((2, 4, 5)))
-    with pytest.raises(ShapeError, match=r"InstanceNorm1d\(num_features=3\): expected more than one spatial element \(L > 1\), got shape \(2, 3, 1\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"InstanceNorm1d\(num_features=3\): expected more than one spatial element \(L > 1\), got shape \(2, 3, 1\)",
+    ):
         inorm.apply(*inorm.init(None), jnp.ones((2, 3, 1)))
     tracked = L.InstanceNorm1d(3, track_running_stats=True)
-    assert tracked.apply(*tracked.init(None), jnp.ones((2, 3, 1)))[0].shape == (2, 3, 1)  # eval with running stats: fine, as torch
+    assert tracked.apply(*tracked.init(None), jnp.ones((2, 3, 1)))[0].shape == (
+        2,
+        3,
+        1,
+    )  # eval with running stats: fine, as torch
     lrn = L.LocalResponseNorm(2)
-    with pytest.raises(ShapeError, match=r"LocalResponseNorm\(size=2\): expected input \[N, C, \*\] of rank >= 3, got shape \(2, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"LocalResponseNorm\(size=2\): expected input \[N, C, \*\] of rank >= 3, got shape \(2, 3\)"
+    ):
         lrn.apply({}, {}, jnp.ones((2, 3)))
     with pytest.raises(ValueError, match=r"LocalResponseNorm: size must be a positive int, got 0"):
         L.LocalResponseNorm(0)
@@ -413,5 +480,9 @@ def test_tlean_only_options_are_keyword_only():
         L.LayerNorm(4, 1e-5, True, True, None)  # torch's 5th argument is device: never taken as tlean's dtype
     with pytest.raises(TypeError):
         L.BatchNorm2d(3, 1e-5, 0.1, True, True, None)
-    assert L.BatchNorm2d(3, axis_name="d", dtype=jnp.float32, param_dtype=jnp.float32).axis_name == "d"  # BasicBlock's call
-    assert L.LayerNorm(4, 1e-6, bias=False, dtype=jnp.bfloat16, param_dtype=jnp.float32).eps == 1e-6  # the Transformer's call
+    assert (
+        L.BatchNorm2d(3, axis_name="d", dtype=jnp.float32, param_dtype=jnp.float32).axis_name == "d"
+    )  # BasicBlock's call
+    assert (
+        L.LayerNorm(4, 1e-6, bias=False, dtype=jnp.bfloat16, param_dtype=jnp.float32).eps == 1e-6
+    )  # the Transformer's call

@@ -53,8 +53,11 @@ def test_padding_matches_torch(kind, dims, padding, shape):
 
 
 def test_constant_padding_takes_any_rank_as_torch():
-    for layer, module, shape in [(L.ZeroPad2d(1), torch.nn.ZeroPad2d(1), (3, 3)), (L.ConstantPad1d(2, -1.0), torch.nn.ConstantPad1d(2, -1.0), (4,)),
-                                 (L.ZeroPad1d((1, 2)), torch.nn.ZeroPad1d((1, 2)), (1, 1, 2, 3))]:
+    for layer, module, shape in [
+        (L.ZeroPad2d(1), torch.nn.ZeroPad2d(1), (3, 3)),
+        (L.ConstantPad1d(2, -1.0), torch.nn.ConstantPad1d(2, -1.0), (4,)),
+        (L.ZeroPad1d((1, 2)), torch.nn.ZeroPad1d((1, 2)), (1, 1, 2, 3)),
+    ]:
         pad_parity(layer, module, shape)
 
 
@@ -70,8 +73,11 @@ def test_padding_is_stored_in_torchs_order_and_configs_normalise():
 
 
 def test_bad_padding_configuration_is_a_value_error_naming_the_layer():
-    with pytest.raises(ValueError, match=r"ZeroPad2d: padding must be an int or a tuple of 4 ints \(last axis first, as "
-                                         r"torch.nn.functional.pad\), got \(1, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"ZeroPad2d: padding must be an int or a tuple of 4 ints \(last axis first, as "
+        r"torch.nn.functional.pad\), got \(1, 2\)",
+    ):
         L.ZeroPad2d((1, 2))
     with pytest.raises(ValueError, match=r"ReflectionPad1d: padding must be an int or a tuple of 2 ints"):
         L.ReflectionPad1d(1.5)
@@ -80,14 +86,22 @@ def test_bad_padding_configuration_is_a_value_error_naming_the_layer():
 
 
 def test_padding_too_large_for_the_input_is_a_shape_error_naming_the_layer():
-    with pytest.raises(ShapeError, match=r"ReflectionPad2d\(padding=\(3, 3, 1, 1\)\): expected an input whose padded axes fit the "
-                                         r"reflect padding \(\(1, 1\), \(3, 3\)\) \(each padding smaller than the size\), got shape \(1, 4, 3\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"ReflectionPad2d\(padding=\(3, 3, 1, 1\)\): expected an input whose padded axes fit the "
+        r"reflect padding \(\(1, 1\), \(3, 3\)\) \(each padding smaller than the size\), got shape \(1, 4, 3\)",
+    ):
         L.ReflectionPad2d((3, 3, 1, 1)).apply({}, {}, jnp.ones((1, 4, 3)))
     with pytest.raises(RuntimeError, match="Padding size should be less than"):  # torch refuses it too
         torch.nn.ReflectionPad2d((3, 3, 1, 1))(torch.ones(1, 4, 3))
-    with pytest.raises(ShapeError, match=r"CircularPad1d\(.*\): expected .* \(each padding at most the size\), got shape \(2, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"CircularPad1d\(.*\): expected .* \(each padding at most the size\), got shape \(2, 3\)"
+    ):
         L.CircularPad1d(4).apply({}, {}, jnp.ones((2, 3)))
     with pytest.raises(ShapeError, match=r"ZeroPad1d\(.*\): expected .*size after cropping of at least 0"):
         L.ZeroPad1d((-2, -2)).apply({}, {}, jnp.ones((2, 3)))
-    with pytest.raises(ShapeError, match=r"ReplicationPad3d\(.*\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\], got shape \(3, 3\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"ReplicationPad3d\(.*\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\], got shape \(3, 3\)",
+    ):
         L.ReplicationPad3d(1).apply({}, {}, jnp.ones((3, 3)))

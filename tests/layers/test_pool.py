@@ -84,8 +84,11 @@ def test_stride_defaults_to_the_kernel_and_configs_normalise():
 
 
 def test_bad_configuration_is_a_value_error_naming_the_layer():
-    with pytest.raises(ValueError, match=r"MaxPool2d: padding must be at most half of the kernel size, "
-                                         r"as in PyTorch; got padding=\(2, 2\), kernel_size=\(3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"MaxPool2d: padding must be at most half of the kernel size, "
+        r"as in PyTorch; got padding=\(2, 2\), kernel_size=\(3, 3\)",
+    ):
         L.MaxPool2d(3, padding=2, dilation=2)
     with pytest.raises(RuntimeError, match="pad should be"):  # torch refuses it in forward, dilation or not
         torch.nn.MaxPool2d(3, padding=2, dilation=2)(torch.zeros(1, 9, 9))
@@ -102,22 +105,32 @@ def test_bad_configuration_is_a_value_error_naming_the_layer():
 
 def test_bad_input_is_a_shape_error_naming_the_layer_and_shapes():
     pool = L.MaxPool2d(3)
-    with pytest.raises(ShapeError, match=r"MaxPool2d\(kernel_size=\(3, 3\), stride=\(3, 3\)\): expected an input whose padded size "
-                                         r"\(H, W\) is at least the pooling window size \(3, 3\) .*makes it \(2, 5\)\), got shape \(1, 2, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"MaxPool2d\(kernel_size=\(3, 3\), stride=\(3, 3\)\): expected an input whose padded size "
+        r"\(H, W\) is at least the pooling window size \(3, 3\) .*makes it \(2, 5\)\), got shape \(1, 2, 5\)",
+    ):
         pool.apply({}, {}, jnp.ones((1, 2, 5)))
     torch_error = "Output size is too small"  # torch refuses the same input
     with pytest.raises(RuntimeError, match=torch_error):
         torch.nn.MaxPool2d(3)(torch.ones(1, 2, 5))
     for layer in (L.MaxPool2d(2), L.AvgPool2d(2), L.GlobalAvgPool()):
-        with pytest.raises(ShapeError, match=type(layer).__name__ + r"\(.*\): expected input \[N, C, H, W\] or unbatched \[C, H, W\], got shape \(4, 4\)"):
+        with pytest.raises(
+            ShapeError,
+            match=type(layer).__name__
+            + r"\(.*\): expected input \[N, C, H, W\] or unbatched \[C, H, W\], got shape \(4, 4\)",
+        ):
             layer.apply({}, {}, jnp.ones((4, 4)))
         with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
             layer.apply({}, {}, jnp.ones((1, 4, 4), jnp.int32))
-    with pytest.raises(ShapeError, match=r"GlobalAvgPool\(\): expected a non-empty spatial size H, W >= 1, got shape \(2, 3, 0, 4\)"):
+    with pytest.raises(
+        ShapeError, match=r"GlobalAvgPool\(\): expected a non-empty spatial size H, W >= 1, got shape \(2, 3, 0, 4\)"
+    ):
         L.GlobalAvgPool().apply({}, {}, jnp.ones((2, 3, 0, 4)))
 
 
 # --- the N-d family (issue 13) -------------------------------------------------------------------------------
+
 
 def pool_parity(layer, module, shape, negative=False):
     """Output and input gradient of a parameter-free ``layer`` equal torch's ``module``; returns the largest difference."""
@@ -160,12 +173,16 @@ AVG_ND = [
     ("3d-unbatched-ceil-divisor", 3, ((2, 3, 2), 2, (1, 1, 0), True, False, 5), {}, (2, 3, 5, 4)),
     ("3d-ceil-include-pad", 3, (3, (2, 3, 2), 1, True, True), {}, (1, 1, 5, 4, 6)),
 ]
-TORCH_POOL = {("max", d): getattr(torch.nn, f"MaxPool{d}d") for d in (1, 2, 3)} | {("avg", d): getattr(torch.nn, f"AvgPool{d}d") for d in (1, 2, 3)}
+TORCH_POOL = {("max", d): getattr(torch.nn, f"MaxPool{d}d") for d in (1, 2, 3)} | {
+    ("avg", d): getattr(torch.nn, f"AvgPool{d}d") for d in (1, 2, 3)
+}
 
 
 @pytest.mark.parametrize("name,dims,args,kwargs,shape", MAX_ND, ids=[c[0] for c in MAX_ND])
 def test_max_pool_nd_matches_torch(name, dims, args, kwargs, shape):
-    pool_parity(getattr(L, f"MaxPool{dims}d")(*args, **kwargs), TORCH_POOL["max", dims](*args, **kwargs), shape, negative=True)
+    pool_parity(
+        getattr(L, f"MaxPool{dims}d")(*args, **kwargs), TORCH_POOL["max", dims](*args, **kwargs), shape, negative=True
+    )
 
 
 @pytest.mark.parametrize("name,dims,args,kwargs,shape", AVG_ND, ids=[c[0] for c in AVG_ND])
@@ -178,7 +195,10 @@ def test_ceil_mode_drops_a_last_window_that_would_start_in_the_right_padding():
     pool = L.MaxPool1d(2, 3, 1, ceil_mode=True)
     assert pool.output_size((1, 4)) == (2,) and pool.output_size((1, 5)) == (2,) and pool.output_size((1, 6)) == (3,)
     for size in (4, 5, 6):
-        assert torch.nn.MaxPool1d(2, 3, 1, ceil_mode=True)(torch.zeros(1, size)).shape[-1] == pool.output_size((1, size))[0]
+        assert (
+            torch.nn.MaxPool1d(2, 3, 1, ceil_mode=True)(torch.zeros(1, size)).shape[-1]
+            == pool.output_size((1, size))[0]
+        )
     assert L.AvgPool2d(2, ceil_mode=True).apply({}, {}, jnp.ones((1, 5, 5)))[0].shape == (1, 3, 3)
 
 
@@ -202,10 +222,23 @@ def test_adaptive_pool_matches_torch(reduction, name, dims, output_size, shape):
 
 
 def test_nd_pool_configs_normalise_and_keep_torchs_positional_order():
-    assert L.MaxPool1d(3) == L.MaxPool1d((3,), (3,), 0, 1, False, False) and repr(L.MaxPool1d(3)) == "MaxPool1d(kernel_size=(3,), stride=(3,))"
+    assert (
+        L.MaxPool1d(3) == L.MaxPool1d((3,), (3,), 0, 1, False, False)
+        and repr(L.MaxPool1d(3)) == "MaxPool1d(kernel_size=(3,), stride=(3,))"
+    )
     a = L.AvgPool3d(2, 1, 0, True, False, 2)
-    assert (a.kernel_size, a.stride, a.ceil_mode, a.count_include_pad, a.divisor_override) == ((2, 2, 2), (1, 1, 1), True, False, 2)
-    assert L.AdaptiveAvgPool2d(3).output_size == (3, 3) and L.AdaptiveMaxPool3d((None, 2, 1)).output_size == (None, 2, 1)
+    assert (a.kernel_size, a.stride, a.ceil_mode, a.count_include_pad, a.divisor_override) == (
+        (2, 2, 2),
+        (1, 1, 1),
+        True,
+        False,
+        2,
+    )
+    assert L.AdaptiveAvgPool2d(3).output_size == (3, 3) and L.AdaptiveMaxPool3d((None, 2, 1)).output_size == (
+        None,
+        2,
+        1,
+    )
     assert L.AdaptiveAvgPool2d(3) == L.AdaptiveAvgPool2d((3, 3)) and not L.AdaptiveMaxPool1d(2).has_params
     assert nn.pure.adaptive_avg_pool2d(1).layer == L.AdaptiveAvgPool2d((1, 1)) and nn.pure.max_pool3d(2).params == {}
     assert nn.run(0, nn.AvgPool1d(2)).layer == L.AvgPool1d(2)
@@ -217,9 +250,15 @@ def test_bad_nd_pool_configuration_is_a_value_error_naming_the_layer():
         (lambda: L.AdaptiveMaxPool2d(2, True), r"AdaptiveMaxPool2d: return_indices=True is not supported"),
         (lambda: L.MaxPool1d(3, padding=2), r"MaxPool1d: padding must be at most half of the kernel size"),
         (lambda: L.AvgPool3d((2, 2)), r"AvgPool3d: kernel_size must be an int or a triple of ints >= 1, got \(2, 2\)"),
-        (lambda: L.AvgPool2d(2, divisor_override=0), r"AvgPool2d: divisor_override must be a non-zero int or None, got 0"),
+        (
+            lambda: L.AvgPool2d(2, divisor_override=0),
+            r"AvgPool2d: divisor_override must be a non-zero int or None, got 0",
+        ),
         (lambda: L.MaxPool2d(2, ceil_mode=1), r"MaxPool2d: ceil_mode must be a bool, got 1"),
-        (lambda: L.AdaptiveAvgPool2d((2, 0)), r"AdaptiveAvgPool2d: output_size must be an int >= 1, None or a tuple of 2"),
+        (
+            lambda: L.AdaptiveAvgPool2d((2, 0)),
+            r"AdaptiveAvgPool2d: output_size must be an int >= 1, None or a tuple of 2",
+        ),
         (lambda: L.AdaptiveAvgPool1d((2, 2)), r"AdaptiveAvgPool1d: output_size must be"),
     ]
     for make, message in cases:
@@ -228,15 +267,26 @@ def test_bad_nd_pool_configuration_is_a_value_error_naming_the_layer():
 
 
 def test_bad_nd_pool_input_is_a_shape_error_naming_the_layer():
-    with pytest.raises(ShapeError, match=r"MaxPool3d\(.*\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\], got shape \(4, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"MaxPool3d\(.*\): expected input \[N, C, D, H, W\] or unbatched \[C, D, H, W\], got shape \(4, 4\)",
+    ):
         L.MaxPool3d(2).apply({}, {}, jnp.ones((4, 4)))
-    with pytest.raises(ShapeError, match=r"AvgPool1d\(.*\): expected an input whose padded size \(L\) is at least the pooling window size \(3,\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"AvgPool1d\(.*\): expected an input whose padded size \(L\) is at least the pooling window size \(3,\)",
+    ):
         L.AvgPool1d(3).apply({}, {}, jnp.ones((2, 2)))
-    with pytest.raises(ShapeError, match=r"MaxPool1d\(.*ceil_mode=True\): expected an input giving at least one pooling window"):
+    with pytest.raises(
+        ShapeError, match=r"MaxPool1d\(.*ceil_mode=True\): expected an input giving at least one pooling window"
+    ):
         L.MaxPool1d(4, 2, ceil_mode=True).apply({}, {}, jnp.ones((2, 1)))
     with pytest.raises(RuntimeError, match="output size"):  # torch refuses the same input
         torch.nn.MaxPool1d(4, 2, ceil_mode=True)(torch.ones(2, 1))
-    with pytest.raises(ShapeError, match=r"AdaptiveAvgPool2d\(.*\): expected a non-empty spatial size \(H, W\) >= 1, got shape \(1, 0, 3\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"AdaptiveAvgPool2d\(.*\): expected a non-empty spatial size \(H, W\) >= 1, got shape \(1, 0, 3\)",
+    ):
         L.AdaptiveAvgPool2d(2).apply({}, {}, jnp.ones((1, 0, 3)))
     with pytest.raises(TypeError, match=r"AdaptiveMaxPool1d\(.*\): expected a floating-point input, got int32"):
         L.AdaptiveMaxPool1d(2).apply({}, {}, jnp.ones((1, 3), jnp.int32))

@@ -19,6 +19,7 @@ from tlean import layers as L
 
 # --- slow references, one loop per index of the formulas -------------------------------------
 
+
 def sinusoidal_reference(seq: int, dim: int, start_pos: int) -> np.ndarray:
     """PE[p, 2i] = sin((start+p) / 10000^(2i/d)), PE[p, 2i+1] = cos(same)."""
     pe = np.zeros((seq, dim))
@@ -47,6 +48,7 @@ def rope_reference(x: np.ndarray, start_pos: int, interleaved: bool) -> np.ndarr
 
 
 # --- sinusoidal ------------------------------------------------------------------------------
+
 
 @functools.cache
 def jitted(layer):
@@ -91,6 +93,7 @@ class StartPosTest(chex.TestCase):
 
 # --- RoPE ------------------------------------------------------------------------------------
 
+
 @given(st.integers(2, 9), st.integers(1, 5), st.integers(0, 1000), st.booleans())
 def test_rope_matches_the_formula_and_is_a_rotation(head_dim, seq, start_pos, interleaved):
     interleaved = interleaved or head_dim % 2 == 1  # the half-split layout needs an even head_dim
@@ -128,6 +131,7 @@ def test_rope_is_relative(interleaved):
 
 # --- learned ---------------------------------------------------------------------------------
 
+
 class LearnedParityTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_adds_the_rows_of_a_torch_embedding_by_position(self):
@@ -151,10 +155,14 @@ def test_learned_traced_start_pos_past_the_table_reads_nan():
 
 # --- bad input -------------------------------------------------------------------------------
 
+
 def test_bad_input_and_config():
     rope = L.RoPE(4, max_len=8)
-    with pytest.raises(ShapeError, match=r"RoPE\(head_dim=4, max_len=8\): expected at most 8 positions from "
-                                         r"start_pos=0 \(max_len=8\), got shape \(1, 2, 9, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"RoPE\(head_dim=4, max_len=8\): expected at most 8 positions from "
+        r"start_pos=0 \(max_len=8\), got shape \(1, 2, 9, 4\)",
+    ):
         rope.apply({}, {}, jnp.ones((1, 2, 9, 4)))
     with pytest.raises(ShapeError, match=r"expected at most 3 positions from start_pos=5"):
         rope.apply({}, {}, jnp.ones((1, 2, 4, 4)), start_pos=5)
@@ -170,7 +178,9 @@ def test_bad_input_and_config():
         rope.apply({}, {}, jnp.ones((1, 2, 4), jnp.int32))
     with pytest.raises(ValueError, match=r"RoPE: head_dim must be at least 2 \(one pair to rotate\), got 1"):
         L.RoPE(1)
-    with pytest.raises(ValueError, match=r"RoPE: the half-split layout \(interleaved=False\) needs an even head_dim, got 5"):
+    with pytest.raises(
+        ValueError, match=r"RoPE: the half-split layout \(interleaved=False\) needs an even head_dim, got 5"
+    ):
         L.RoPE(5, interleaved=False)
     with pytest.raises(ValueError, match=r"SinusoidalPositionalEncoding: start_pos must be an int >= 0, got -1"):
         L.SinusoidalPositionalEncoding(4, start_pos=-1)
@@ -178,8 +188,11 @@ def test_bad_input_and_config():
         L.SinusoidalPositionalEncoding(4, max_len=0)
     learned = L.LearnedPositionalEmbedding(4, 2)
     params, _ = learned.init(jax.random.key(0))
-    with pytest.raises(ShapeError, match=r"LearnedPositionalEmbedding\(seq_len=4, dim=2\): expected at most 4 "
-                                         r"positions from start_pos=0 \(max_len=4\), got shape \(3, 5, 2\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LearnedPositionalEmbedding\(seq_len=4, dim=2\): expected at most 4 "
+        r"positions from start_pos=0 \(max_len=4\), got shape \(3, 5, 2\)",
+    ):
         learned.apply(params, {}, jnp.ones((3, 5, 2)))
     with pytest.raises(ValueError, match=r"LearnedPositionalEmbedding: seq_len must be a positive int, got 0"):
         L.LearnedPositionalEmbedding(0, 2)

@@ -100,7 +100,8 @@ class RecurrentParityTest(chex.TestCase):
             module, model = build(kind, **config)
             x, s0, w = data(*shape), initial(kind, state_shape(config, shape)), data(*shape[:-1], 4, seed=7)
             (_, (out_zero, out, final)), grads = self.variant(jax.value_and_grad(run, (0, 1, 2), has_aux=True))(
-                model.params, x, s0, w)
+                model.params, x, s0, w
+            )
             with torch.no_grad():
                 close(out_zero, module(torch.from_numpy(x))[0])  # initial_state=None means zeros
             xt, st = t(x), to_torch(s0)
@@ -119,24 +120,38 @@ class RecurrentParityTest(chex.TestCase):
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 @given(
-    st.sampled_from(sorted(KINDS)), st.integers(1, 4), st.integers(1, 5), st.integers(1, 2), st.integers(1, 6),
-    st.sampled_from([None, 1, 3]), st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.integers(0, 4),
+    st.sampled_from(sorted(KINDS)),
+    st.integers(1, 4),
+    st.integers(1, 5),
+    st.integers(1, 2),
+    st.integers(1, 6),
+    st.sampled_from([None, 1, 3]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 4),
     st.integers(0, 1000),
 )
-def test_property_matches_torch_over_shapes(kind, input_size, hidden, layers, seq, batch, batch_first, bias, h0,
-                                            bidirectional, proj, seed):
+def test_property_matches_torch_over_shapes(
+    kind, input_size, hidden, layers, seq, batch, batch_first, bias, h0, bidirectional, proj, seed
+):
     """Any sizes, unbatched and batched (time-major or batch_first), one or two directions, an
     LSTM projection or none, with or without an initial state."""
     config = {"num_layers": layers, "batch_first": batch_first, "bias": bias, "bidirectional": bidirectional}
     if kind == "LSTM":
         config["proj_size"] = proj % hidden  # 0 (no projection) to hidden - 1
     module, model = build(kind, input_size, hidden, seed=seed, **config)
-    shape = (seq, input_size) if batch is None else ((batch, seq, input_size) if batch_first else (seq, batch, input_size))
+    shape = (
+        (seq, input_size) if batch is None else ((batch, seq, input_size) if batch_first else (seq, batch, input_size))
+    )
     x = 2 * data(*shape, seed=seed)
     s0 = initial_states(kind, config, shape, hidden, seed=seed + 1) if h0 else None
     out, final = jax.jit(lambda m, x, s0: m(x, initial_state=s0, return_final=True))(model, x, s0)
     with torch.no_grad():
-        expected_out, expected_final = module(torch.from_numpy(x), None if s0 is None else jax.tree.map(torch.from_numpy, s0))
+        expected_out, expected_final = module(
+            torch.from_numpy(x), None if s0 is None else jax.tree.map(torch.from_numpy, s0)
+        )
     close(out, expected_out, 2e-5)
     close(final, expected_final, 2e-5)
 
@@ -148,7 +163,10 @@ def test_init_has_torch_names_shapes_and_distribution(cls):
     for layers, bias in [(1, False), (3, True)]:  # names and shapes
         module = getattr(torch.nn, cls)(10, hidden, num_layers=layers, bias=bias)
         shapes = jax.eval_shape(getattr(L, cls)(10, hidden, num_layers=layers, bias=bias).init, jax.random.key(0))
-        assert jax.tree.map(lambda a: a.shape, shapes) == ({k: tuple(v.shape) for k, v in module.state_dict().items()}, {})
+        assert jax.tree.map(lambda a: a.shape, shapes) == (
+            {k: tuple(v.shape) for k, v in module.state_dict().items()},
+            {},
+        )
     ours = jax.jit(getattr(L, cls)(10, hidden, num_layers=2).init)(jax.random.key(3))[0]
     bound = 1 / np.sqrt(hidden)
     for name, value in ours.items():
@@ -157,7 +175,7 @@ def test_init_has_torch_names_shapes_and_distribution(cls):
         if value.size > 1000:  # std of U(-b, b) is b / sqrt(3)
             np.testing.assert_allclose(value.std(), bound / np.sqrt(3), rtol=0.05, err_msg=name)
     values = [np.asarray(v) for v in ours.values()]
-    assert all(not np.array_equal(a[: len(b)], b[: len(a)]) for i, a in enumerate(values) for b in values[i + 1:])
+    assert all(not np.array_equal(a[: len(b)], b[: len(a)]) for i, a in enumerate(values) for b in values[i + 1 :])
 
 
 @pytest.mark.parametrize("cls", ["RNN", "GRU", "LSTM"])
@@ -176,7 +194,8 @@ def test_the_time_loop_is_one_scan_per_layer(kind):
 
     def program(seq):
         jaxpr = jax.make_jaxpr(lambda p, x: jax.grad(lambda p: jnp.sum(layer.apply(p, {}, x)[0]))(p))(
-            params, jnp.ones((seq, 2, 3)))
+            params, jnp.ones((seq, 2, 3))
+        )
         scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
         return len(jaxpr.eqns), [e.params["length"] for e in scans]
 
@@ -224,22 +243,36 @@ def test_dtype_and_param_dtype(dtype, param_dtype):
 def test_bad_input_and_config():
     lstm, gru = L.LSTM(3, 4, num_layers=2), L.GRU(3, 4, batch_first=True)
     p_lstm, p_gru = lstm.init(jax.random.key(0))[0], gru.init(jax.random.key(0))[0]
-    with pytest.raises(ShapeError, match=r"LSTM\(input_size=3, hidden_size=4, num_layers=2\): expected input "
-                                         r"\(seq, 3\) or \(seq, batch, input\) with input=3, got shape \(5, 2, 7\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LSTM\(input_size=3, hidden_size=4, num_layers=2\): expected input "
+        r"\(seq, 3\) or \(seq, batch, input\) with input=3, got shape \(5, 2, 7\)",
+    ):
         lstm.apply(p_lstm, {}, jnp.ones((5, 2, 7)))
-    with pytest.raises(ShapeError, match=r"GRU\(.*batch_first=True\): expected input \(seq, 3\) or \(batch, seq, input\) "
-                                         r"with input=3, got shape \(3,\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"GRU\(.*batch_first=True\): expected input \(seq, 3\) or \(batch, seq, input\) "
+        r"with input=3, got shape \(3,\)",
+    ):
         gru.apply(p_gru, {}, jnp.ones((3,)))
     with pytest.raises(ShapeError, match=r"got shape \(1, 2, 5, 3\)"):
         gru.apply(p_gru, {}, jnp.ones((1, 2, 5, 3)))
     h0 = jnp.zeros((2, 2, 4))
-    with pytest.raises(ShapeError, match=r"LSTM\(.*\): expected initial_state c0 \(num_layers, batch, hidden_size\) = "
-                                         r"\(2, 2, 4\) for an input of batch \(2,\), got shape \(2, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LSTM\(.*\): expected initial_state c0 \(num_layers, batch, hidden_size\) = "
+        r"\(2, 2, 4\) for an input of batch \(2,\), got shape \(2, 4\)",
+    ):
         lstm.apply(p_lstm, {}, jnp.ones((5, 2, 3)), initial_state=(h0, jnp.zeros((2, 4))))
-    with pytest.raises(ShapeError, match=r"initial_state h0 \(num_layers, hidden_size\) = \(2, 4\) for an input of "
-                                         r"batch \(\), got shape \(2, 2, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"initial_state h0 \(num_layers, hidden_size\) = \(2, 4\) for an input of "
+        r"batch \(\), got shape \(2, 2, 4\)",
+    ):
         lstm.apply(p_lstm, {}, jnp.ones((5, 3)), initial_state=(h0, h0))
-    with pytest.raises(ShapeError, match=r"GRU\(.*\): expected initial_state h0 .* = \(1, 6, 4\) .*, got shape \(1, 2, 4\)"):
+    with pytest.raises(
+        ShapeError, match=r"GRU\(.*\): expected initial_state h0 .* = \(1, 6, 4\) .*, got shape \(1, 2, 4\)"
+    ):
         gru.apply(p_gru, {}, jnp.ones((6, 2, 3)), initial_state=jnp.zeros((1, 2, 4)))  # batch_first: batch is 6
     with pytest.raises(TypeError, match=r"LSTM\(.*\): initial_state must be a pair \(h0, c0\), got ArrayImpl"):
         lstm.apply(p_lstm, {}, jnp.ones((5, 3)), initial_state=jnp.zeros((2, 4)))
@@ -247,7 +280,9 @@ def test_bad_input_and_config():
         gru.apply(p_gru, {}, jnp.ones((5, 3)), initial_state=(jnp.zeros((1, 4)),))
     with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
         lstm.apply(p_lstm, {}, jnp.ones((5, 3), jnp.int32))
-    with pytest.raises(TypeError, match=r"LSTM\(input_size=3, hidden_size=4\)\.apply got unexpected keyword\(s\) \['mask'\]"):
+    with pytest.raises(
+        TypeError, match=r"LSTM\(input_size=3, hidden_size=4\)\.apply got unexpected keyword\(s\) \['mask'\]"
+    ):
         nn.pure.lstm(3, 4, key=jax.random.key(0))(jnp.ones((5, 3)), mask=None)
     with pytest.raises(ValueError, match=r"RNN: nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
         L.RNN(3, 4, nonlinearity="sigmoid")
@@ -269,6 +304,7 @@ def test_bad_input_and_config():
 
 # --- bidirectional, proj_size and the cells (issue 13) ---------------------------------------
 
+
 def parity(kind, config, shape, family, hidden=4):
     """Outputs (zero and given initial state), final states and d/d(input, initial state, every
     weight) of sum(w * outputs) + sum(finals), against torch's forward and autograd."""
@@ -284,7 +320,9 @@ def parity(kind, config, shape, family, hidden=4):
         loss = jnp.sum(w * out) + sum(jnp.sum(f) for f in jax.tree.leaves(final))
         return loss, (model_(x, return_final=True), out, final)
 
-    (_, (zero, out, final)), (g_params, g_x, g_s0) = jax.value_and_grad(run, (0, 1, 2), has_aux=True)(model.params, x, s0)
+    (_, (zero, out, final)), (g_params, g_x, g_s0) = jax.value_and_grad(run, (0, 1, 2), has_aux=True)(
+        model.params, x, s0
+    )
     with torch.no_grad():
         close(zero, module(torch.from_numpy(x)), family=family)  # initial_state=None means zeros
     xt, st = t(x), to_torch(s0)
@@ -318,10 +356,14 @@ def test_bidirectional_matches_torch(kind, config, shape):
     parity(kind, {**config, "bidirectional": True}, shape, "bidirectional")
 
 
-@pytest.mark.parametrize("config,shape", [
-    ({"proj_size": 2}, (5, 2, 3)),
-    ({"proj_size": 3, "num_layers": 2, "bidirectional": True, "batch_first": True}, (2, 5, 3)),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "config,shape",
+    [
+        ({"proj_size": 2}, (5, 2, 3)),
+        ({"proj_size": 3, "num_layers": 2, "bidirectional": True, "batch_first": True}, (2, 5, 3)),
+    ],
+    ids=lambda v: str(v),
+)
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 def test_lstm_projection_matches_torch(config, shape):
     """proj_size: h = W_hr (o * tanh(c)) of size proj_size feeds the recurrence and the next layer."""
@@ -376,23 +418,45 @@ def cell_parity(kind, bias, batch, with_hx):
 
 def test_positional_arguments_follow_torch():
     assert L.RNN(3, 4, 2, "relu", False, True, 0.5, True) == L.RNN(
-        3, 4, num_layers=2, nonlinearity="relu", bias=False, batch_first=True, dropout=0.5, bidirectional=True)
+        3, 4, num_layers=2, nonlinearity="relu", bias=False, batch_first=True, dropout=0.5, bidirectional=True
+    )
     assert L.LSTM(3, 4, 2, False, True, 0.5, True, 2) == L.LSTM(
-        3, 4, num_layers=2, bias=False, batch_first=True, dropout=0.5, bidirectional=True, proj_size=2)
+        3, 4, num_layers=2, bias=False, batch_first=True, dropout=0.5, bidirectional=True, proj_size=2
+    )
     assert L.GRU(3, 4, 1, True, False, 0.0, True) == L.GRU(3, 4, bidirectional=True)
     assert L.RNNCell(3, 4, False, "relu") == L.RNNCell(3, 4, bias=False, nonlinearity="relu")
     assert L.LSTMCell(3, 4, False) == L.LSTMCell(3, 4, bias=False) != L.LSTMCell(3, 4)
     for cls in (L.RNN, L.LSTM, L.RNNCell, L.GRUCell):  # tlean-only numerics are keyword-only
         with pytest.raises(TypeError):
-            cls(3, 4, *([1, "tanh", True, False, 0.0, False] if cls is L.RNN else [1, True, False, 0.0, False, 0]
-                        if cls is L.LSTM else [True, "tanh"] if cls is L.RNNCell else [True]), jnp.float32)
+            cls(
+                3,
+                4,
+                *(
+                    [1, "tanh", True, False, 0.0, False]
+                    if cls is L.RNN
+                    else [1, True, False, 0.0, False, 0]
+                    if cls is L.LSTM
+                    else [True, "tanh"]
+                    if cls is L.RNNCell
+                    else [True]
+                ),
+                jnp.float32,
+            )
 
 
-@pytest.mark.parametrize("cls,config", [
-    ("RNN", {"bidirectional": True, "num_layers": 2}), ("GRU", {"bidirectional": True, "bias": False}),
-    ("LSTM", {"bidirectional": True, "num_layers": 2, "proj_size": 3}), ("LSTM", {"proj_size": 1}),
-    ("RNNCell", {}), ("GRUCell", {"bias": False}), ("LSTMCell", {}),
-], ids=str)
+@pytest.mark.parametrize(
+    "cls,config",
+    [
+        ("RNN", {"bidirectional": True, "num_layers": 2}),
+        ("GRU", {"bidirectional": True, "bias": False}),
+        ("LSTM", {"bidirectional": True, "num_layers": 2, "proj_size": 3}),
+        ("LSTM", {"proj_size": 1}),
+        ("RNNCell", {}),
+        ("GRUCell", {"bias": False}),
+        ("LSTMCell", {}),
+    ],
+    ids=str,
+)
 def test_new_layers_have_torch_names_shapes_and_init(cls, config):
     """state_dict names and shapes as torch's; every array ~ U(-1/sqrt(hidden), 1/sqrt(hidden))."""
     module = getattr(torch.nn, cls)(5, 8, **config)
@@ -456,30 +520,48 @@ def test_bad_config_and_input_of_the_new_layers():
     p = bi.init(jax.random.key(0))[0]
     h0, c0 = jnp.zeros((4, 2, 2)), jnp.zeros((4, 2, 4))
     assert bi.apply(p, {}, jnp.ones((5, 2, 3)), initial_state=(h0, c0))[0].shape == (5, 2, 4)
-    with pytest.raises(ShapeError, match=r"LSTM\(.*bidirectional=True, proj_size=2\): expected initial_state h0 "
-                                         r"\(2 \* num_layers, batch, proj_size\) = \(4, 2, 2\) for an input of "
-                                         r"batch \(2,\), got shape \(2, 2, 2\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LSTM\(.*bidirectional=True, proj_size=2\): expected initial_state h0 "
+        r"\(2 \* num_layers, batch, proj_size\) = \(4, 2, 2\) for an input of "
+        r"batch \(2,\), got shape \(2, 2, 2\)",
+    ):
         bi.apply(p, {}, jnp.ones((5, 2, 3)), initial_state=(h0[:2], c0))
-    with pytest.raises(ShapeError, match=r"expected initial_state c0 \(2 \* num_layers, batch, hidden_size\) = "
-                                         r"\(4, 2, 4\) .*, got shape \(4, 2, 2\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected initial_state c0 \(2 \* num_layers, batch, hidden_size\) = "
+        r"\(4, 2, 4\) .*, got shape \(4, 2, 2\)",
+    ):
         bi.apply(p, {}, jnp.ones((5, 2, 3)), initial_state=(h0, h0))
-    with pytest.raises(ShapeError, match=r"LSTM\(.*\): expected input \(seq, 3\) or \(seq, batch, input\) with "
-                                         r"input=3, got shape \(5, 2, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LSTM\(.*\): expected input \(seq, 3\) or \(seq, batch, input\) with "
+        r"input=3, got shape \(5, 2, 4\)",
+    ):
         bi.apply(p, {}, jnp.ones((5, 2, 4)))
 
     cell = L.LSTMCell(3, 4)
     pc = cell.init(jax.random.key(0))[0]
     h = jnp.zeros((2, 4))
-    with pytest.raises(ShapeError, match=r"LSTMCell\(input_size=3, hidden_size=4\): expected input \(3,\) or "
-                                         r"\(batch, 3\), got shape \(2, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LSTMCell\(input_size=3, hidden_size=4\): expected input \(3,\) or "
+        r"\(batch, 3\), got shape \(2, 5\)",
+    ):
         cell.apply(pc, {}, jnp.ones((2, 5)))
     with pytest.raises(ShapeError, match=r"expected input \(3,\) or \(batch, 3\), got shape \(1, 2, 3\)"):
         cell.apply(pc, {}, jnp.ones((1, 2, 3)))
-    with pytest.raises(ShapeError, match=r"LSTMCell\(.*\): expected hx c \(batch, hidden_size\) = \(2, 4\) for an "
-                                         r"input of batch \(2,\), got shape \(3, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"LSTMCell\(.*\): expected hx c \(batch, hidden_size\) = \(2, 4\) for an "
+        r"input of batch \(2,\), got shape \(3, 4\)",
+    ):
         cell.apply(pc, {}, jnp.ones((2, 3)), hx=(h, jnp.zeros((3, 4))))
-    with pytest.raises(ShapeError, match=r"expected hx h \(hidden_size\) = \(4,\) for an input of batch \(\), "
-                                         r"got shape \(2, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected hx h \(hidden_size\) = \(4,\) for an input of batch \(\), "
+        r"got shape \(2, 4\)",
+    ):
         cell.apply(pc, {}, jnp.ones(3), hx=(h, h))  # unbatched input, batched state: refused, as torch
     with pytest.raises(TypeError, match=r"LSTMCell\(.*\): hx must be a pair \(h, c\), got ArrayImpl"):
         cell.apply(pc, {}, jnp.ones((2, 3)), hx=h)

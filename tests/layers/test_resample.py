@@ -47,21 +47,51 @@ def torch_backward_disagrees(mode, shape, factors):
     return mode == "nearest" and len(shape) != 4 and any(int(s * f) == s and f != 1 for s, f in zip(shape[2:], factors))
 
 
-SHAPES = {"nearest": [(1, 2, 5), (1, 2, 4, 5), (1, 1, 3, 4, 2)], "nearest-exact": [(2, 1, 5, 3)], "area": [(1, 2, 7, 5)],
-          "linear": [(2, 2, 5)], "bilinear": [(1, 2, 4, 5)], "bicubic": [(1, 2, 5, 4)], "trilinear": [(1, 1, 3, 4, 2)]}
-SIZES = [dict(scale_factor=2), dict(scale_factor=1.2), dict(scale_factor=0.6, recompute_scale_factor=True), dict(size=7)]
+SHAPES = {
+    "nearest": [(1, 2, 5), (1, 2, 4, 5), (1, 1, 3, 4, 2)],
+    "nearest-exact": [(2, 1, 5, 3)],
+    "area": [(1, 2, 7, 5)],
+    "linear": [(2, 2, 5)],
+    "bilinear": [(1, 2, 4, 5)],
+    "bicubic": [(1, 2, 5, 4)],
+    "trilinear": [(1, 1, 3, 4, 2)],
+}
+SIZES = [
+    dict(scale_factor=2),
+    dict(scale_factor=1.2),
+    dict(scale_factor=0.6, recompute_scale_factor=True),
+    dict(size=7),
+]
 CORNERS = [dict(scale_factor=1.7), dict(size=3)]
-CASES = [(mode, shape, None, kw) for mode, shapes in SHAPES.items() for shape in shapes for kw in SIZES
-         if not (mode == "area" and "recompute_scale_factor" in kw)]
-CASES += [(mode, SHAPES[mode][0], True, kw) for mode in ("linear", "bilinear", "bicubic", "trilinear") for kw in CORNERS]
+CASES = [
+    (mode, shape, None, kw)
+    for mode, shapes in SHAPES.items()
+    for shape in shapes
+    for kw in SIZES
+    if not (mode == "area" and "recompute_scale_factor" in kw)
+]
+CASES += [
+    (mode, SHAPES[mode][0], True, kw) for mode in ("linear", "bilinear", "bicubic", "trilinear") for kw in CORNERS
+]
 
 
-@pytest.mark.parametrize("mode,shape,align_corners,kw", CASES,
-                         ids=[f"{m}-{len(s) - 2}d-ac{ac}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for m, s, ac, kw in CASES])
+@pytest.mark.parametrize(
+    "mode,shape,align_corners,kw",
+    CASES,
+    ids=[f"{m}-{len(s) - 2}d-ac{ac}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for m, s, ac, kw in CASES],
+)
 def test_upsample_matches_torch(mode, shape, align_corners, kw):
-    broken = "scale_factor" in kw and "recompute_scale_factor" not in kw and torch_backward_disagrees(mode, shape, kw["scale_factor"])
-    parity(L.Upsample(mode=mode, align_corners=align_corners, **kw), torch.nn.Upsample(mode=mode, align_corners=align_corners, **kw),
-           shape, grad_from_forward=broken)
+    broken = (
+        "scale_factor" in kw
+        and "recompute_scale_factor" not in kw
+        and torch_backward_disagrees(mode, shape, kw["scale_factor"])
+    )
+    parity(
+        L.Upsample(mode=mode, align_corners=align_corners, **kw),
+        torch.nn.Upsample(mode=mode, align_corners=align_corners, **kw),
+        shape,
+        grad_from_forward=broken,
+    )
 
 
 def test_torchs_nearest_backward_disagrees_with_its_forward_and_ours_follows_the_forward():
@@ -71,14 +101,25 @@ def test_torchs_nearest_backward_disagrees_with_its_forward_and_ours_follows_the
     parity(L.Upsample(scale_factor=1.2), up, (1, 2, 4), grad_from_forward=True)
 
 
-@pytest.mark.parametrize("mode,shape,factors", [("nearest", (1, 1, 4, 5), (1.2, 1.5)), ("bilinear", (1, 2, 4, 5), (1.2, 0.75)),
-                                                ("bicubic", (1, 1, 4, 4), (1.25, 2.0)), ("trilinear", (1, 1, 4, 3, 2), (1.1, 1.0, 2.5)),
-                                                ("nearest", (1, 1, 4, 2, 3), (1.2, 1.6, 1.0))])
+@pytest.mark.parametrize(
+    "mode,shape,factors",
+    [
+        ("nearest", (1, 1, 4, 5), (1.2, 1.5)),
+        ("bilinear", (1, 2, 4, 5), (1.2, 0.75)),
+        ("bicubic", (1, 1, 4, 4), (1.25, 2.0)),
+        ("trilinear", (1, 1, 4, 3, 2), (1.1, 1.0, 2.5)),
+        ("nearest", (1, 1, 4, 2, 3), (1.2, 1.6, 1.0)),
+    ],
+)
 def test_upsample_per_axis_scale_factors_and_equal_sizes_match_torch(mode, shape, factors):
     """An axis whose size does not change (floor(4 * 1.2) = 4) follows torch's forward kernels: 2-d nearest and
     the linear modes copy it, 1-d/3-d nearest still sample at floor(i / 1.2)."""
-    parity(L.Upsample(scale_factor=factors, mode=mode), torch.nn.Upsample(scale_factor=factors, mode=mode), shape,
-           grad_from_forward=torch_backward_disagrees(mode, shape, factors))
+    parity(
+        L.Upsample(scale_factor=factors, mode=mode),
+        torch.nn.Upsample(scale_factor=factors, mode=mode),
+        shape,
+        grad_from_forward=torch_backward_disagrees(mode, shape, factors),
+    )
     parity(L.Upsample(size=shape[2:], mode=mode), torch.nn.Upsample(size=shape[2:], mode=mode), shape)
 
 
@@ -104,9 +145,14 @@ def test_pixel_shuffle_and_unshuffle_match_torch_and_invert_each_other(r, shape)
 
 def test_configs_normalise_and_builders_exist():
     assert L.Upsample(scale_factor=2) == L.Upsample(None, 2.0) and L.Upsample(scale_factor=2).scale_factor == 2.0
-    assert L.Upsample(size=[4, 5]).size == (4, 5) and repr(L.Upsample(size=3, mode="bicubic")) == "Upsample(size=3, mode='bicubic')"
+    assert (
+        L.Upsample(size=[4, 5]).size == (4, 5)
+        and repr(L.Upsample(size=3, mode="bicubic")) == "Upsample(size=3, mode='bicubic')"
+    )
     assert L.Upsample(None, (2, 1.5), "bilinear", True).align_corners is True
-    assert nn.pure.upsample(scale_factor=2).layer == L.Upsample(scale_factor=2.0) and nn.pure.pixel_shuffle(2).params == {}
+    assert (
+        nn.pure.upsample(scale_factor=2).layer == L.Upsample(scale_factor=2.0) and nn.pure.pixel_shuffle(2).params == {}
+    )
     assert nn.run(0, nn.PixelUnshuffle(2)).layer == L.PixelUnshuffle(2)
 
 
@@ -118,8 +164,14 @@ def test_bad_configuration_is_a_value_error_naming_the_layer():
         (dict(size=4, scale_factor=2), r"Upsample: give exactly one of size and scale_factor"),
         (dict(size=0), r"Upsample: size must be an int >= 1 or a tuple of them, got 0"),
         (dict(scale_factor=2, mode="cubic"), r"Upsample: mode must be one of 'nearest', .*, got 'cubic'"),
-        (dict(scale_factor=2, align_corners=True), r"Upsample: align_corners can only be set with the interpolating modes"),
-        (dict(size=4, recompute_scale_factor=True), r"Upsample: recompute_scale_factor is not meaningful with an explicit size"),
+        (
+            dict(scale_factor=2, align_corners=True),
+            r"Upsample: align_corners can only be set with the interpolating modes",
+        ),
+        (
+            dict(size=4, recompute_scale_factor=True),
+            r"Upsample: recompute_scale_factor is not meaningful with an explicit size",
+        ),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -131,16 +183,30 @@ def test_bad_configuration_is_a_value_error_naming_the_layer():
 
 
 def test_bad_input_is_a_shape_error_naming_the_layer():
-    with pytest.raises(ShapeError, match=r"Upsample\(scale_factor=2.0, mode='bilinear'\): expected input \[N, C, H, W\] "
-                                         r"\(mode='bilinear'; batched only, as torch\), got shape \(3, 4, 4, 4, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Upsample\(scale_factor=2.0, mode='bilinear'\): expected input \[N, C, H, W\] "
+        r"\(mode='bilinear'; batched only, as torch\), got shape \(3, 4, 4, 4, 4\)",
+    ):
         L.Upsample(scale_factor=2, mode="bilinear").apply({}, {}, jnp.ones((3, 4, 4, 4, 4)))
-    with pytest.raises(ShapeError, match=r"Upsample\(.*\): expected an input with 2 spatial axes, one per entry of size, got shape \(1, 1, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Upsample\(.*\): expected an input with 2 spatial axes, one per entry of size, got shape \(1, 1, 4\)",
+    ):
         L.Upsample(size=(2, 3)).apply({}, {}, jnp.ones((1, 1, 4)))
-    with pytest.raises(ShapeError, match=r"Upsample\(.*\): expected an input giving an output size >= 1 .*\(this one gives \(0,\)\)"):
+    with pytest.raises(
+        ShapeError, match=r"Upsample\(.*\): expected an input giving an output size >= 1 .*\(this one gives \(0,\)\)"
+    ):
         L.Upsample(scale_factor=0.1).apply({}, {}, jnp.ones((1, 1, 4)))
     with pytest.raises(RuntimeError, match="should be greater than 0"):  # torch refuses it too
         torch.nn.Upsample(scale_factor=0.1)(torch.ones(1, 1, 4))
-    with pytest.raises(ShapeError, match=r"PixelShuffle\(upscale_factor=2\): expected input \[\*, C \* 4, H, W\] .*, got shape \(1, 6, 2, 2\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"PixelShuffle\(upscale_factor=2\): expected input \[\*, C \* 4, H, W\] .*, got shape \(1, 6, 2, 2\)",
+    ):
         L.PixelShuffle(2).apply({}, {}, jnp.ones((1, 6, 2, 2)))
-    with pytest.raises(ShapeError, match=r"PixelUnshuffle\(downscale_factor=2\): expected input \[\*, C, H \* 2, W \* 2\] .*, got shape \(1, 3, 4\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"PixelUnshuffle\(downscale_factor=2\): expected input \[\*, C, H \* 2, W \* 2\] .*, got shape \(1, 3, 4\)",
+    ):
         L.PixelUnshuffle(2).apply({}, {}, jnp.ones((1, 3, 4)))

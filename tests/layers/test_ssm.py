@@ -81,7 +81,8 @@ class MambaTest(chex.TestCase):
         def loss(layer):
             def f(p, x, h0):
                 y, h = layer.apply(p, {}, x, initial_state=h0, return_final=True)[0]
-                return jnp.sum(jnp.sin(y)) + jnp.sum(h ** 2)  # non-uniform cotangents
+                return jnp.sum(jnp.sin(y)) + jnp.sum(h**2)  # non-uniform cotangents
+
             return self.variant(jax.value_and_grad(f, argnums=(0, 1, 2)))
 
         (v_par, g_par), (v_seq, g_seq) = loss(parallel)(params, x, h0), loss(sequential)(params, x, h0)
@@ -149,8 +150,12 @@ def test_init_as_documented():
     params = model.params
     assert model.state == {}
     assert jax.tree.map(jnp.shape, params) == {
-        "in_proj": {"weight": (hidden, inputs)}, "dt_proj": {"weight": (hidden, inputs), "bias": (hidden,)},
-        "gate_proj": {"weight": (hidden, inputs)}, "A_log": (hidden,), "D": (hidden,)}
+        "in_proj": {"weight": (hidden, inputs)},
+        "dt_proj": {"weight": (hidden, inputs), "bias": (hidden,)},
+        "gate_proj": {"weight": (hidden, inputs)},
+        "A_log": (hidden,),
+        "D": (hidden,),
+    }
     np.testing.assert_allclose(np.exp(params["A_log"]), np.arange(1, hidden + 1), rtol=1e-6)
     np.testing.assert_array_equal(params["D"], np.ones(hidden))
     for name in ("in_proj", "dt_proj", "gate_proj"):
@@ -159,7 +164,14 @@ def test_init_as_documented():
     dt = np.asarray(jax.nn.softplus(params["dt_proj"]["bias"]))
     assert 1e-3 <= dt.min() < 1.3e-3 and 0.08 < dt.max() <= 1e-1 + 1e-7  # log-uniform over [1e-3, 1e-1]
     np.testing.assert_allclose(np.median(np.log(dt)), np.log(1e-2), atol=0.3)
-    assert sorted(model.named_parameters()) == ["A_log", "D", "dt_proj.bias", "dt_proj.weight", "gate_proj.weight", "in_proj.weight"]
+    assert sorted(model.named_parameters()) == [
+        "A_log",
+        "D",
+        "dt_proj.bias",
+        "dt_proj.weight",
+        "gate_proj.weight",
+        "in_proj.weight",
+    ]
 
 
 def copy_batch(key, seq=16, batch=32):
@@ -188,20 +200,25 @@ def test_trains_on_a_delayed_copy_task():
     for i in range(50):
         params, opt_state, _ = step(params, opt_state, jax.random.key(i))
     after = loss_fn(params, x_eval, y_eval)
-    baseline = jnp.mean(y_eval ** 2)  # the best loss of any model without memory
+    baseline = jnp.mean(y_eval**2)  # the best loss of any model without memory
     assert after < 0.8 * before and after < 0.8 * baseline, (before, after, baseline)
 
 
 def test_bad_input_and_config():
     layer = L.Mamba(3, 4)
     params = layer.init(jax.random.key(0))[0]
-    with pytest.raises(ShapeError, match=r"Mamba\(input_size=3, hidden_size=4\): expected input \(seq, 3\) or \(seq, batch, input\) with input=3, got shape \(5, 2\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Mamba\(input_size=3, hidden_size=4\): expected input \(seq, 3\) or \(seq, batch, input\) with input=3, got shape \(5, 2\)",
+    ):
         layer.apply(params, {}, jnp.ones((5, 2)))
     with pytest.raises(ShapeError, match=r"got shape \(3,\)"):
         layer.apply(params, {}, jnp.ones((3,)))
     with pytest.raises(ShapeError, match=r"\(batch, seq, input\) with input=3, got shape \(1, 2, 5, 3\)"):
         L.Mamba(3, 4, batch_first=True).apply(params, {}, jnp.ones((1, 2, 5, 3)))
-    with pytest.raises(ShapeError, match=r"Mamba\(.*\): expected initial_state h \(\[batch,\] hidden\) = \(2, 4\), got shape \(4,\)"):
+    with pytest.raises(
+        ShapeError, match=r"Mamba\(.*\): expected initial_state h \(\[batch,\] hidden\) = \(2, 4\), got shape \(4,\)"
+    ):
         layer.apply(params, {}, jnp.ones((5, 2, 3)), initial_state=jnp.zeros(4))
     with pytest.raises(TypeError, match=r"expected a floating-point input, got int32"):
         layer.apply(params, {}, jnp.ones((5, 3), jnp.int32))

@@ -35,8 +35,9 @@ def torch_layer(norm_first=False, activation="relu", dropout=0.0, seed=0):
 def stacked(state_dict: dict, num_layers: int) -> dict:
     """torch.nn.TransformerEncoder's ``layers.{i}.name`` stacked into our ``layers.*.name``."""
     names = sorted({k.split(".", 2)[2] for k in state_dict})
-    return {f"layers.*.{name}": np.stack([n(state_dict[f"layers.{i}.{name}"]) for i in range(num_layers)])
-            for name in names}
+    return {
+        f"layers.*.{name}": np.stack([n(state_dict[f"layers.{i}.{name}"]) for i in range(num_layers)]) for name in names
+    }
 
 
 def inputs(seed=0):
@@ -60,8 +61,12 @@ class BlockParityTest(chex.TestCase):
         for norm_first in (False, True):
             for activation in ("relu", "gelu"):
                 tl = torch_layer(norm_first, activation)
-                model = load(nn.pure.transformer_encoder_block(D, NH, FF, 0.0, activation, batch_first=True, norm_first=norm_first,
-                                                               key=jax.random.key(0)), tl)
+                model = load(
+                    nn.pure.transformer_encoder_block(
+                        D, NH, FF, 0.0, activation, batch_first=True, norm_first=norm_first, key=jax.random.key(0)
+                    ),
+                    tl,
+                )
                 run = self.variant(lambda m, x, train: m(x, key=jax.random.key(1), train=train), static_argnums=2)
                 tl.eval()
                 assert_close(run(model, x, False), n(tl(t(x))))
@@ -72,12 +77,16 @@ class BlockParityTest(chex.TestCase):
     def test_masks_and_gradients_match_torch(self):
         x = inputs(1)
         tl = torch_layer(norm_first=True, activation="gelu", seed=3).eval()
-        model = load(nn.pure.transformer_encoder_block(D, NH, FF, 0.1, "gelu", batch_first=True, norm_first=True, causal=True,
-                                                       key=jax.random.key(0)), tl)
+        model = load(
+            nn.pure.transformer_encoder_block(
+                D, NH, FF, 0.1, "gelu", batch_first=True, norm_first=True, causal=True, key=jax.random.key(0)
+            ),
+            tl,
+        )
         xt = t(x)
         causal = torch.ones(T, T, dtype=torch.bool).triu(1)
         yt = tl(xt, src_mask=causal, src_key_padding_mask=torch.from_numpy(padding()), is_causal=True)
-        (yt ** 2).sum().backward()
+        (yt**2).sum().backward()
         loss = lambda x, m: (m(x, key_padding_mask=padding()) ** 2).sum()
         y = self.variant(lambda m, x: m(x, key_padding_mask=padding()))(model, x)
         assert_close(y, n(yt))
@@ -107,12 +116,12 @@ class EncoderParityTest(chex.TestCase):
         x = inputs(2)
         xt = t(x)
         yt = te(xt, mask=torch.ones(T, T, dtype=torch.bool).triu(1), src_key_padding_mask=torch.from_numpy(padding()))
-        (yt ** 2).sum().backward()
+        (yt**2).sum().backward()
         causal = np.where(np.triu(np.ones((T, T), bool), 1), -np.inf, 0.0).astype(np.float32)  # torch's float mask
         run = lambda m, x: m(x, mask=causal, src_key_padding_mask=padding())
         loss = lambda x, m: (run(m, x) ** 2).sum()
         (value, (gx, gm)) = self.variant(jax.value_and_grad(loss, argnums=(0, 1)))(x, model)
-        assert_close(value, (yt ** 2).sum().item(), tol=1e-4)
+        assert_close(value, (yt**2).sum().item(), tol=1e-4)
         assert_close(self.variant(run)(model, x), n(yt))
         assert_close(gx, n(xt.grad), tol=1e-4)
         torch_grads = stacked({k: p.grad for k, p in te.named_parameters()}, 3)
@@ -154,8 +163,13 @@ def test_layer_i_is_initialised_from_split_key_i_and_dropped_with_fold_in_key_i(
     @jax.jit
     def by_hand(params, h):
         for i in range(2):
-            h = block.apply(encoder.layer_params(params, i), block_state, h,
-                            key=jax.random.fold_in(jax.random.fold_in(dropout_key, 0), i), train=True)[0]
+            h = block.apply(
+                encoder.layer_params(params, i),
+                block_state,
+                h,
+                key=jax.random.fold_in(jax.random.fold_in(dropout_key, 0), i),
+                train=True,
+            )[0]
         return h
 
     block_state = block.init(jax.random.key(0))[1]
@@ -178,7 +192,9 @@ def test_the_scanned_stack_traces_its_block_once_whatever_the_depth(monkeypatch)
             params, state = jax.eval_shape(encoder.init, jax.random.key(0))
             _combinators._cached_output_shape.cache_clear()  # Stacked's shape check, cached per abstract input
             calls.clear()
-            jax.jit(lambda p, x: encoder.apply(p, state, x)[0]).lower(params, jax.ShapeDtypeStruct((B, T, D), jnp.float32))
+            jax.jit(lambda p, x: encoder.apply(p, state, x)[0]).lower(
+                params, jax.ShapeDtypeStruct((B, T, D), jnp.float32)
+            )
             assert len(calls) == expected + 1  # and one shape check of the block by Stacked (jax.eval_shape)
 
 
@@ -218,8 +234,11 @@ def test_bad_input_and_config():
     encoder = L.TransformerEncoder.of(2, D, NH, FF)
     params, state = jax.eval_shape(encoder.init, jax.random.key(0))  # every error comes at trace time
     trace = lambda x, **kw: jax.eval_shape(lambda p, x: encoder.apply(p, state, x, **kw), params, x)
-    with pytest.raises(ShapeError, match=r"seq.layers\[\*\] TransformerEncoderBlock\(d_model=8, nhead=2, dim_feedforward=16\): "
-                                         r"expected input \[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 6\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"seq.layers\[\*\] TransformerEncoderBlock\(d_model=8, nhead=2, dim_feedforward=16\): "
+        r"expected input \[batch, seq, 8\] or \[seq, 8\], got shape \(2, 5, 6\)",
+    ):
         trace(jnp.ones((B, T, 6)))
     with pytest.raises(TypeError, match=r"TransformerEncoderBlock\(.*\): expected a floating-point input, got int32"):
         trace(jnp.ones((B, T, D), jnp.int32))
@@ -228,7 +247,10 @@ def test_bad_input_and_config():
     with pytest.raises(TypeError, match=r"the meaning of mask= changed.*allow=.*src_mask="):
         trace(jnp.ones((B, T, D)), mask=jnp.ones((5, 5), bool))
     with pytest.raises(TypeError, match=r"the meaning of mask= changed"):
-        L.TransformerEncoderBlock(D, NH, FF).apply(*jax.eval_shape(L.TransformerEncoderBlock(D, NH, FF).init,
-                                                   jax.random.key(0)), jnp.ones((B, T, D)), mask=jnp.ones((T, T), bool))
+        L.TransformerEncoderBlock(D, NH, FF).apply(
+            *jax.eval_shape(L.TransformerEncoderBlock(D, NH, FF).init, jax.random.key(0)),
+            jnp.ones((B, T, D)),
+            mask=jnp.ones((T, T), bool),
+        )
     with pytest.raises(ValueError, match=r"KV-cache decoding needs a causal layer"):
         jax.eval_shape(encoder.decode, params, encoder.init_cache(B, T), jnp.ones((B, 1, D)), 0)

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 
-def hf_dir(tmp_path_factory: Any, config_cls: type, model_cls: type, *, seed: int = 0,
-           **config: Any) -> tuple[Path, Any]:
+def hf_dir(
+    tmp_path_factory: Any, config_cls: type, model_cls: type, *, seed: int = 0, **config: Any
+) -> tuple[Path, Any]:
     """``(directory, transformers model)`` of a random-init ``model_cls(config_cls(**config))`` saved there."""
     import torch
 

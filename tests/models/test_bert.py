@@ -18,8 +18,15 @@ from tlean.models import BertConfig, bert, from_pretrained, save_pretrained
 from tlean.models._bert import ACTIVATIONS, BertModel
 
 V, P, T, E, NL, NH, FF = 40, 16, 3, 16, 2, 2, 32
-TINY = dict(vocab_size=V, max_position_embeddings=P, type_vocab_size=T, hidden_size=E, num_hidden_layers=NL,
-            num_attention_heads=NH, intermediate_size=FF)
+TINY = dict(
+    vocab_size=V,
+    max_position_embeddings=P,
+    type_vocab_size=T,
+    hidden_size=E,
+    num_hidden_layers=NL,
+    num_attention_heads=NH,
+    intermediate_size=FF,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,7 @@ forward = jax.jit(lambda m, ids, mask, tt: m(ids, attention_mask=mask, token_typ
 
 
 def torch_forward(hf, ids, mask, tt):
-    as_t = (lambda a: None if a is None else torch.from_numpy(a))
+    as_t = lambda a: None if a is None else torch.from_numpy(a)
     out = hf(input_ids=as_t(ids), attention_mask=as_t(mask), token_type_ids=as_t(tt))
     return out.last_hidden_state, out.pooler_output
 
@@ -158,8 +165,9 @@ def test_activations_equal_transformers():
 
     x = np.linspace(-6, 6, 101, dtype=np.float32)
     for name, fn in ACTIVATIONS.items():
-        np.testing.assert_allclose(fn(jnp.asarray(x)), n(ACT2FN[name](torch.from_numpy(x))), rtol=1e-6, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            fn(jnp.asarray(x)), n(ACT2FN[name](torch.from_numpy(x))), rtol=1e-6, atol=1e-6, err_msg=name
+        )
 
 
 def test_train_mode_dropout(model):
@@ -171,8 +179,11 @@ def test_train_mode_dropout(model):
         abstract_call(m, ids, mask, tt, train=True)
     assert abstract_call(m, ids, mask, tt, key=jax.random.key(1), train=True)[0].shape == (3, 7, E)
     # without dropout probabilities train mode needs no key and computes the eval function
-    quiet = Model(BertModel(dataclasses.replace(config, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
-                  m.params, m.state)
+    quiet = Model(
+        BertModel(dataclasses.replace(config, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+        m.params,
+        m.state,
+    )
     train = jax.jit(lambda m: m(ids, mask, tt, train=True)[0])
     np.testing.assert_allclose(train(quiet), forward(m, ids, mask, tt)[0], rtol=0, atol=1e-6)
 

@@ -14,8 +14,17 @@ from tlean.models import _generate, from_pretrained, generate
 
 V, STEPS = 64, 32
 LLAMA = MHA  # test_llama's untied multi-head config: the same transformers model, built once
-GPT2 = dict(vocab_size=V, n_positions=48, n_embd=16, n_layer=2, n_head=2, initializer_range=0.3,
-            bos_token_id=None, eos_token_id=None)
+GPT2 = dict(
+    vocab_size=V,
+    n_positions=48,
+    n_embd=16,
+    n_layer=2,
+    n_head=2,
+    initializer_range=0.3,
+    bos_token_id=None,
+    eos_token_id=None,
+)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
@@ -49,8 +58,14 @@ def prompts(seed=0):
 
 def hf_greedy(hf, ids, mask=None, **kw):
     with torch.no_grad():
-        out = hf.generate(torch.from_numpy(ids), attention_mask=None if mask is None else torch.from_numpy(mask),
-                          max_new_tokens=STEPS, do_sample=False, pad_token_id=0, **kw)
+        out = hf.generate(
+            torch.from_numpy(ids),
+            attention_mask=None if mask is None else torch.from_numpy(mask),
+            max_new_tokens=STEPS,
+            do_sample=False,
+            pad_token_id=0,
+            **kw,
+        )
     return out.numpy()
 
 
@@ -124,8 +139,11 @@ def test_top_k_and_top_p_sample_only_from_their_sets():
 def test_bad_input(pair):
     model, _ = pair
     ids = jnp.zeros((2, 20), jnp.int32)
-    with pytest.raises(ValueError, match=r"generate: the prompt's 20 tokens \+ steps=29 = 49 exceed the model's "
-                                         r"context length 48"):
+    with pytest.raises(
+        ValueError,
+        match=r"generate: the prompt's 20 tokens \+ steps=29 = 49 exceed the model's "
+        r"context length 48",
+    ):
         generate(model, ids, steps=29)
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"generate: top_p must be in \(0, 1\] or None, got"):
@@ -140,7 +158,9 @@ def test_bad_input(pair):
         generate(model, jnp.zeros((2, 3)), steps=2)
     with pytest.raises(ValueError, match=r"generate: the prompts must be left-padded"):
         generate(model, ids, steps=2, attention_mask=jnp.ones((2, 20)).at[0, -1].set(0))
-    with pytest.raises(ValueError, match=r"generate: attention_mask must have the shape of ids \(2, 20\), got \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"generate: attention_mask must have the shape of ids \(2, 20\), got \(2, 3\)"
+    ):
         generate(model, ids, steps=2, attention_mask=jnp.ones((2, 3)))
     with pytest.raises(ValueError, match=r"generate: eos_token_id must be a token id"):
         generate(model, ids, steps=2, eos_token_id="</s>")

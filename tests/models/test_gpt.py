@@ -55,8 +55,9 @@ class GPTTest(chex.TestCase):
                     p.add_(0.2 * torch.randn(p.shape, generator=g))
         model = load(tiny(), tm)
         x = ids()
-        np.testing.assert_allclose(self.variant(lambda m, x: m(x))(model, x), n(tm(torch.from_numpy(x).long())),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            self.variant(lambda m, x: m(x))(model, x), n(tm(torch.from_numpy(x).long())), rtol=1e-4, atol=1e-4
+        )
 
     @chex.variants(with_jit=True)
     def test_incremental_decoding_equals_the_full_forward_for_every_prefix(self):
@@ -126,20 +127,31 @@ def test_the_builder_draws_one_key_and_names_follow_pytorch():
     expected, _ = GPT(V, M, D, H, NL).init(SeedStream(7).fresh()[0])
     jax.tree.map(np.testing.assert_array_equal, model.params, expected)
     names = set(model.named_parameters())
-    assert {"tok_emb.weight", "pos_emb.weight", "ln_f.weight", "lm_head.weight",
-            "encoder.layers.*.self_attn.in_proj_weight"} <= names
+    assert {
+        "tok_emb.weight",
+        "pos_emb.weight",
+        "ln_f.weight",
+        "lm_head.weight",
+        "encoder.layers.*.self_attn.in_proj_weight",
+    } <= names
     assert model.params["encoder"]["layers"]["linear1"]["weight"].shape == (NL, 4 * D, D)
 
 
 def test_bad_input():
     model = tiny()
-    with pytest.raises(ShapeError, match=r"GPT\(.*\): expected ids \[batch, seq\] with at most 8 positions "
-                                         r"\(max_len=8\), got shape \(2, 9\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"GPT\(.*\): expected ids \[batch, seq\] with at most 8 positions "
+        r"\(max_len=8\), got shape \(2, 9\)",
+    ):
         model(jnp.zeros((2, 9), jnp.int32))
     with pytest.raises(TypeError, match=r"GPT\(.*\): expected integer token ids, got float32"):
         model(jnp.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"generate: the prompt's 3 tokens \+ steps=6 = 9 exceed the model's context "
-                                         r"length 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"generate: the prompt's 3 tokens \+ steps=6 = 9 exceed the model's context "
+        r"length 8",
+    ):
         generate(model, jnp.zeros((2, 3), jnp.int32), steps=6, key=jax.random.key(0))
     with pytest.raises(TypeError, match=r"generate: ids must be integer token ids, got float32"):
         generate(model, jnp.zeros((2, 3)), steps=2, key=jax.random.key(0))
@@ -166,8 +178,9 @@ def test_padding_mask_and_position_ids_follow_the_decode_protocol():
     alone = model(jnp.asarray(x[1:, 2:]))
     np.testing.assert_allclose(padded[1, 2:], alone[0], rtol=1e-5, atol=1e-5)
     shifted = jnp.asarray([[2, 3, 4]])
-    logits, _ = model.layer.decode(model.params, model.layer.init_cache(1, 5), jnp.asarray(x[1:, 2:]), 0,
-                                   position_ids=shifted)
+    logits, _ = model.layer.decode(
+        model.params, model.layer.init_cache(1, 5), jnp.asarray(x[1:, 2:]), 0, position_ids=shifted
+    )
     np.testing.assert_allclose(logits, model(jnp.asarray(x[1:, 2:]), position_ids=shifted), rtol=1e-5, atol=1e-5)
     assert np.abs(logits - alone).max() > 1e-3  # the positions matter
     assert model.layer.context_length == M

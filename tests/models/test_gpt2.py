@@ -16,10 +16,25 @@ from tlean.models import Conv1D, GPT2Config, from_pretrained, gpt2
 from tlean.models._gpt2 import ACTIVATIONS
 
 V, P, E, NL, NH = 64, 16, 16, 2, 2
-TINY = dict(vocab_size=V, n_positions=P, n_embd=E, n_layer=NL, n_head=NH, initializer_range=0.1,
-            bos_token_id=V - 1, eos_token_id=V - 1)
-VARIANT = dict(TINY, tie_word_embeddings=False, activation_function="gelu", n_inner=24, scale_attn_weights=False,
-               reorder_and_upcast_attn=True, attn_implementation="eager")
+TINY = dict(
+    vocab_size=V,
+    n_positions=P,
+    n_embd=E,
+    n_layer=NL,
+    n_head=NH,
+    initializer_range=0.1,
+    bos_token_id=V - 1,
+    eos_token_id=V - 1,
+)
+VARIANT = dict(
+    TINY,
+    tie_word_embeddings=False,
+    activation_function="gelu",
+    n_inner=24,
+    scale_attn_weights=False,
+    reorder_and_upcast_attn=True,
+    attn_implementation="eager",
+)
 
 
 def load_pair(hf_dir_factory, config):
@@ -121,12 +136,14 @@ def test_decoding_with_the_cache_equals_the_full_forward(pair):
     max_len = 9
     slots = np.concatenate([mask, np.ones((3, max_len - mask.shape[1]), np.int64)], axis=1)
     decode = jax.jit(layer.decode)  # start_pos traced
-    logits, cache = decode(model.params, layer.init_cache(3, max_len), ids[:, :4], 0, attention_mask=slots,
-                           position_ids=positions[:, :4])
+    logits, cache = decode(
+        model.params, layer.init_cache(3, max_len), ids[:, :4], 0, attention_mask=slots, position_ids=positions[:, :4]
+    )
     steps = [logits]
     for t in range(4, ids.shape[1]):
-        logits, cache = decode(model.params, cache, ids[:, t:t + 1], t, attention_mask=slots,
-                               position_ids=positions[:, t:t + 1])
+        logits, cache = decode(
+            model.params, cache, ids[:, t : t + 1], t, attention_mask=slots, position_ids=positions[:, t : t + 1]
+        )
         steps.append(logits)
     got = np.concatenate(steps, axis=1)
     real = mask.astype(bool)
@@ -171,8 +188,13 @@ def test_builder_init_follows_transformers_and_ties_the_head(tiny):
     model = nn.run(0, gpt2(vocab_size=256, n_positions=32, n_embd=32, n_layer=4, n_head=4, tie_word_embeddings=False))
     named = model.named_parameters()
     std = lambda name: float(np.std(np.asarray(named[name])))
-    for name in ("transformer.wte.weight", "transformer.wpe.weight", "transformer.h.*.attn.c_attn.weight",
-                 "transformer.h.*.mlp.c_fc.weight", "lm_head.weight"):
+    for name in (
+        "transformer.wte.weight",
+        "transformer.wpe.weight",
+        "transformer.h.*.attn.c_attn.weight",
+        "transformer.h.*.mlp.c_fc.weight",
+        "lm_head.weight",
+    ):
         assert abs(std(name) - 0.02) < 0.0015, name
     for name in ("transformer.h.*.attn.c_proj.weight", "transformer.h.*.mlp.c_proj.weight"):
         assert abs(std(name) - 0.02 / np.sqrt(8)) < 0.0005, name
@@ -201,8 +223,13 @@ def test_config_reads_and_writes_transformers_fields():
     assert GPT2Config.from_hf(config.to_hf()) == config
     assert GPT2Config.from_hf({"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 3}).n_layer == 3
     assert hash(GPT2Config.from_hf({"eos_token_id": [1, 2]})) is not None
-    for field, value in [("activation_function", "prelu"), ("scale_attn_by_inverse_layer_idx", True),
-                         ("add_cross_attention", True), ("n_head", 5), ("attn_pdrop", 1.0)]:
+    for field, value in [
+        ("activation_function", "prelu"),
+        ("scale_attn_by_inverse_layer_idx", True),
+        ("add_cross_attention", True),
+        ("n_head", 5),
+        ("attn_pdrop", 1.0),
+    ]:
         with pytest.raises(ValueError, match=field):
             GPT2Config.from_hf({**hf, field: value})
     with pytest.raises(ValueError, match="model_type must be 'gpt2'"):

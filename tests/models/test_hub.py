@@ -128,9 +128,14 @@ def test_errors_name_what_is_wrong(tmp_path, hf_gpt2):
     with pytest.raises(ValueError) as err:
         from_pretrained(write_dir(tmp_path / "broken", config, tensors))
     message = str(err.value)
-    for part in ("model.safetensors", "missing keys", "transformer.h.1.mlp.c_fc.bias", "transformer.ln_f.weight",
-                 "mis-shaped keys: transformer.h.0.attn.c_proj.weight: expected shape (16, 16), got (3, 3)",
-                 "unexpected keys: ['transformer.h.0.attn.extra']"):
+    for part in (
+        "model.safetensors",
+        "missing keys",
+        "transformer.h.1.mlp.c_fc.bias",
+        "transformer.ln_f.weight",
+        "mis-shaped keys: transformer.h.0.attn.c_proj.weight: expected shape (16, 16), got (3, 3)",
+        "unexpected keys: ['transformer.h.0.attn.extra']",
+    ):
         assert part in message, part
     untied = dict(config, tie_word_embeddings=False)  # then lm_head.weight is required
     with pytest.raises(ValueError, match=r"missing keys: \['lm_head.weight'\]"):

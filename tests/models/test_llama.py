@@ -19,17 +19,49 @@ from tlean.models import LlamaConfig, from_pretrained, llama, save_pretrained
 from tlean.models._llama import Llama
 
 V = 64
-LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-          "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+LLAMA3 = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 16,
+}
 #: grouped-query (4 query heads, 2 key/value heads), Llama-3.1 RoPE scaling, tied embeddings
-GQA = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-           num_key_value_heads=2, max_position_embeddings=64, initializer_range=0.3, rope_parameters=LLAMA3,
-           tie_word_embeddings=True, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+GQA = dict(
+    vocab_size=V,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    initializer_range=0.3,
+    rope_parameters=LLAMA3,
+    tie_word_embeddings=True,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
+)
 #: plain multi-head attention with head_dim != hidden / heads, biases, untied head, a padding_idx row
-MHA = dict(vocab_size=V, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-           head_dim=12, max_position_embeddings=48, initializer_range=0.3, rms_norm_eps=1e-5,
-           rope_parameters={"rope_type": "default", "rope_theta": 1000.0}, attention_bias=True, mlp_bias=True,
-           tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+MHA = dict(
+    vocab_size=V,
+    hidden_size=32,
+    intermediate_size=40,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    head_dim=12,
+    max_position_embeddings=48,
+    initializer_range=0.3,
+    rms_norm_eps=1e-5,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+    attention_bias=True,
+    mlp_bias=True,
+    tie_word_embeddings=False,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=0,
+)
 CONFIGS = {"gqa-llama3-tied": GQA, "mha-bias-untied": MHA}
 
 
@@ -92,8 +124,11 @@ def test_logits_and_gradients_equal_transformers_with_and_without_left_padding(p
     weights = np.random.default_rng(2).normal(size=(*ids.shape, V)).astype(np.float32) * mask[..., None]
     with torch.no_grad():
         plain = n(hf(torch.from_numpy(ids)).logits)
-        moved = n(hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                     position_ids=torch.from_numpy(shifted)).logits)
+        moved = n(
+            hf(
+                torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), position_ids=torch.from_numpy(shifted)
+            ).logits
+        )
     hf.zero_grad()
     padded = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
     torch.sum(padded * torch.from_numpy(weights)).backward()
@@ -131,7 +166,7 @@ def test_decoding_with_the_cache_equals_the_full_forward(hf_dir_factory):
     logits, cache = decode(model.params, layer.init_cache(3, cache_len), ids[:, :4], 0, positions[:, :4])
     steps = [logits]
     for t in range(4, 7):
-        logits, cache = decode(model.params, cache, ids[:, t:t + 1], jnp.int32(t), positions[:, t:t + 1])
+        logits, cache = decode(model.params, cache, ids[:, t : t + 1], jnp.int32(t), positions[:, t : t + 1])
         steps.append(logits)
     real = mask.astype(bool)
     assert_close_to_scale(np.concatenate(steps, axis=1)[real], full[real])
@@ -146,8 +181,7 @@ def test_rope_frequencies_equal_transformers_rotary_embedding():
     for rope in (LLAMA3, linear, {"rope_type": "default", "rope_theta": 1234.0}):
         hf_config = HFConfig(hidden_size=64, num_attention_heads=2, max_position_embeddings=64, rope_parameters=rope)
         ours = LlamaConfig.from_hf(hf_config.to_dict()).rope()
-        np.testing.assert_allclose(ours.inverse_frequencies(), n(LlamaRotaryEmbedding(hf_config).inv_freq),
-                                   rtol=2e-6)
+        np.testing.assert_allclose(ours.inverse_frequencies(), n(LlamaRotaryEmbedding(hf_config).inv_freq), rtol=2e-6)
     scaled = RoPE(32, 64, interleaved=False, scaling=RopeScaling("llama3", 8.0, 1.0, 4.0, 16))
     assert not np.allclose(scaled.inverse_frequencies(), RoPE(32, 64, interleaved=False).inverse_frequencies())
 
@@ -183,17 +217,26 @@ def test_builder_names_shapes_and_init_follow_transformers():
     tied = jax.eval_shape(lambda: nn.run(0, llama(config, tie_word_embeddings=True)))
     assert not jax.tree.leaves(tied.params.get("lm_head", {}))
     assert [leaf.aliases for leaf in tied.named_leaves() if leaf.name == "model.embed_tokens.weight"] == [
-        ("lm_head.weight",)]
+        ("lm_head.weight",)
+    ]
     assert model.layer.context_length == 48
 
 
 def test_config_reads_both_rope_spellings_and_writes_transformers_5():
     from transformers import LlamaConfig as HFConfig
 
-    old = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 1,
-           "rope_theta": 500000.0, "max_position_embeddings": 128, "eos_token_id": [5, 6],
-           "rope_scaling": {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0},
-           "torch_dtype": "bfloat16", "use_cache": True}
+    old = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "rope_theta": 500000.0,
+        "max_position_embeddings": 128,
+        "eos_token_id": [5, 6],
+        "rope_scaling": {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0},
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+    }
     cfg = LlamaConfig.from_hf(old)
     assert cfg.rope_theta == 500000.0 and cfg.eos_token_id == (5, 6) and cfg.head_dim == 16
     assert cfg.rope_scaling == RopeScaling("llama3", 8.0, 1.0, 4.0, original_max_position_embeddings=128)
@@ -234,15 +277,26 @@ def test_unsupported_config_values_are_errors_naming_the_field():
 
 
 def test_bad_input():
-    layer = Llama(LlamaConfig(vocab_size=V, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                              num_attention_heads=2, max_position_embeddings=8))
+    layer = Llama(
+        LlamaConfig(
+            vocab_size=V,
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+        )
+    )
     params, _ = jax.eval_shape(layer.init, jax.random.key(0))
 
     def trace(ids, **kw):
         return jax.eval_shape(lambda p: layer.apply(p, {}, ids, **kw), params)
 
-    with pytest.raises(ShapeError, match=r"expected ids \[batch, seq\] with at most 8 positions "
-                                         r"\(max_position_embeddings=8\), got shape \(1, 9\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"expected ids \[batch, seq\] with at most 8 positions "
+        r"\(max_position_embeddings=8\), got shape \(1, 9\)",
+    ):
         trace(jnp.zeros((1, 9), jnp.int32))
     with pytest.raises(TypeError, match=r"LlamaModel\(.*\): expected integer token ids, got float32"):
         trace(jnp.zeros((1, 3)))
@@ -257,6 +311,7 @@ def test_bad_input():
     with pytest.raises(ShapeError, match=r"at most 1 new positions at start_pos=3 \(cache max_len=4\)"):
         jax.eval_shape(lambda p: layer.decode(p, cache, jnp.zeros((2, 2), jnp.int32), 3), params)
     with pytest.raises(ShapeError, match=r"expected attention_mask \[batch, max_len=4\], got shape \(2, 2\)"):
-        jax.eval_shape(lambda p: layer.decode(p, cache, jnp.zeros((2, 2), jnp.int32), 0,
-                                              attention_mask=jnp.ones((2, 2))), params)
+        jax.eval_shape(
+            lambda p: layer.decode(p, cache, jnp.zeros((2, 2), jnp.int32), 0, attention_mask=jnp.ones((2, 2))), params
+        )
     assert dataclasses.replace(layer.config, vocab_size=65) != layer.config

@@ -32,7 +32,8 @@ class TorchBottleneck(torch.nn.Module):
         self.downsample = None
         if stride != 1 or inplanes != planes * 4:
             self.downsample = torch.nn.Sequential(
-                torch.nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(planes * 4))
+                torch.nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False), torch.nn.BatchNorm2d(planes * 4)
+            )
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -53,7 +54,9 @@ class TorchResNet(torch.nn.Module):
         inplanes = 64
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers), 1):
             stride = 1 if i == 1 else 2
-            stage = [block(inplanes, planes, stride)] + [block(planes * block.expansion, planes) for _ in range(blocks - 1)]
+            stage = [block(inplanes, planes, stride)] + [
+                block(planes * block.expansion, planes) for _ in range(blocks - 1)
+            ]
             setattr(self, f"layer{i}", torch.nn.Sequential(*stage))
             inplanes = planes * block.expansion
         self.avgpool = torch.nn.AdaptiveAvgPool2d((1, 1))
@@ -131,7 +134,9 @@ def test_resnet50_matches_torch_in_eval_and_train_with_gradients_and_running_sta
         y, m = m.replace(params=params).forward(x, train=train)
         return jnp.sum(y * r), (y, m)
 
-    y_eval, (grads, (y_train, trained)) = jax.jit(lambda m: (m(x), jax.grad(loss, has_aux=True)(m.params, m, True)))(model)
+    y_eval, (grads, (y_train, trained)) = jax.jit(lambda m: (m(x), jax.grad(loss, has_aux=True)(m.params, m, True)))(
+        model
+    )
     with torch.no_grad():
         np.testing.assert_allclose(y_eval, n(tm.eval()(torch.from_numpy(x))), atol=1e-4, rtol=1e-4)
     reference = copy.deepcopy(tm).double().train()  # before torch's train step changes the running statistics
@@ -183,20 +188,35 @@ def test_bottleneck_block_matches_torchvisions_with_groups():
 
 def test_errors():
     model = shapes(models.resnet50(num_classes=10))
-    forward = lambda train: (lambda m, x: m.forward(x, train=train))
-    with pytest.raises(ShapeError, match=r"^seq\.conv1 Conv2d\(in_channels=3, .*\): expected input \[N, 3, H, W\] .*got shape \(2, 1, 32, 32\)"):
+    forward = lambda train: lambda m, x: m.forward(x, train=train)
+    with pytest.raises(
+        ShapeError,
+        match=r"^seq\.conv1 Conv2d\(in_channels=3, .*\): expected input \[N, 3, H, W\] .*got shape \(2, 1, 32, 32\)",
+    ):
         jax.eval_shape(forward(False), model, jax.ShapeDtypeStruct((2, 1, 32, 32), jnp.float32))
-    with pytest.raises(ShapeError, match=r"^seq\.layer4\[0\]\.bn2 BatchNorm2d\(num_features=512\): expected more than one value "
-                                         r"per channel in training \(N \* H \* W > 1\), got shape \(1, 512, 1, 1\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"^seq\.layer4\[0\]\.bn2 BatchNorm2d\(num_features=512\): expected more than one value "
+        r"per channel in training \(N \* H \* W > 1\), got shape \(1, 512, 1, 1\)",
+    ):
         jax.eval_shape(forward(True), model, jax.ShapeDtypeStruct((1, 3, 32, 32), jnp.float32))
-    with pytest.raises(ShapeError, match=r"^seq\[0\] Bottleneck\(in_planes=64, planes=64\): expected input \[N, 64, H, W\]"):
-        jax.eval_shape(lambda m, x: m.layer.layer1.apply(m.params["layer1"], m.state["layer1"], x)[0], model,
-                       jax.ShapeDtypeStruct((2, 32, 8, 8), jnp.float32))
+    with pytest.raises(
+        ShapeError, match=r"^seq\[0\] Bottleneck\(in_planes=64, planes=64\): expected input \[N, 64, H, W\]"
+    ):
+        jax.eval_shape(
+            lambda m, x: m.layer.layer1.apply(m.params["layer1"], m.state["layer1"], x)[0],
+            model,
+            jax.ShapeDtypeStruct((2, 32, 8, 8), jnp.float32),
+        )
     with pytest.raises(TypeError, match=r"ResNet: block must be BasicBlock or Bottleneck, got <class"):
         models.ResNet(L.Linear, (2, 2, 2, 2))
-    with pytest.raises(ValueError, match=r"ResNet: layers must be four positive ints \(blocks per stage\), got \(2, 2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"ResNet: layers must be four positive ints \(blocks per stage\), got \(2, 2, 2\)"
+    ):
         models.ResNet(L.BasicBlock, (2, 2, 2))
-    with pytest.raises(ValueError, match=r"ResNet: BasicBlock only supports groups=1 and width_per_group=64, got groups=2"):
+    with pytest.raises(
+        ValueError, match=r"ResNet: BasicBlock only supports groups=1 and width_per_group=64, got groups=2"
+    ):
         models.resnet18_layer(groups=2)
     with pytest.raises(ValueError, match=r"Bottleneck: planes must be a positive int, got 0"):
         L.Bottleneck(4, 0)
@@ -206,8 +226,18 @@ def test_errors():
 
 def test_the_layer_and_the_builder_agree():
     layer = models.resnet50_layer(num_classes=7, in_channels=2)
-    assert [name for name, _ in layer.children()] == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
-                                                       "layer4", "avgpool", "fc"]
+    assert [name for name, _ in layer.children()] == [
+        "conv1",
+        "bn1",
+        "relu",
+        "maxpool",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "avgpool",
+        "fc",
+    ]
     assert shapes(models.resnet50(7, 2)).layer == layer == models.ResNet(L.Bottleneck, [3, 4, 6, 3], 7, in_channels=2)
     assert isinstance(shapes(models.resnet18(7, 2)), Model)
     assert models.resnet18_layer() != models.resnet34_layer() != models.resnet50_layer()

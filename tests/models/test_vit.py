@@ -19,17 +19,28 @@ from tlean.models import ViTConfig, from_pretrained, save_pretrained, vit
 from tlean.models._vit import ViTForImageClassification
 
 E, NL, NH, FF, LABELS = 16, 2, 2, 32, 5
-TINY = dict(hidden_size=E, num_hidden_layers=NL, num_attention_heads=NH, intermediate_size=FF, image_size=(8, 12),
-            patch_size=4, num_channels=3, num_labels=LABELS)
+TINY = dict(
+    hidden_size=E,
+    num_hidden_layers=NL,
+    num_attention_heads=NH,
+    intermediate_size=FF,
+    image_size=(8, 12),
+    patch_size=4,
+    num_channels=3,
+    num_labels=LABELS,
+)
 
 # transformers 5 names ViT's modules anew in memory and converts on save and load; the checkpoint
 # layout (what save_pretrained writes and the hub holds) is the older one, which tlean mirrors.
-IN_MEMORY_TO_CHECKPOINT = [(r"^vit\.layers\.", "vit.encoder.layer."),
-                           (r"attention\.q_proj", "attention.attention.query"),
-                           (r"attention\.k_proj", "attention.attention.key"),
-                           (r"attention\.v_proj", "attention.attention.value"),
-                           (r"attention\.o_proj", "attention.output.dense"), (r"mlp\.fc1", "intermediate.dense"),
-                           (r"mlp\.fc2", "output.dense")]
+IN_MEMORY_TO_CHECKPOINT = [
+    (r"^vit\.layers\.", "vit.encoder.layer."),
+    (r"attention\.q_proj", "attention.attention.query"),
+    (r"attention\.k_proj", "attention.attention.key"),
+    (r"attention\.v_proj", "attention.attention.value"),
+    (r"attention\.o_proj", "attention.output.dense"),
+    (r"mlp\.fc1", "intermediate.dense"),
+    (r"mlp\.fc2", "output.dense"),
+]
 
 
 def checkpoint_name(name):
@@ -175,8 +186,11 @@ def abstract_call(model, *args, **kwargs):
 def test_bad_input(model):
     """Refused at trace time (``jax.eval_shape``: nothing runs), naming the layer."""
     call = functools.partial(abstract_call, model)
-    with pytest.raises(ShapeError, match=r"ViTForImageClassification\(.*expected pixel_values \[batch, 3, 8, 12\] "
-                                         r"\(NCHW, image_size=\(8, 12\)\), got shape \(3, 3, 12, 8\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"ViTForImageClassification\(.*expected pixel_values \[batch, 3, 8, 12\] "
+        r"\(NCHW, image_size=\(8, 12\)\), got shape \(3, 3, 12, 8\)",
+    ):
         call(pixels(shape=(3, 12, 8)))
     with pytest.raises(ShapeError, match=r"got shape \(3, 8, 12\)"):
         call(pixels()[0])

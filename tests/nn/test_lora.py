@@ -52,8 +52,9 @@ def test_lora_linear_matches_the_peft_computation_in_torch(bias):
     np.testing.assert_allclose(y, n(ty), atol=1e-6, rtol=1e-6)
     grads, gx = vjp(jnp.ones_like(y))
     for name, p in tm.named_parameters():
-        np.testing.assert_allclose(Model(layer, grads).named_parameters()[name], n(p.grad), atol=1e-5, rtol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            Model(layer, grads).named_parameters()[name], n(p.grad), atol=1e-5, rtol=1e-5, err_msg=name
+        )
     np.testing.assert_allclose(gx, n(tx.grad), atol=1e-5, rtol=1e-5)
     params = layer.init(jax.random.key(1))[0]  # fresh: B zero, A kaiming-uniform as peft
     assert np.all(params["lora_B"]["weight"] == 0) and 0 < np.abs(params["lora_A"]["weight"]).max() <= 1 / np.sqrt(5)
@@ -123,9 +124,14 @@ def test_gpt_stacked_adapters_exact_at_init_frozen_base_generate_and_merge():
     assert len(jax.tree.leaves(state.opt_state)) == 2 * 6 + 1  # adam's moments for the adapters only
 
     rng = np.random.default_rng(1)  # a trained update: random lora_B
-    after = tuned.replace(params=jax.tree_util.tree_map_with_path(
-        lambda path, a: rng.normal(size=a.shape).astype(np.float32) if "lora_B" in jax.tree_util.keystr(path) else a,
-        tuned.params))
+    after = tuned.replace(
+        params=jax.tree_util.tree_map_with_path(
+            lambda path, a: (
+                rng.normal(size=a.shape).astype(np.float32) if "lora_B" in jax.tree_util.keystr(path) else a
+            ),
+            tuned.params,
+        )
+    )
     logits = after(ids)
     assert not np.allclose(logits, base(ids), atol=1e-3)
     merged = nn.lora.merge(after)
@@ -151,8 +157,11 @@ def test_adapters_come_from_the_key_or_the_global_stream():
 
 def test_errors():
     base = mlp()
-    with pytest.raises(ValueError, match=r"nn.lora: targets 'q_proj' match none of the model's Linears; "
-                                         r"they are \['0', '2', '4'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"nn.lora: targets 'q_proj' match none of the model's Linears; "
+        r"they are \['0', '2', '4'\]",
+    ):
         nn.lora(base, 4, targets="q_proj", key=0)
     with pytest.raises(TypeError, match=r"nn.lora: targets must be a regular expression \(str\) or a list"):
         nn.lora(base, 4, targets=3, key=0)
@@ -165,8 +174,11 @@ def test_errors():
     with pytest.raises(TypeError, match=r"nn.lora takes a tlean Model, got Seq"):
         nn.lora(base.layer, 2, targets="0")
     tuned = nn.lora(base, 2, targets="0", key=0)
-    with pytest.raises(ShapeError, match=r"^seq\[0\] LoRALinear\(in_features=6, out_features=16, rank=2\): "
-                                         r"expected input \[\.\.\., 6\], got shape \(3, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"^seq\[0\] LoRALinear\(in_features=6, out_features=16, rank=2\): "
+        r"expected input \[\.\.\., 6\], got shape \(3, 5\)",
+    ):
         tuned(jnp.ones((3, 5)))
 
 
@@ -186,6 +198,7 @@ def test_lora_on_gpt2_conv1d_is_exact_at_init_and_merges_back():
     np.testing.assert_allclose(merged(ids), moved(ids), atol=1e-5)
     w = base.named_parameters()["transformer.h.*.attn.c_attn.weight"]
     p = moved.named_parameters()
-    delta = 2.0 * np.einsum("lor,lri->lio", p["transformer.h.*.attn.c_attn.lora_B.weight"],
-                            p["transformer.h.*.attn.c_attn.lora_A.weight"])
+    delta = 2.0 * np.einsum(
+        "lor,lri->lio", p["transformer.h.*.attn.c_attn.lora_B.weight"], p["transformer.h.*.attn.c_attn.lora_A.weight"]
+    )
     np.testing.assert_allclose(merged.named_parameters()["transformer.h.*.attn.c_attn.weight"], w + delta, atol=1e-6)

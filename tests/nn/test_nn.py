@@ -16,12 +16,21 @@ def test_builders_have_the_layer_signature_and_docs():
     assert list(inspect.signature(nn.Linear).parameters)[:3] == ["in_features", "out_features", "bias"]
     assert "torch.nn.Linear" in nn.Linear.__doc__
     assert "key" in inspect.signature(nn.pure.linear).parameters
-    assert isinstance(nn.Linear(2, 3), Builder) and repr(nn.Linear(2, 3)) == "Builder(Linear(in_features=2, out_features=3))"
+    assert (
+        isinstance(nn.Linear(2, 3), Builder)
+        and repr(nn.Linear(2, 3)) == "Builder(Linear(in_features=2, out_features=3))"
+    )
 
 
 def test_every_builder_draws_one_key_iff_the_layer_has_params():
     stream = nn.SeedStream(0)
-    for builder, draws in [(nn.Linear(2, 3), 1), (nn.LayerNorm(3), 1), (nn.ReLU(), 0), (nn.Dropout(0.2), 0), (nn.Flatten(), 0)]:
+    for builder, draws in [
+        (nn.Linear(2, 3), 1),
+        (nn.LayerNorm(3), 1),
+        (nn.ReLU(), 0),
+        (nn.Dropout(0.2), 0),
+        (nn.Flatten(), 0),
+    ]:
         _, after = builder.fn(stream)
         expected = stream
         for _ in range(draws):
@@ -30,7 +39,9 @@ def test_every_builder_draws_one_key_iff_the_layer_has_params():
 
 
 def test_pure_needs_a_key_only_with_params():
-    with pytest.raises(TypeError, match=r"nn.pure.linear: Linear\(in_features=2, out_features=3\) has parameters and needs key="):
+    with pytest.raises(
+        TypeError, match=r"nn.pure.linear: Linear\(in_features=2, out_features=3\) has parameters and needs key="
+    ):
         nn.pure.linear(2, 3)
     assert isinstance(nn.pure.relu(), Model)
     m = nn.pure.linear(2, 3, key=jax.random.key(1))
@@ -42,7 +53,9 @@ def test_sequential_accepts_builders_models_and_bare_layers():
     model = nn.run(0, nn.Sequential(nn.Linear(4, 8), L.relu, fixed))
     assert model.params[2] is fixed.params or np.array_equal(model.params[2]["weight"], fixed.params["weight"])
     np.testing.assert_array_equal(model.params[0]["weight"], nn.run(0, nn.Linear(4, 8)).params["weight"])
-    with pytest.raises(TypeError, match=r"child 1 is the bare layer Linear\(in_features=8, out_features=2\), which has parameters"):
+    with pytest.raises(
+        TypeError, match=r"child 1 is the bare layer Linear\(in_features=8, out_features=2\), which has parameters"
+    ):
         nn.Sequential(nn.Linear(4, 8), L.Linear(8, 2))
     with pytest.raises(TypeError, match="child 0 must be a Builder, a Model or a parameter-free Layer, got str"):
         nn.Sequential("relu")

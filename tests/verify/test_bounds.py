@@ -188,7 +188,9 @@ def test_activation_relaxations_are_sound_on_their_intervals():
 
 def test_leaky_relu_and_softplus_named_calls():
     """jax.nn.leaky_relu and jax.nn.softplus are recognised as one activation each."""
-    layer = L.seq(L.Linear(3, 4), L.Lambda(jax.nn.leaky_relu), L.Linear(4, 4), L.Lambda(jax.nn.softplus), L.Linear(4, 2))
+    layer = L.seq(
+        L.Linear(3, 4), L.Lambda(jax.nn.leaky_relu), L.Linear(4, 4), L.Lambda(jax.nn.softplus), L.Linear(4, 2)
+    )
     model = Model(layer, *layer.init(jax.random.key(0)))
     x = jax.random.normal(jax.random.key(1), (2, 3))
     ys = jax.vmap(model)(points_in(x - 0.3, x + 0.3, jax.random.key(2)))
@@ -229,7 +231,9 @@ def test_lower_above_upper_is_a_value_error():
 
 
 def test_box_shapes_must_agree():
-    with pytest.raises(ShapeError, match=r"verify.bounds: expected upper of lower's shape \(1, 2\), got shape \(1, 3\)"):
+    with pytest.raises(
+        ShapeError, match=r"verify.bounds: expected upper of lower's shape \(1, 2\), got shape \(1, 3\)"
+    ):
         verify.bounds(toy(), jnp.zeros((1, 2)), jnp.ones((1, 3)))
     with pytest.raises(ShapeError, match=r"a box \[n, \*input\]"):
         verify.bounds(toy(), jnp.zeros((2,)), jnp.ones((2,)))

@@ -76,8 +76,12 @@ class TleanModule(linen.Module):
         key = self.make_rng("dropout") if train and self.has_rng("dropout") else None
         shapes = jax.eval_shape(self.layer.init, jax.random.key(0))
         y, new_state = self.layer.apply(
-            _unnest(params, shapes[0]), _unnest({k: v.value for k, v in state_vars.items()}, shapes[1]), x,
-            key=key, train=train, **kwargs,
+            _unnest(params, shapes[0]),
+            _unnest({k: v.value for k, v in state_vars.items()}, shapes[1]),
+            x,
+            key=key,
+            train=train,
+            **kwargs,
         )
         if train and not self.is_initializing():
             for k, value in _nest(new_state).items():
@@ -152,7 +156,9 @@ class LinenLayer(Layer):
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("train_arg", "deterministic_arg") if getattr(self, k))
         module = " ".join(repr(self.module).split())  # linen prints one attribute per line
-        return f"LinenLayer({module}, example_shape={self.example_shape}, example_dtype={self.example_dtype.name}{extra})"
+        return (
+            f"LinenLayer({module}, example_shape={self.example_shape}, example_dtype={self.example_dtype.name}{extra})"
+        )
 
     def _mode(self, train: bool) -> dict:
         kwargs = {}
@@ -202,5 +208,4 @@ def from_linen(
     """
     shape = example_input.shape if hasattr(example_input, "shape") else jnp.shape(example_input)
     dtype = getattr(example_input, "dtype", None) or jnp.result_type(example_input)
-    return LinenLayer(module, tuple(shape), dtype, train_arg=train_arg,
-                      deterministic_arg=deterministic_arg)
+    return LinenLayer(module, tuple(shape), dtype, train_arg=train_arg, deterministic_arg=deterministic_arg)

@@ -88,7 +88,7 @@ def load_torch_state_dict(model: Model, state_dict: Mapping[str, Any]) -> Model:
 def _stacked(leaf: NamedLeaf, name: str, state_dict: Mapping[str, Any], mismatched: list) -> np.ndarray | None:
     """The arrays of ``name``'s torch keys, checked against the leaf's (per-layer) shape and stacked."""
     keys = leaf.torch_names(name)
-    want = tuple(leaf.value.shape[len(leaf.stack):])
+    want = tuple(leaf.value.shape[len(leaf.stack) :])
     arrays = [_to_numpy(state_dict[k]) for k in keys]
     bad = [f"{k}: expected shape {want}, got {tuple(a.shape)}" for k, a in zip(keys, arrays) if tuple(a.shape) != want]
     if bad:

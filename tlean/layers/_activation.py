@@ -51,11 +51,15 @@ def _number(layer_name: str, name: str, value: Any) -> float:
     return float(value)
 
 
-
-
-def _elementwise(name: str, formula: str, fn: Callable[..., jax.Array], *fields: tuple[str, Any],
-                 float_only: bool = True, check: Callable[..., str | None] | None = None,
-                 example: bool = True) -> type[_Activation]:
+def _elementwise(
+    name: str,
+    formula: str,
+    fn: Callable[..., jax.Array],
+    *fields: tuple[str, Any],
+    float_only: bool = True,
+    check: Callable[..., str | None] | None = None,
+    example: bool = True,
+) -> type[_Activation]:
     """A frozen-dataclass activation ``name`` computing ``fn(x, *field_values)``.
 
     ``fields`` are torch's constructor arguments in torch's order as ``(name, default)``
@@ -77,18 +81,32 @@ def _elementwise(name: str, formula: str, fn: Callable[..., jax.Array], *fields:
         return fn(x, *(getattr(self, f) for f in numeric))
 
     args = ", ".join(f"{f}={d!r}" if d is not _REQUIRED else f for f, d in fields)
-    doc = (f"``y = {formula}``, elementwise; keeps the input's shape and dtype.\n\n"
-           f"PyTorch analogue: ``torch.nn.{name}({args})``, same arguments and defaults"
-           f"{' (``inplace`` is accepted and changes nothing: JAX arrays are immutable)' if 'inplace' in dict(fields) else ''}."
-           f"{'' if float_only else ' Integer input is computed exactly.'}\n\nShapes: any ``x [...] -> y [...]``.\n")
+    doc = (
+        f"``y = {formula}``, elementwise; keeps the input's shape and dtype.\n\n"
+        f"PyTorch analogue: ``torch.nn.{name}({args})``, same arguments and defaults"
+        f"{' (``inplace`` is accepted and changes nothing: JAX arrays are immutable)' if 'inplace' in dict(fields) else ''}."
+        f"{'' if float_only else ' Integer input is computed exactly.'}\n\nShapes: any ``x [...] -> y [...]``.\n"
+    )
     if example and all(d is not _REQUIRED for _, d in fields):
-        doc += (f"\n>>> import jax.numpy as jnp\n>>> from tlean.layers import {name}\n"
-                f">>> {name}().apply({{}}, {{}}, jnp.zeros((2, 3)))[0].shape\n(2, 3)\n")
+        doc += (
+            f"\n>>> import jax.numpy as jnp\n>>> from tlean.layers import {name}\n"
+            f">>> {name}().apply({{}}, {{}}, jnp.zeros((2, 3)))[0].shape\n(2, 3)\n"
+        )
     spec = [(f, Any) if d is _REQUIRED else (f, Any, dataclasses.field(default=d)) for f, d in fields]
     cls = dataclasses.make_dataclass(
-        name, spec, bases=(_Activation,), frozen=True,
-        namespace={"__post_init__": post_init, "fn": apply_fn, "float_only": float_only, "__doc__": doc,
-                   "__module__": __name__, "__qualname__": name})
+        name,
+        spec,
+        bases=(_Activation,),
+        frozen=True,
+        namespace={
+            "__post_init__": post_init,
+            "fn": apply_fn,
+            "float_only": float_only,
+            "__doc__": doc,
+            "__module__": __name__,
+            "__qualname__": name,
+        },
+    )
     return cls
 
 
@@ -96,37 +114,78 @@ _INPLACE = ("inplace", False)
 
 ReLU = _elementwise("ReLU", "max(x, 0)", lambda x: jax.nn.relu(x), _INPLACE, float_only=False)
 ReLU6 = _elementwise("ReLU6", "min(max(x, 0), 6)", lambda x: jnp.clip(x, 0, 6), _INPLACE)
-LeakyReLU = _elementwise("LeakyReLU", "x if x > 0 else negative_slope * x",
-                         lambda x, s: jnp.where(x > 0, x, x * s), ("negative_slope", 0.01), _INPLACE)
-ELU = _elementwise("ELU", "x if x > 0 else alpha * (exp(x) - 1)",
-                   lambda x, a: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0))), ("alpha", 1.0), _INPLACE)
+LeakyReLU = _elementwise(
+    "LeakyReLU",
+    "x if x > 0 else negative_slope * x",
+    lambda x, s: jnp.where(x > 0, x, x * s),
+    ("negative_slope", 0.01),
+    _INPLACE,
+)
+ELU = _elementwise(
+    "ELU",
+    "x if x > 0 else alpha * (exp(x) - 1)",
+    lambda x, a: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0))),
+    ("alpha", 1.0),
+    _INPLACE,
+)
 SELU = _elementwise("SELU", "scale * (max(0, x) + min(0, alpha * (exp(x) - 1)))", lambda x: jax.nn.selu(x), _INPLACE)
-CELU = _elementwise("CELU", "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))",
-                    lambda x, a: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0) / a)), ("alpha", 1.0), _INPLACE,
-                    check=lambda a: "alpha must not be 0" if a == 0 else None)
+CELU = _elementwise(
+    "CELU",
+    "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))",
+    lambda x, a: jnp.where(x > 0, x, a * jnp.expm1(jnp.minimum(x, 0) / a)),
+    ("alpha", 1.0),
+    _INPLACE,
+    check=lambda a: "alpha must not be 0" if a == 0 else None,
+)
 SiLU = _elementwise("SiLU", "x * sigmoid(x)", lambda x: jax.nn.silu(x), _INPLACE)
 Mish = _elementwise("Mish", "x * tanh(softplus(x))", lambda x: x * jnp.tanh(jax.nn.softplus(x)), _INPLACE)
-Hardswish = _elementwise("Hardswish", "x * min(max(x + 3, 0), 6) / 6", lambda x: x * jnp.clip(x + 3, 0, 6) / 6, _INPLACE)
+Hardswish = _elementwise(
+    "Hardswish", "x * min(max(x + 3, 0), 6) / 6", lambda x: x * jnp.clip(x + 3, 0, 6) / 6, _INPLACE
+)
 Hardsigmoid = _elementwise("Hardsigmoid", "min(max(x + 3, 0), 6) / 6", lambda x: jnp.clip(x + 3, 0, 6) / 6, _INPLACE)
-Hardtanh = _elementwise("Hardtanh", "min(max(x, min_val), max_val)", lambda x, lo, hi: jnp.clip(x, lo, hi),
-                        ("min_val", -1.0), ("max_val", 1.0), _INPLACE,
-                        check=lambda lo, hi: None if hi > lo else
-                        f"max_val must be > min_val, got min_val={lo!r}, max_val={hi!r}")
-Hardshrink = _elementwise("Hardshrink", "0 if -lambd <= x <= lambd else x",
-                          lambda x, lam: jnp.where((x >= -lam) & (x <= lam), jnp.zeros((), x.dtype), x), ("lambd", 0.5))
-Softshrink = _elementwise("Softshrink", "x - clip(x, -lambd, lambd)", lambda x, lam: x - jnp.clip(x, -lam, lam), ("lambd", 0.5),
-                          check=lambda lam: None if lam >= 0 else f"lambd must be >= 0, got {lam!r}")
-Softplus = _elementwise("Softplus", "log(1 + exp(beta * x)) / beta, or x where beta * x > threshold",
-                        lambda x, b, t: jnp.where(x * b > t, x, jax.nn.softplus(x * b) / b), ("beta", 1.0), ("threshold", 20.0),
-                        check=lambda b, t: "beta must not be 0" if b == 0 else None)
+Hardtanh = _elementwise(
+    "Hardtanh",
+    "min(max(x, min_val), max_val)",
+    lambda x, lo, hi: jnp.clip(x, lo, hi),
+    ("min_val", -1.0),
+    ("max_val", 1.0),
+    _INPLACE,
+    check=lambda lo, hi: None if hi > lo else f"max_val must be > min_val, got min_val={lo!r}, max_val={hi!r}",
+)
+Hardshrink = _elementwise(
+    "Hardshrink",
+    "0 if -lambd <= x <= lambd else x",
+    lambda x, lam: jnp.where((x >= -lam) & (x <= lam), jnp.zeros((), x.dtype), x),
+    ("lambd", 0.5),
+)
+Softshrink = _elementwise(
+    "Softshrink",
+    "x - clip(x, -lambd, lambd)",
+    lambda x, lam: x - jnp.clip(x, -lam, lam),
+    ("lambd", 0.5),
+    check=lambda lam: None if lam >= 0 else f"lambd must be >= 0, got {lam!r}",
+)
+Softplus = _elementwise(
+    "Softplus",
+    "log(1 + exp(beta * x)) / beta, or x where beta * x > threshold",
+    lambda x, b, t: jnp.where(x * b > t, x, jax.nn.softplus(x * b) / b),
+    ("beta", 1.0),
+    ("threshold", 20.0),
+    check=lambda b, t: "beta must not be 0" if b == 0 else None,
+)
 Softsign = _elementwise("Softsign", "x / (1 + |x|)", lambda x: x / (1 + jnp.abs(x)))
 Tanh = _elementwise("Tanh", "tanh(x)", lambda x: jnp.tanh(x))
 Sigmoid = _elementwise("Sigmoid", "1 / (1 + exp(-x))", lambda x: jax.nn.sigmoid(x))
 LogSigmoid = _elementwise("LogSigmoid", "log(sigmoid(x))", lambda x: jax.nn.log_sigmoid(x))
 Tanhshrink = _elementwise("Tanhshrink", "x - tanh(x)", lambda x: x - jnp.tanh(x))
-Threshold = _elementwise("Threshold", "value if x <= threshold else x (NaN stays NaN)",
-                         lambda x, t, v: jnp.where(x <= t, jnp.asarray(v, x.dtype), x),
-                         ("threshold", _REQUIRED), ("value", _REQUIRED), _INPLACE)
+Threshold = _elementwise(
+    "Threshold",
+    "value if x <= threshold else x (NaN stays NaN)",
+    lambda x, t, v: jnp.where(x <= t, jnp.asarray(v, x.dtype), x),
+    ("threshold", _REQUIRED),
+    ("value", _REQUIRED),
+    _INPLACE,
+)
 
 
 @dataclass(frozen=True)
@@ -165,8 +224,10 @@ class _AlongDim(_Activation):
     def __post_init__(self):
         name = type(self).__name__
         if self.dim is None:
-            raise ValueError(f"{name}: dim=None (torch's deprecated implicit-dim rule) is not supported; "
-                             f"pass the axis, e.g. {name}(dim=-1)")
+            raise ValueError(
+                f"{name}: dim=None (torch's deprecated implicit-dim rule) is not supported; "
+                f"pass the axis, e.g. {name}(dim=-1)"
+            )
         _util.integers(name, dim=self.dim)
 
     def along(self, h: jax.Array, axis: int) -> jax.Array:
@@ -284,8 +345,15 @@ class PReLU(Layer):
     dtype: Any = _util.checked(_util.check_dtype, None)
     param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
 
-    def __init__(self, num_parameters: int = 1, init: float = 0.25, *, dtype: Any = None, param_dtype: Any = jnp.float32,
-                 init_value: float | None = None):
+    def __init__(
+        self,
+        num_parameters: int = 1,
+        init: float = 0.25,
+        *,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        init_value: float | None = None,
+    ):
         # torch names the initial value ``init``, which a dataclass field cannot be called here
         # (it would shadow ``Layer.init``): it is stored as ``init_value`` (also accepted, so
         # ``dataclasses.replace`` works).
@@ -344,8 +412,10 @@ class RReLU(Layer):
         if not train:
             slope = jnp.asarray((self.lower + self.upper) / 2, x.dtype)
         elif key is None:
-            raise ValueError(f"{self!r} in train mode needs a key for its random slopes: pass key=jax.random.key(...), "
-                             "or train=False for the fixed slope (lower + upper) / 2")
+            raise ValueError(
+                f"{self!r} in train mode needs a key for its random slopes: pass key=jax.random.key(...), "
+                "or train=False for the fixed slope (lower + upper) / 2"
+            )
         else:
             u = jax.random.uniform(key, x.shape, jnp.promote_types(x.dtype, jnp.float32))
             slope = (self.lower + (self.upper - self.lower) * u).astype(x.dtype)

@@ -136,13 +136,17 @@ class MultiheadAttention(Layer):
                 f"MultiheadAttention: embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}"
             )
         if self.implementation not in _IMPLEMENTATIONS:
-            raise ValueError(f"MultiheadAttention: implementation must be one of {_IMPLEMENTATIONS}, "
-                             f"got {self.implementation!r}")
+            raise ValueError(
+                f"MultiheadAttention: implementation must be one of {_IMPLEMENTATIONS}, got {self.implementation!r}"
+            )
         for name in ("kdim", "vdim"):  # kdim=embed_dim is the default: normalised so equal configs compare equal
             value = getattr(self, name)
             if value is not None:
-                _util.set_field(self, name, None if _util.check_size("MultiheadAttention", name, value)
-                                == self.embed_dim else int(value))
+                _util.set_field(
+                    self,
+                    name,
+                    None if _util.check_size("MultiheadAttention", name, value) == self.embed_dim else int(value),
+                )
 
     @property
     def head_dim(self) -> int:
@@ -169,9 +173,11 @@ class MultiheadAttention(Layer):
             params = {"in_proj_weight": _init.xavier_uniform(k_in, (3 * e, e), dtype=dtype)}
         else:
             kq, kk, kv = jax.random.split(k_in, 3)
-            params = {"q_proj_weight": _init.xavier_uniform(kq, (e, e), dtype=dtype),
-                      "k_proj_weight": _init.xavier_uniform(kk, (e, self.key_dim), dtype=dtype),
-                      "v_proj_weight": _init.xavier_uniform(kv, (e, self.value_dim), dtype=dtype)}
+            params = {
+                "q_proj_weight": _init.xavier_uniform(kq, (e, e), dtype=dtype),
+                "k_proj_weight": _init.xavier_uniform(kk, (e, self.key_dim), dtype=dtype),
+                "v_proj_weight": _init.xavier_uniform(kv, (e, self.value_dim), dtype=dtype),
+            }
         if self.bias:
             params["in_proj_bias"] = jnp.zeros((3 * e,), dtype)
         if self.add_bias_kv:  # xavier-normal on [1, 1, E]: std sqrt(2 / (E + E)); the barrier keeps jit == eager
@@ -202,16 +208,22 @@ class MultiheadAttention(Layer):
         is_causal: bool | None = False,
         kv_cache: dict | None = None,
     ):
-        for name, value in (("is_causal", is_causal), ("need_weights", need_weights),
-                            ("average_attn_weights", average_attn_weights)):
+        for name, value in (
+            ("is_causal", is_causal),
+            ("need_weights", need_weights),
+            ("average_attn_weights", average_attn_weights),
+        ):
             if isinstance(value, jax.core.Tracer):
-                raise TypeError(f"{self!r}: {name} must be a Python bool (it is used at trace time), "
-                                f"got a traced value; pass it as a static argument")
+                raise TypeError(
+                    f"{self!r}: {name} must be a Python bool (it is used at trace time), "
+                    f"got a traced value; pass it as a static argument"
+                )
         causal = self.causal or bool(is_causal)  # torch's is_causal hint applies the causal mask (DESIGN 1.1)
         self._check_input(x)
         if kv is not None and kv_cache is not None:
-            raise ValueError(f"{self!r}: pass either kv (the key/value inputs) or kv_cache (their projections), "
-                             f"not both")
+            raise ValueError(
+                f"{self!r}: pass either kv (the key/value inputs) or kv_cache (their projections), not both"
+            )
         seq_first = not self.batch_first and x.ndim == 3
         unbatched = x.ndim == 2
         k_in, v_in = self._kv_inputs(x, kv) if kv_cache is None else (None, None)
@@ -273,17 +285,25 @@ class MultiheadAttention(Layer):
         """The key and value inputs, checked against ``x`` (``kv=None``: self-attention)."""
         if kv is None:
             if not self.fused:
-                raise ValueError(f"{self!r}: kdim/vdim differ from embed_dim, so the key and value inputs differ "
-                                 f"from x: pass kv=(key, value)")
+                raise ValueError(
+                    f"{self!r}: kdim/vdim differ from embed_dim, so the key and value inputs differ "
+                    f"from x: pass kv=(key, value)"
+                )
             return x, x
         k_in, v_in = _key_value(kv)
         batch_axis = None if x.ndim == 2 else (0 if self.batch_first else 1)
         for name, a, dim in (("key", k_in, self.key_dim), ("value", v_in, self.value_dim)):
             _util.check_float(self, a)
             shape = jnp.shape(a)
-            ok = len(shape) == x.ndim and shape[-1] == dim and (batch_axis is None or shape[batch_axis] == x.shape[batch_axis])
+            ok = (
+                len(shape) == x.ndim
+                and shape[-1] == dim
+                and (batch_axis is None or shape[batch_axis] == x.shape[batch_axis])
+            )
             if not ok:
-                layout = "[seq]" if x.ndim == 2 else (f"[{x.shape[0]}, seq]" if self.batch_first else f"[seq, {x.shape[1]}]")
+                layout = (
+                    "[seq]" if x.ndim == 2 else (f"[{x.shape[0]}, seq]" if self.batch_first else f"[seq, {x.shape[1]}]")
+                )
                 raise ShapeError(self, f"kv {name} {layout[:-1]}, {dim}] (laid out as x {tuple(x.shape)})", shape)
         s_axis = 0 if x.ndim == 2 or not self.batch_first else 1
         if jnp.shape(k_in)[s_axis] != jnp.shape(v_in)[s_axis]:
@@ -294,12 +314,12 @@ class MultiheadAttention(Layer):
         """Projection ``i`` (0 query, 1 key, 2 value) of ``a [batch, seq, features]`` as ``[batch, seq, heads, head_dim]``."""
         e = self.embed_dim
         if self.fused:
-            w = params["in_proj_weight"][i * e:(i + 1) * e]
+            w = params["in_proj_weight"][i * e : (i + 1) * e]
         else:
             w = params[("q_proj_weight", "k_proj_weight", "v_proj_weight")[i]]
         y = jnp.matmul(a.astype(dtype), w.astype(dtype).T, precision=self.precision)
         if self.bias:
-            y = _util.add_bias(y, params["in_proj_bias"][i * e:(i + 1) * e].astype(dtype))
+            y = _util.add_bias(y, params["in_proj_bias"][i * e : (i + 1) * e].astype(dtype))
         return y.reshape(a.shape[:2] + (self.num_heads, self.head_dim))
 
     def _project_in(self, params: dict, x: jax.Array, dtype: Any, k_in: Any = None, v_in: Any = None) -> tuple:
@@ -310,13 +330,22 @@ class MultiheadAttention(Layer):
                 qkv = _util.add_bias(qkv, params["in_proj_bias"].astype(dtype))
             shape = x.shape[:2] + (self.num_heads, self.head_dim)
             return tuple(part.reshape(shape) for part in jnp.split(qkv, 3, axis=-1))
-        return self._project(params, x, 0, dtype), self._project(params, k_in, 1, dtype), self._project(params, v_in, 2, dtype)
+        return (
+            self._project(params, x, 0, dtype),
+            self._project(params, k_in, 1, dtype),
+            self._project(params, v_in, 2, dtype),
+        )
 
     def _extend(self, params: dict, k: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Append ``bias_k``/``bias_v`` and a zero position as ``add_bias_kv``/``add_zero_attn`` ask."""
         if self.add_bias_kv:
-            bk, bv = (jnp.broadcast_to(params[n].astype(k.dtype).reshape(1, 1, self.num_heads, self.head_dim),
-                                       (k.shape[0], 1, self.num_heads, self.head_dim)) for n in ("bias_k", "bias_v"))
+            bk, bv = (
+                jnp.broadcast_to(
+                    params[n].astype(k.dtype).reshape(1, 1, self.num_heads, self.head_dim),
+                    (k.shape[0], 1, self.num_heads, self.head_dim),
+                )
+                for n in ("bias_k", "bias_v")
+            )
             k, v = jnp.concatenate([k, bk], axis=1), jnp.concatenate([v, bv], axis=1)
         if self.add_zero_attn:
             zeros = jnp.zeros((k.shape[0], 1, self.num_heads, self.head_dim), k.dtype)
@@ -347,11 +376,13 @@ class MultiheadAttention(Layer):
         for name in ("key", "value"):
             got = jnp.shape(kv_cache[name]) if isinstance(kv_cache, dict) and name in kv_cache else None
             if got is None or len(got) != 4 or got[:1] + (None,) + got[2:] != want:
-                raise ShapeError(self, f"kv_cache[{name!r}] [{batch}, seq, {self.num_heads}, {self.head_dim}] "
-                                       f"(from project_kv)", got)
+                raise ShapeError(
+                    self, f"kv_cache[{name!r}] [{batch}, seq, {self.num_heads}, {self.head_dim}] (from project_kv)", got
+                )
         if kv_cache["key"].shape != kv_cache["value"].shape:
-            raise ShapeError(self, f"kv_cache['value'] of kv_cache['key']'s shape {kv_cache['key'].shape}",
-                             kv_cache["value"].shape)
+            raise ShapeError(
+                self, f"kv_cache['value'] of kv_cache['key']'s shape {kv_cache['key'].shape}", kv_cache["value"].shape
+            )
         return kv_cache["key"], kv_cache["value"]
 
     def _project_out(self, params: dict, o: jax.Array, dtype: Any) -> jax.Array:
@@ -363,8 +394,15 @@ class MultiheadAttention(Layer):
 
     def _attend(self, q, k, v, allowed, bias, is_causal=False) -> jax.Array:
         """``jax.nn.dot_product_attention``; rows with no allowed key are set to zero."""
-        o = jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype), mask=allowed,
-                                         is_causal=is_causal, implementation=self.implementation)
+        o = jax.nn.dot_product_attention(
+            q,
+            k,
+            v,
+            bias=None if bias is None else bias.astype(q.dtype),
+            mask=allowed,
+            is_causal=is_causal,
+            implementation=self.implementation,
+        )
         return o if allowed is None else _zero_empty_rows(o, allowed)
 
     def _attend_by_hand(self, q, k, v, allowed, bias, key, is_causal=False) -> tuple[jax.Array, jax.Array]:
@@ -394,8 +432,10 @@ class MultiheadAttention(Layer):
         heads, parts, bias = self.num_heads, [], None
         if allow is not None:
             if getattr(allow, "dtype", None) != jnp.bool_:
-                raise TypeError(f"{self!r}: allow must be boolean (True = may attend), got "
-                                f"{getattr(allow, 'dtype', type(allow).__name__)}; a float mask goes to attn_mask")
+                raise TypeError(
+                    f"{self!r}: allow must be boolean (True = may attend), got "
+                    f"{getattr(allow, 'dtype', type(allow).__name__)}; a float mask goes to attn_mask"
+                )
             if allow.ndim == 2 and allow.shape == (t, s):
                 parts.append(allow[None, None])
             elif allow.ndim == 4 and all(d in (1, full) for d, full in zip(allow.shape, (batch, heads, t, s))):
@@ -409,8 +449,11 @@ class MultiheadAttention(Layer):
             elif attn_mask.shape == (batch * heads, t, s):
                 attn_mask = attn_mask.reshape(batch, heads, t, s)
             else:
-                raise ShapeError(self, f"attn_mask [{t}, {s}] or [{batch * heads}, {t}, {s}] "
-                                       f"(PyTorch's layout: batch * heads first)", attn_mask.shape)
+                raise ShapeError(
+                    self,
+                    f"attn_mask [{t}, {s}] or [{batch * heads}, {t}, {s}] (PyTorch's layout: batch * heads first)",
+                    attn_mask.shape,
+                )
             allowed, bias = _torch_mask(self, "attn_mask", attn_mask, bias)
             parts.append(allowed)
         if key_padding_mask is not None:
@@ -455,8 +498,10 @@ class MultiheadAttention(Layer):
         if not self.causal:
             raise ValueError(f"{self!r}: KV-cache decoding needs a causal layer (causal=True)")
         if not self.fused or self._extra:
-            raise ValueError(f"{self!r}: KV-cache decoding is causal self-attention: it takes no kdim/vdim, "
-                             f"add_bias_kv or add_zero_attn (for cross-attention use project_kv and kv_cache=)")
+            raise ValueError(
+                f"{self!r}: KV-cache decoding is causal self-attention: it takes no kdim/vdim, "
+                f"add_bias_kv or add_zero_attn (for cross-attention use project_kv and kv_cache=)"
+            )
         _util.check_float(self, x)
         if jnp.ndim(x) != 3 or jnp.shape(x)[-1] != self.embed_dim:
             raise ShapeError(self, f"input [batch, seq, {self.embed_dim}] to decode", jnp.shape(x))
@@ -464,9 +509,13 @@ class MultiheadAttention(Layer):
         dtype = _util.compute_dtype(self.dtype, x, params["in_proj_weight"])
         q, k, v = self._project_in(params, x, dtype)
         cache = _kvcache.write(cache, k, v, start, in_range)
-        o = jax.nn.dot_product_attention(q, cache["key"].astype(dtype), cache["value"].astype(dtype),
-                                         mask=_kvcache.causal_window(start, x.shape[1], max_len),
-                                         implementation=self.implementation)
+        o = jax.nn.dot_product_attention(
+            q,
+            cache["key"].astype(dtype),
+            cache["value"].astype(dtype),
+            mask=_kvcache.causal_window(start, x.shape[1], max_len),
+            implementation=self.implementation,
+        )
         y = self._project_out(params, o, dtype)
         return jnp.where(in_range, y, jnp.nan), cache
 
@@ -476,8 +525,10 @@ def _torch_mask(layer: Layer, name: str, m: jax.Array, bias: jax.Array | None):
     if m.dtype == jnp.bool_:
         return ~m, bias
     if not jnp.issubdtype(m.dtype, jnp.floating):
-        raise TypeError(f"{layer!r}: {name} must be boolean (True = blocked, PyTorch's convention) or a float "
-                        f"additive mask, got {m.dtype}")
+        raise TypeError(
+            f"{layer!r}: {name} must be boolean (True = blocked, PyTorch's convention) or a float "
+            f"additive mask, got {m.dtype}"
+        )
     allowed = ~jnp.isneginf(m)
     extra = jnp.where(allowed, m, jnp.zeros((), m.dtype))
     return allowed, extra if bias is None else bias + extra

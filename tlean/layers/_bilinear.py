@@ -57,16 +57,25 @@ class Bilinear(Layer):
     inputs = ("input2",)  # Model(x, ...) maps further positional inputs onto these keywords
 
     def __post_init__(self):
-        _util.positive("Bilinear", in1_features=self.in1_features, in2_features=self.in2_features,
-                       out_features=self.out_features)
+        _util.positive(
+            "Bilinear", in1_features=self.in1_features, in2_features=self.in2_features, out_features=self.out_features
+        )
         _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         shape = (self.out_features, self.in1_features, self.in2_features)
         return _init.torch_weight_and_bias(key, shape, self.in1_features, self.bias, self.param_dtype), {}
 
-    def apply(self, params: dict, state: dict, x: Float[Array, "*batch in1"], *,
-              input2: Float[Array, "*batch in2"] | None = None, key=None, train=False):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch in1"],
+        *,
+        input2: Float[Array, "*batch in2"] | None = None,
+        key=None,
+        train=False,
+    ):
         if input2 is None:
             raise TypeError(f"{self!r}: needs its second input: apply(params, state, x, input2=...) or model(x, x2)")
         _util.check_float(self, x)
@@ -76,8 +85,13 @@ class Bilinear(Layer):
         if jnp.shape(x)[:-1] != jnp.shape(input2)[:-1]:
             raise ShapeError(self, f"input2 with the batch shape of x {jnp.shape(x)[:-1]}", jnp.shape(input2))
         dtype = _util.compute_dtype(self.dtype, x, input2, params["weight"])
-        y = jnp.einsum("...i,oij,...j->...o", x.astype(dtype), params["weight"].astype(dtype), input2.astype(dtype),
-                       precision=self.precision)
+        y = jnp.einsum(
+            "...i,oij,...j->...o",
+            x.astype(dtype),
+            params["weight"].astype(dtype),
+            input2.astype(dtype),
+            precision=self.precision,
+        )
         if self.bias:
             y = _util.add_bias(y, params["bias"].astype(dtype))
         return y, state

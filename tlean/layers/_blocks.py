@@ -73,8 +73,17 @@ class BasicBlock(Layer):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
 
         def conv(cin: int, cout: int, k: int, stride: int) -> Conv2d:
-            return Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False,
-                          dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
+            return Conv2d(
+                cin,
+                cout,
+                k,
+                stride=stride,
+                padding=k // 2,
+                bias=False,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                precision=self.precision,
+            )
 
         def bn(c: int) -> BatchNorm2d:
             return BatchNorm2d(c, axis_name=self.axis_name, dtype=self.dtype, param_dtype=self.param_dtype)
@@ -171,12 +180,24 @@ class Bottleneck(Layer):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
         width = self.width
         if width < 1:
-            raise ValueError(f"Bottleneck: int(planes * base_width / 64) * groups must be >= 1, got width {width} "
-                             f"(planes={self.planes}, base_width={self.base_width}, groups={self.groups})")
+            raise ValueError(
+                f"Bottleneck: int(planes * base_width / 64) * groups must be >= 1, got width {width} "
+                f"(planes={self.planes}, base_width={self.base_width}, groups={self.groups})"
+            )
 
         def conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> Conv2d:
-            return Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False,
-                          dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
+            return Conv2d(
+                cin,
+                cout,
+                k,
+                stride=stride,
+                padding=k // 2,
+                groups=groups,
+                bias=False,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                precision=self.precision,
+            )
 
         def bn(c: int) -> BatchNorm2d:
             return BatchNorm2d(c, axis_name=self.axis_name, dtype=self.dtype, param_dtype=self.param_dtype)

@@ -123,8 +123,12 @@ class Stacked(Layer):
             raise err._within("*") from None
         if not isinstance(y, jax.ShapeDtypeStruct) or y.shape != jnp.shape(x) or y.dtype != x.dtype:
             got = jax.tree.map(lambda a: (a.shape, str(a.dtype)), y)
-            raise ShapeError(self, f"a layer that maps {tuple(jnp.shape(x))} {x.dtype} to the same shape and dtype "
-                                   f"(its output feeds the next copy)", got)
+            raise ShapeError(
+                self,
+                f"a layer that maps {tuple(jnp.shape(x))} {x.dtype} to the same shape and dtype "
+                f"(its output feeds the next copy)",
+                got,
+            )
         return x
 
 
@@ -133,8 +137,9 @@ def _output_shape(layer: Layer, arrays: Any, x: jax.ShapeDtypeStruct, kwargs: di
     would otherwise trace the layer again every time)."""
     traced = {k: v for k, v in kwargs.items() if hasattr(v, "shape")}
     static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
-    leaves, treedef = jax.tree.flatten((arrays, {k: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v))
-                                                 for k, v in traced.items()}))
+    leaves, treedef = jax.tree.flatten(
+        (arrays, {k: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for k, v in traced.items()})
+    )
     try:
         return _cached_output_shape(layer, treedef, tuple(leaves), x, static)
     except TypeError:  # an unhashable keyword value: trace without the cache
@@ -203,8 +208,9 @@ class Residual(Layer):
         y = c.layer(x, **routed[0])
         s = x if self.shortcut is None else c.shortcut(x, **routed[1])
         if jnp.shape(y) != jnp.shape(s):
-            raise ShapeError(self, f"the shortcut's shape {tuple(jnp.shape(s))} from the layer (no broadcasting)",
-                             jnp.shape(y))
+            raise ShapeError(
+                self, f"the shortcut's shape {tuple(jnp.shape(s))} from the layer (no broadcasting)", jnp.shape(y)
+            )
         return y + s.astype(y.dtype), c.state
 
 
@@ -272,7 +278,7 @@ class Parallel(Layer):
                 out = out + y
             return out, c.state
         ranks = {len(s) for s in shapes}
-        others = {s[:self.dim % len(s)] + s[self.dim % len(s) + 1:] for s in shapes if len(s) >= -self.dim}
+        others = {s[: self.dim % len(s)] + s[self.dim % len(s) + 1 :] for s in shapes if len(s) >= -self.dim}
         if len(ranks) > 1 or min(ranks) < -self.dim or len(others) > 1:
             raise ShapeError(self, f"branch outputs that agree on every axis but dim={self.dim}", f"shapes {shapes}")
         return jnp.concatenate([y.astype(jnp.result_type(*ys)) for y in ys], axis=self.dim), c.state

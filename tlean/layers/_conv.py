@@ -33,7 +33,9 @@ def ntuple(layer_name: str, name: str, value: Any, n: int, minimum: int = 1) -> 
     except TypeError:
         items = ()
     if len(items) != n or any(not _util.is_int(v) or v < minimum for v in items):
-        raise ValueError(f"{layer_name}: {name} must be an int or {_TUPLE_WORDS[n]} of ints >= {minimum}, got {value!r}")
+        raise ValueError(
+            f"{layer_name}: {name} must be an int or {_TUPLE_WORDS[n]} of ints >= {minimum}, got {value!r}"
+        )
     return tuple(int(v) for v in items)
 
 
@@ -62,19 +64,23 @@ def check_image(layer: Layer, x: Any, channels: int, ranks: tuple[int, ...] = (3
     check_input(layer, x, channels, 2, unbatched=3 in ranks)
 
 
-def check_window(layer: Layer, x: Any, pads: Any, kernel: tuple[int, ...], dilation: tuple[int, ...], what: str) -> None:
+def check_window(
+    layer: Layer, x: Any, pads: Any, kernel: tuple[int, ...], dilation: tuple[int, ...], what: str
+) -> None:
     """``ShapeError`` unless the padded spatial size is at least the (dilated) window along every axis."""
     shape, n = jnp.shape(x), len(kernel)
-    padded = tuple(s + lo + hi for s, (lo, hi) in zip(shape[len(shape) - n:], pads))
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(shape[len(shape) - n :], pads))
     window = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if any(p < w for p, w in zip(padded, window)):
-        expected = (f"an input whose padded size ({AXES[n]}) is at least the {what} size {window} "
-                    f"(padding {tuple(pads)} makes it {padded})")
+        expected = (
+            f"an input whose padded size ({AXES[n]}) is at least the {what} size {window} "
+            f"(padding {tuple(pads)} makes it {padded})"
+        )
         raise ShapeError(layer, expected, shape)
 
 
 def _dimension_numbers(n: int) -> tuple[str, str, str]:
-    s = "DHW"[3 - n:]
+    s = "DHW"[3 - n :]
     return "NC" + s, "OI" + s, "NC" + s
 
 
@@ -106,17 +112,25 @@ class _ConvNd(Layer):
         padding = self.padding
         if isinstance(padding, str):
             if padding not in _PADDING_STRINGS:
-                raise ValueError(f"{name}: padding must be an int, {_TUPLE_WORDS[n]}, 'same' or 'valid', got {padding!r}")
+                raise ValueError(
+                    f"{name}: padding must be an int, {_TUPLE_WORDS[n]}, 'same' or 'valid', got {padding!r}"
+                )
             if padding == "same" and self.stride != (1,) * n:
-                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions (stride={self.stride}), as in PyTorch")
+                raise ValueError(
+                    f"{name}: padding='same' is not supported for strided convolutions (stride={self.stride}), as in PyTorch"
+                )
         else:
             _util.set_field(self, "padding", ntuple(name, "padding", padding, n, 0))
         for channels in ("in_channels", "out_channels"):
             if getattr(self, channels) % self.groups:
-                raise ValueError(f"{name}: {channels}={getattr(self, channels)} must be divisible by groups={self.groups}")
+                raise ValueError(
+                    f"{name}: {channels}={getattr(self, channels)} must be divisible by groups={self.groups}"
+                )
         _util.set_field(self, "bias", _util.check_flag(name, "bias", self.bias))
         if self.padding_mode not in _PADDING_MODES:
-            raise ValueError(f"{name}: padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, got {self.padding_mode!r}")
+            raise ValueError(
+                f"{name}: padding_mode must be one of {', '.join(map(repr, _PADDING_MODES))}, got {self.padding_mode!r}"
+            )
         _util.numeric_fields(self)
 
     @property
@@ -213,9 +227,14 @@ _CONV_DOC = """{n}-d cross-correlation, ``y[n, o] = bias[o] + sum_i weight[o, i]
 def _conv_doc(n: int, template: str) -> str:
     axes = AXES[n]
     return template.format(
-        n=n, tup=_TUPLE_WORDS[n], axes=axes, axes_out=", ".join(a + "'" for a in axes.split(", ")),
-        a=axes.split(", ")[-1], k=", ".join(f"k{a}" for a in axes.split(", ")) if n > 1 else "k",
-        k3=", ".join(["3"] * n), five=", ".join(["5"] * n),
+        n=n,
+        tup=_TUPLE_WORDS[n],
+        axes=axes,
+        axes_out=", ".join(a + "'" for a in axes.split(", ")),
+        a=axes.split(", ")[-1],
+        k=", ".join(f"k{a}" for a in axes.split(", ")) if n > 1 else "k",
+        k3=", ".join(["3"] * n),
+        five=", ".join(["5"] * n),
         where={1: "over the length axis", 2: "over the height and width axes", 3: "over depth, height and width"}[n],
     )
 
@@ -271,17 +290,29 @@ class _ConvTransposeNd(Layer):
     def __post_init__(self):
         name, n = type(self).__name__, self.spatial
         _util.positive(name, in_channels=self.in_channels, out_channels=self.out_channels, groups=self.groups)
-        for field, minimum in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("output_padding", 0), ("dilation", 1)):
+        for field, minimum in (
+            ("kernel_size", 1),
+            ("stride", 1),
+            ("padding", 0),
+            ("output_padding", 0),
+            ("dilation", 1),
+        ):
             _util.set_field(self, field, ntuple(name, field, getattr(self, field), n, minimum))
         for channels in ("in_channels", "out_channels"):
             if getattr(self, channels) % self.groups:
-                raise ValueError(f"{name}: {channels}={getattr(self, channels)} must be divisible by groups={self.groups}")
+                raise ValueError(
+                    f"{name}: {channels}={getattr(self, channels)} must be divisible by groups={self.groups}"
+                )
         if any(op >= s and op >= d for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
-            raise ValueError(f"{name}: output_padding must be smaller than either stride or dilation along every axis, as in PyTorch; "
-                             f"got output_padding={self.output_padding}, stride={self.stride}, dilation={self.dilation}")
+            raise ValueError(
+                f"{name}: output_padding must be smaller than either stride or dilation along every axis, as in PyTorch; "
+                f"got output_padding={self.output_padding}, stride={self.stride}, dilation={self.dilation}"
+            )
         _util.set_field(self, "bias", _util.check_flag(name, "bias", self.bias))
         if self.padding_mode != "zeros":
-            raise ValueError(f"{name}: only padding_mode='zeros' is supported, as in PyTorch; got {self.padding_mode!r}")
+            raise ValueError(
+                f"{name}: only padding_mode='zeros' is supported, as in PyTorch; got {self.padding_mode!r}"
+            )
         _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
@@ -301,12 +332,18 @@ class _ConvTransposeNd(Layer):
             return self.output_padding
         n = self.spatial
         sizes = tuple(output_size)[-n:] if len(tuple(output_size)) in (n, len(shape)) else None
-        smallest = tuple((s - 1) * st - 2 * p + d * (k - 1) + 1 for s, st, p, d, k in
-                         zip(shape[-n:], self.stride, self.padding, self.dilation, self.kernel_size))
+        smallest = tuple(
+            (s - 1) * st - 2 * p + d * (k - 1) + 1
+            for s, st, p, d, k in zip(shape[-n:], self.stride, self.padding, self.dilation, self.kernel_size)
+        )
         largest = tuple(lo + st - 1 for lo, st in zip(smallest, self.stride))
-        if sizes is None or any(not _util.is_int(o) or not lo <= o <= hi for o, lo, hi in zip(sizes, smallest, largest)):
-            raise ValueError(f"{self!r}: output_size must give {n} sizes between {smallest} and {largest} "
-                             f"for an input of shape {tuple(shape)}, got {output_size!r}")
+        if sizes is None or any(
+            not _util.is_int(o) or not lo <= o <= hi for o, lo, hi in zip(sizes, smallest, largest)
+        ):
+            raise ValueError(
+                f"{self!r}: output_size must give {n} sizes between {smallest} and {largest} "
+                f"for an input of shape {tuple(shape)}, got {output_size!r}"
+            )
         return tuple(int(o) - lo for o, lo in zip(sizes, smallest))
 
     def apply(self, params: dict, state: dict, x: Float[Array, ...], *, output_size=None, key=None, train=False):
@@ -315,10 +352,14 @@ class _ConvTransposeNd(Layer):
         shape = jnp.shape(x)
         output_padding = self.output_padding_for(shape, output_size)
         span = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
-        out = tuple((s - 1) * st - 2 * p + sp + op + 1
-                    for s, st, p, sp, op in zip(shape[-n:], self.stride, self.padding, span, output_padding))
+        out = tuple(
+            (s - 1) * st - 2 * p + sp + op + 1
+            for s, st, p, sp, op in zip(shape[-n:], self.stride, self.padding, span, output_padding)
+        )
         if any(o < 1 for o in out):
-            raise ShapeError(self, f"an input giving an output size of at least 1 along every axis (this one gives {out})", shape)
+            raise ShapeError(
+                self, f"an input giving an output size of at least 1 along every axis (this one gives {out})", shape
+            )
         dtype = _util.compute_dtype(self.dtype, x, params["weight"])
         unbatched = jnp.ndim(x) == n + 1
         h = jnp.asarray(x, dtype)

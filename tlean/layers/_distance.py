@@ -124,5 +124,5 @@ class PairwiseDistance(Layer):
         elif p == 0:
             y = jnp.sum(d != 0, axis=-1, keepdims=keep).astype(d.dtype)
         else:
-            y = jnp.sum(d ** p, axis=-1, keepdims=keep) ** (1.0 / p)
+            y = jnp.sum(d**p, axis=-1, keepdims=keep) ** (1.0 / p)
         return y, state

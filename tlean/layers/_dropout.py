@@ -90,7 +90,7 @@ class _ChannelDropout(_DropoutBase):
 
     def mask_shape(self, shape):
         if len(shape) not in (self.spatial + 1, self.spatial + 2):
-            dims = "L" if self.spatial == 1 else ", ".join("DHW"[3 - self.spatial:])
+            dims = "L" if self.spatial == 1 else ", ".join("DHW"[3 - self.spatial :])
             raise ShapeError(self, f"input [N, C, {dims}] or unbatched [C, {dims}]", shape)
         channels = len(shape) - self.spatial
         return shape[:channels] + (1,) * self.spatial

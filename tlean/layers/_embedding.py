@@ -36,14 +36,24 @@ class _Table(Layer):
         _util.positive(name, num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim)
         if self.padding_idx is not None:
             if not _util.is_int(self.padding_idx) or not -self.num_embeddings <= self.padding_idx < self.num_embeddings:
-                raise ValueError(f"{name}: padding_idx must be an int in [-{self.num_embeddings}, {self.num_embeddings}), "
-                                 f"got {self.padding_idx!r}")
+                raise ValueError(
+                    f"{name}: padding_idx must be an int in [-{self.num_embeddings}, {self.num_embeddings}), "
+                    f"got {self.padding_idx!r}"
+                )
             _util.set_field(self, "padding_idx", int(self.padding_idx) % self.num_embeddings)  # torch's rule
         if self.max_norm is not None:
-            if isinstance(self.max_norm, bool) or not isinstance(self.max_norm, numbers.Real) or not float(self.max_norm) > 0:
+            if (
+                isinstance(self.max_norm, bool)
+                or not isinstance(self.max_norm, numbers.Real)
+                or not float(self.max_norm) > 0
+            ):
                 raise ValueError(f"{name}: max_norm must be a number > 0 or None, got {self.max_norm!r}")
             _util.set_field(self, "max_norm", float(self.max_norm))
-        if isinstance(self.norm_type, bool) or not isinstance(self.norm_type, numbers.Real) or not float(self.norm_type) > 0:
+        if (
+            isinstance(self.norm_type, bool)
+            or not isinstance(self.norm_type, numbers.Real)
+            or not float(self.norm_type) > 0
+        ):
             raise ValueError(f"{name}: norm_type must be a number > 0, got {self.norm_type!r}")
         _util.set_field(self, "norm_type", float(self.norm_type))
         for flag in ("scale_grad_by_freq", "sparse"):
@@ -51,8 +61,10 @@ class _Table(Layer):
         if self.sparse:
             raise ValueError(f"{name}: sparse=True is not supported: JAX gradients are dense arrays")
         if self._weight is not None:
-            raise ValueError(f"{name}: _weight is not supported: load a table with tlean.interop.load_torch_state_dict "
-                             "or Model.replace(params={'weight': ...})")
+            raise ValueError(
+                f"{name}: _weight is not supported: load a table with tlean.interop.load_torch_state_dict "
+                "or Model.replace(params={'weight': ...})"
+            )
         _util.numeric_fields(self)
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
@@ -167,8 +179,15 @@ class Embedding(_Table):
     def __post_init__(self):
         self._check_table()
 
-    def apply(self, params: dict, state: dict, x: Integer[Array, "*batch"] | Float[Array, "*batch vocab"], *,
-              key=None, train=False):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Integer[Array, "*batch"] | Float[Array, "*batch vocab"],
+        *,
+        key=None,
+        train=False,
+    ):
         weight = params["weight"]
         dtype = getattr(x, "dtype", None)
         if dtype is not None and jnp.issubdtype(dtype, jnp.integer):
@@ -239,10 +258,15 @@ class EmbeddingBag(_Table):
     def __post_init__(self):
         if self.mode not in ("sum", "mean", "max"):
             raise ValueError(f"EmbeddingBag: mode must be 'sum', 'mean' or 'max', got {self.mode!r}")
-        _util.set_field(self, "include_last_offset",
-                        _util.check_flag("EmbeddingBag", "include_last_offset", self.include_last_offset))
+        _util.set_field(
+            self,
+            "include_last_offset",
+            _util.check_flag("EmbeddingBag", "include_last_offset", self.include_last_offset),
+        )
         if self.scale_grad_by_freq is True:  # torch 2.13's bag gradients do not follow its documented rule either
-            raise ValueError("EmbeddingBag: scale_grad_by_freq=True is not supported; use Embedding and reduce the rows")
+            raise ValueError(
+                "EmbeddingBag: scale_grad_by_freq=True is not supported; use Embedding and reduce the rows"
+            )
         self._check_table()
 
     def apply(self, params, state, x, *, offsets=None, per_sample_weights=None, key=None, train=False):
@@ -252,15 +276,21 @@ class EmbeddingBag(_Table):
         x = jnp.asarray(x)
         if x.ndim == 2:
             if offsets is not None:
-                raise ShapeError(self, "offsets=None with a 2-D input [B, L] (each row a bag)",
-                                 f"offsets of shape {jnp.shape(offsets)}")
+                raise ShapeError(
+                    self,
+                    "offsets=None with a 2-D input [B, L] (each row a bag)",
+                    f"offsets of shape {jnp.shape(offsets)}",
+                )
             bags = x.shape[0]
             segment = jnp.repeat(jnp.arange(bags), x.shape[1])
         elif x.ndim == 1:
             extra = 1 if self.include_last_offset else 0
             if offsets is None or jnp.ndim(offsets) != 1 or jnp.shape(offsets)[0] < extra:
-                raise ShapeError(self, f"offsets [B{' + 1' if extra else ''}] (integers) with a 1-D input",
-                                 f"offsets {None if offsets is None else jnp.shape(offsets)}")
+                raise ShapeError(
+                    self,
+                    f"offsets [B{' + 1' if extra else ''}] (integers) with a 1-D input",
+                    f"offsets {None if offsets is None else jnp.shape(offsets)}",
+                )
             bags = jnp.shape(offsets)[0] - extra
             starts = jnp.asarray(offsets)[:bags]
             segment = jnp.searchsorted(starts, jnp.arange(x.shape[0]), side="right") - 1
@@ -277,7 +307,9 @@ class EmbeddingBag(_Table):
             if self.mode != "sum":
                 raise ValueError(f"{self!r}: per_sample_weights needs mode='sum', got mode={self.mode!r}")
             if jnp.shape(per_sample_weights) != x.shape:
-                raise ShapeError(self, f"per_sample_weights of the input's shape {x.shape}", jnp.shape(per_sample_weights))
+                raise ShapeError(
+                    self, f"per_sample_weights of the input's shape {x.shape}", jnp.shape(per_sample_weights)
+                )
             _util.check_float(self, per_sample_weights)
             rows = rows * jnp.asarray(per_sample_weights).reshape(-1, 1).astype(out_dtype)
         if self.mode == "max":

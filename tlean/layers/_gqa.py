@@ -110,12 +110,16 @@ class Attention(Layer):
             raise ValueError(f"{name}: num_heads={self.num_heads} must be divisible by num_kv_heads={kv}")
         if self.head_dim is None:
             if self.hidden_size % self.num_heads:
-                raise ValueError(f"{name}: hidden_size={self.hidden_size} must be divisible by num_heads="
-                                 f"{self.num_heads}, or pass head_dim")
+                raise ValueError(
+                    f"{name}: hidden_size={self.hidden_size} must be divisible by num_heads="
+                    f"{self.num_heads}, or pass head_dim"
+                )
             _util.set_field(self, "head_dim", self.hidden_size // self.num_heads)
         _util.set_field(self, "head_dim", _util.check_size(name, "head_dim", self.head_dim))
         _util.set_field(self, "num_kv_heads", kv)
-        _util.set_field(self, "o_bias", _util.check_flag(name, "o_bias", self.bias if self.o_bias is None else self.o_bias))
+        _util.set_field(
+            self, "o_bias", _util.check_flag(name, "o_bias", self.bias if self.o_bias is None else self.o_bias)
+        )
         if self.rope is not None:
             if not isinstance(self.rope, RoPE):
                 raise TypeError(f"{name}: rope must be a tlean.layers.RoPE or None, got {type(self.rope).__name__}")
@@ -124,9 +128,12 @@ class Attention(Layer):
         linear = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
         head_dim = self._ints[1]
         e, q, kv_width = self.hidden_size, self.num_heads * head_dim, kv * head_dim
-        for field, layer in dict(q_proj=Linear(e, q, self.bias, **linear), k_proj=Linear(e, kv_width, self.bias, **linear),
-                                 v_proj=Linear(e, kv_width, self.bias, **linear),
-                                 o_proj=Linear(q, e, bool(self.o_bias), **linear)).items():
+        for field, layer in dict(
+            q_proj=Linear(e, q, self.bias, **linear),
+            k_proj=Linear(e, kv_width, self.bias, **linear),
+            v_proj=Linear(e, kv_width, self.bias, **linear),
+            o_proj=Linear(q, e, bool(self.o_bias), **linear),
+        ).items():
             _util.set_field(self, field, layer)
 
     def apply(
@@ -150,8 +157,12 @@ class Attention(Layer):
         start_pos = 0 if start_pos is None and position_ids is None else start_pos
         static = int(cast(int, start_pos)) if _util.is_int(start_pos) else None
         if self.rope is not None and static is not None and static + x.shape[1] > self.rope.max_len:
-            raise ShapeError(self, f"at most {self.rope.max_len - static} positions from start_pos={static} "
-                                   f"(rope max_len={self.rope.max_len})", x.shape)
+            raise ShapeError(
+                self,
+                f"at most {self.rope.max_len - static} positions from start_pos={static} "
+                f"(rope max_len={self.rope.max_len})",
+                x.shape,
+            )
         c = self.bind(params, state, key=key, train=train)
         q, k, v = self._heads(c, x, start_pos, position_ids)
         t = x.shape[1]
@@ -166,15 +177,18 @@ class Attention(Layer):
         """``allow`` checked (boolean, ``[t, keys]`` or ``[batch|1, heads|1, t|1, keys]``) and made 4-d;
         ``where`` ends the error message."""
         if getattr(allow, "dtype", None) != jnp.bool_:
-            raise TypeError(f"{self!r}: allow must be boolean (True = may attend), got "
-                            f"{getattr(allow, 'dtype', type(allow).__name__)}")
+            raise TypeError(
+                f"{self!r}: allow must be boolean (True = may attend), got "
+                f"{getattr(allow, 'dtype', type(allow).__name__)}"
+            )
         full = (batch, self.num_heads, t, keys)
         if allow.shape == (t, keys):
             return allow[None, None]
         if allow.ndim == 4 and all(d in (1, f) for d, f in zip(allow.shape[:3], full)) and allow.shape[3] == keys:
             return allow
-        raise ShapeError(self, f"allow [{t}, {keys}] or [{batch}|1, {self.num_heads}|1, {t}|1, {keys}]{where}",
-                         allow.shape)
+        raise ShapeError(
+            self, f"allow [{t}, {keys}] or [{batch}|1, {self.num_heads}|1, {t}|1, {keys}]{where}", allow.shape
+        )
 
     def _merge(self, o: jax.Array, allowed: jax.Array | None) -> jax.Array:
         """Heads ``o [b, t, heads, d]`` merged to ``[b, t, heads * d]``; a query with no allowed key
@@ -189,8 +203,9 @@ class Attention(Layer):
         if jnp.ndim(x) != 3 or jnp.shape(x)[-1] != self.hidden_size:
             raise ShapeError(self, f"input [batch, seq, {self.hidden_size}]", jnp.shape(x))
 
-    def _heads(self, c: Any, x: jax.Array, start_pos: Any,
-               position_ids: Any = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def _heads(
+        self, c: Any, x: jax.Array, start_pos: Any, position_ids: Any = None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``q [b, t, heads, d]``, ``k, v [b, t, kv_heads, d]``, with ``rope`` applied at ``start_pos``
         (or at ``position_ids [b|1, t]``)."""
         b, t = x.shape[:2]
@@ -220,8 +235,16 @@ class Attention(Layer):
         _util.positive("Attention.init_cache", batch=batch, max_len=max_len)
         return _kvcache.empty(batch, max_len, *self._ints, dtype)
 
-    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq hidden"], start_pos: int | jax.Array, *,
-               allow: Bool[Array, ...] | None = None, position_ids: Integer[Array, "batch seq"] | None = None):
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        x: Float[Array, "batch seq hidden"],
+        start_pos: int | jax.Array,
+        *,
+        allow: Bool[Array, ...] | None = None,
+        position_ids: Integer[Array, "batch seq"] | None = None,
+    ):
         """``(y, new cache)``: attend positions ``start_pos ..`` of ``x`` to the cache and to themselves (causal).
 
         The keys and values of ``x`` are written at cache slots ``start_pos ..
@@ -246,8 +269,7 @@ class Attention(Layer):
         allowed = _kvcache.causal_window(start, x.shape[1], max_len)
         if allow is not None:
             allowed = allowed & self._allowed(allow, x.shape[0], x.shape[1], max_len, " over the cache slots")
-        o = jax.nn.dot_product_attention(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype),
-                                         mask=allowed)
+        o = jax.nn.dot_product_attention(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype), mask=allowed)
         y = self.o_proj.apply(params["o_proj"], {}, self._merge(o, None if allow is None else allowed))[0]
         return jnp.where(in_range, y, jnp.nan), cache
 
@@ -263,16 +285,20 @@ _GATE_ACTIVATIONS = {
 def _check_gate_activation(layer_name: str, name: str, activation: Any) -> Any:
     if isinstance(activation, str):
         if activation not in _GATE_ACTIVATIONS:
-            raise ValueError(f"{layer_name}: {name} must be one of {sorted(_GATE_ACTIVATIONS)} or a hashable callable, "
-                             f"got {activation!r}")
+            raise ValueError(
+                f"{layer_name}: {name} must be one of {sorted(_GATE_ACTIVATIONS)} or a hashable callable, "
+                f"got {activation!r}"
+            )
         return activation
     try:
         hash(activation)
     except TypeError:
         raise ValueError(f"{layer_name}: {name} must be hashable (a layer config is static under jit)") from None
     if not callable(activation):
-        raise ValueError(f"{layer_name}: {name} must be one of {sorted(_GATE_ACTIVATIONS)} or a hashable callable, "
-                         f"got {activation!r}")
+        raise ValueError(
+            f"{layer_name}: {name} must be one of {sorted(_GATE_ACTIVATIONS)} or a hashable callable, "
+            f"got {activation!r}"
+        )
     return activation
 
 
@@ -323,8 +349,11 @@ class GatedFeedForward(Layer):
     def __post_init__(self):
         linear = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
         e, h = self.hidden_size, self.intermediate_size
-        for field, layer in dict(gate_proj=Linear(e, h, self.bias, **linear), up_proj=Linear(e, h, self.bias, **linear),
-                                 down_proj=Linear(h, e, self.bias, **linear)).items():
+        for field, layer in dict(
+            gate_proj=Linear(e, h, self.bias, **linear),
+            up_proj=Linear(e, h, self.bias, **linear),
+            down_proj=Linear(h, e, self.bias, **linear),
+        ).items():
             _util.set_field(self, field, layer)
 
     def apply(self, params: dict, state: dict, x: Float[Array, "*batch hidden"], *, key=None, train=False):

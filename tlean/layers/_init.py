@@ -123,7 +123,7 @@ def _draw(kind: str, key: jax.Array, shape: tuple, dtype: np.dtype, scale: float
     out = np.empty(n, dtype)
     for offset in range(0, n, CHUNK):
         chunk = np.asarray(_chunk(data, np.uint32(offset), factor, kind=kind, dtype=dtype))
-        out[offset:offset + CHUNK] = chunk[:n - offset]
+        out[offset : offset + CHUNK] = chunk[: n - offset]
     return jax.device_put(out.reshape(shape))  # no per-shape program, unlike jnp.asarray
 
 

@@ -18,8 +18,9 @@ def empty(batch: int, max_len: int, heads: int, head_dim: int, dtype: Any) -> di
     return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
 
 
-def position(layer: Layer, cache: Any, x: jax.Array, heads: int, head_dim: int,
-             start_pos: Any) -> tuple[jax.Array, jax.Array, int]:
+def position(
+    layer: Layer, cache: Any, x: jax.Array, heads: int, head_dim: int, start_pos: Any
+) -> tuple[jax.Array, jax.Array, int]:
     """Check ``cache`` and ``start_pos`` for the new positions of ``x [batch, seq, ...]``.
 
     Returns ``(start, in_range, max_len)``. A static ``start_pos`` (a Python or NumPy
@@ -48,8 +49,11 @@ def position(layer: Layer, cache: Any, x: jax.Array, heads: int, head_dim: int,
         if start_pos < 0:
             raise ValueError(f"{layer!r}: start_pos must be >= 0, got {start_pos}")
         if start_pos + seq > max_len:
-            raise ShapeError(layer, f"at most {max_len - start_pos} new positions at start_pos={start_pos} "
-                                    f"(cache max_len={max_len})", x.shape)
+            raise ShapeError(
+                layer,
+                f"at most {max_len - start_pos} new positions at start_pos={start_pos} (cache max_len={max_len})",
+                x.shape,
+            )
     start = jnp.asarray(start_pos, jnp.int32)
     return start, (start >= 0) & (start + seq <= max_len), max_len
 

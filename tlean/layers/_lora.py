@@ -105,8 +105,9 @@ class LoRALinear(Layer):
     def apply(self, params: dict, state: dict, x: Float[Array, "*batch in_features"], *, key=None, train=False):
         _util.check_float(self, x)
         _util.check_features(self, x, self.in_features)
-        x, weight, bias, a, b = _util.promote(self, x, params["weight"], params.get("bias"),
-                                              params["lora_A"]["weight"], params["lora_B"]["weight"])
+        x, weight, bias, a, b = _util.promote(
+            self, x, params["weight"], params.get("bias"), params["lora_A"]["weight"], params["lora_B"]["weight"]
+        )
         y = jnp.matmul(x, weight if self.fan_in_fan_out else weight.T, precision=self.precision)
         if bias is not None:
             y = _util.add_bias(y, bias)
@@ -121,8 +122,11 @@ class LoRALinear(Layer):
         """
         weight = params["weight"]
         wide = jnp.promote_types(weight.dtype, jnp.float32)
-        delta = jnp.matmul(params["lora_B"]["weight"].astype(wide), params["lora_A"]["weight"].astype(wide),
-                           precision=jax.lax.Precision.HIGHEST)
+        delta = jnp.matmul(
+            params["lora_B"]["weight"].astype(wide),
+            params["lora_A"]["weight"].astype(wide),
+            precision=jax.lax.Precision.HIGHEST,
+        )
         if self.fan_in_fan_out:
             delta = jnp.swapaxes(delta, -1, -2)
         merged = {"weight": (weight.astype(wide) + jnp.asarray(self.scaling, wide) * delta).astype(weight.dtype)}

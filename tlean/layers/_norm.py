@@ -21,7 +21,7 @@ def _stats_dtype(x: jax.Array) -> jnp.dtype:
 
 def _check_trailing(layer: Layer, x: Any, shape: tuple[int, ...]) -> None:
     _util.check_float(layer, x)
-    if jnp.ndim(x) < len(shape) or tuple(jnp.shape(x)[-len(shape):]) != shape:
+    if jnp.ndim(x) < len(shape) or tuple(jnp.shape(x)[-len(shape) :]) != shape:
         dims = ", ".join(map(str, shape))
         raise ShapeError(layer, f"input [..., {dims}]", jnp.shape(x))
 
@@ -195,7 +195,9 @@ def _normalise(layer: Any, params: dict, h: jax.Array, mean: jax.Array, var: jax
     return y
 
 
-def _updated(state: dict, momentum: float | None, mean: jax.Array, unbiased_var: jax.Array, count_batches: bool) -> dict:
+def _updated(
+    state: dict, momentum: float | None, mean: jax.Array, unbiased_var: jax.Array, count_batches: bool
+) -> dict:
     """PyTorch's running-statistics update: ``running = (1 - m) * running + m * batch``."""
     tracked = state["num_batches_tracked"] + (1 if count_batches else 0)
     f = momentum if momentum is not None else 1.0 / tracked.astype(jnp.float32)
@@ -225,7 +227,6 @@ class _BatchNorm(Layer):
     dtype: Any = _util.checked(_util.check_dtype, None)
     param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
 
-
     spatial_ranks: ClassVar[tuple[int, ...]] = (2,)
 
     def __post_init__(self):
@@ -237,11 +238,15 @@ class _BatchNorm(Layer):
         if isinstance(self.axis_name, list):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
         if self.axis_name is not None and not isinstance(self.axis_name, (str, tuple)):
-            raise ValueError(f"{name}: axis_name must be None, an axis name or a tuple of names, got {self.axis_name!r}")
+            raise ValueError(
+                f"{name}: axis_name must be None, an axis name or a tuple of names, got {self.axis_name!r}"
+            )
         _util.numeric_fields(self)
 
     def init(self, key):
-        return _affine_params(self, self.num_features), _running_stats(self.num_features) if self.track_running_stats else {}
+        return _affine_params(self, self.num_features), _running_stats(
+            self.num_features
+        ) if self.track_running_stats else {}
 
     def apply(self, params, state, x, *, key=None, train=False):
         _util.check_float(self, x)
@@ -335,7 +340,9 @@ class BatchNorm3d(_BatchNorm):
 
 
 BatchNorm1d.__doc__ = _BATCH_NORM_DOC.format(name="BatchNorm1d", shapes="``[N, C]`` or ``[N, C, L]``")
-BatchNorm2d.__doc__ = _BATCH_NORM_DOC.format(name="BatchNorm2d", shapes="``[N, C, H, W]``") + """
+BatchNorm2d.__doc__ = (
+    _BATCH_NORM_DOC.format(name="BatchNorm2d", shapes="``[N, C, H, W]``")
+    + """
     >>> import jax, jax.numpy as jnp
     >>> from tlean.layers import BatchNorm2d
     >>> bn = BatchNorm2d(3)
@@ -344,6 +351,7 @@ BatchNorm2d.__doc__ = _BATCH_NORM_DOC.format(name="BatchNorm2d", shapes="``[N, C
     >>> [round(float(v), 3) for v in state["running_mean"]], int(state["num_batches_tracked"])  # 0.1 * batch mean
     ([0.75, 1.15, 1.55], 1)
 """
+)
 BatchNorm3d.__doc__ = _BATCH_NORM_DOC.format(name="BatchNorm3d", shapes="``[N, C, D, H, W]``")
 
 
@@ -361,7 +369,6 @@ class _InstanceNorm(Layer):
     dtype: Any = _util.checked(_util.check_dtype, None)
     param_dtype: Any = _util.checked(_util.check_param_dtype, jnp.float32)
 
-
     spatial: ClassVar[int] = 2
 
     def __post_init__(self):
@@ -373,7 +380,9 @@ class _InstanceNorm(Layer):
         _util.numeric_fields(self)
 
     def init(self, key):
-        return _affine_params(self, self.num_features), _running_stats(self.num_features) if self.track_running_stats else {}
+        return _affine_params(self, self.num_features), _running_stats(
+            self.num_features
+        ) if self.track_running_stats else {}
 
     def apply(self, params, state, x, *, key=None, train=False):
         _util.check_float(self, x)
@@ -386,7 +395,7 @@ class _InstanceNorm(Layer):
         h = jnp.asarray(x).astype(_stats_dtype(x))
         axes = tuple(range(axis + 1, h.ndim))
         if train or not self.track_running_stats:
-            count = math.prod(shape[axis + 1:])
+            count = math.prod(shape[axis + 1 :])
             if count <= 1:
                 raise ShapeError(self, f"more than one spatial element ({' * '.join(dims)} > 1)", shape)
             mean = jnp.mean(h, axis=axes, keepdims=True)
@@ -399,11 +408,13 @@ class _InstanceNorm(Layer):
             if train and self.track_running_stats:
                 # torch averages the per-instance statistics over the batch; momentum=None is 0 there
                 # (instance_norm gets ``momentum or 0.0``), and num_batches_tracked never moves.
-                instance = lambda v: v.reshape(v.shape[:axis + 1]).reshape(-1, c).mean(axis=0)
+                instance = lambda v: v.reshape(v.shape[: axis + 1]).reshape(-1, c).mean(axis=0)
                 m = 0.0 if self.momentum is None else self.momentum
                 state = _updated(state, m, instance(mean), instance(var) * (count / (count - 1)), count_batches=False)
         else:
-            y = _normalise(self, params, h, state["running_mean"].astype(h.dtype), state["running_var"].astype(h.dtype), axis)
+            y = _normalise(
+                self, params, h, state["running_mean"].astype(h.dtype), state["running_var"].astype(h.dtype), axis
+            )
         return y.astype(out_dtype), state
 
 
@@ -448,8 +459,9 @@ class InstanceNorm3d(_InstanceNorm):
 
 
 InstanceNorm1d.__doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm1d", dims="L", shapes="``[N, C, L]``, ``[C, L]``")
-InstanceNorm2d.__doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm2d", dims="H and W",
-                                                   shapes="``[N, C, H, W]``, ``[C, H, W]``") + """
+InstanceNorm2d.__doc__ = (
+    _INSTANCE_NORM_DOC.format(name="InstanceNorm2d", dims="H and W", shapes="``[N, C, H, W]``, ``[C, H, W]``")
+    + """
     >>> import jax, jax.numpy as jnp
     >>> from tlean.layers import InstanceNorm2d
     >>> norm = InstanceNorm2d(3)
@@ -457,8 +469,10 @@ InstanceNorm2d.__doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm2d", dims="
     >>> norm.apply(params, state, jnp.ones((2, 3, 4, 4)))[0].shape
     (2, 3, 4, 4)
 """
-InstanceNorm3d.__doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm3d", dims="D, H and W",
-                                                   shapes="``[N, C, D, H, W]``, ``[C, D, H, W]``")
+)
+InstanceNorm3d.__doc__ = _INSTANCE_NORM_DOC.format(
+    name="InstanceNorm3d", dims="D, H and W", shapes="``[N, C, D, H, W]``, ``[C, D, H, W]``"
+)
 
 
 @dataclass(frozen=True)
@@ -492,8 +506,10 @@ class GroupNorm(Layer):
     def __post_init__(self):
         _util.positive("GroupNorm", num_groups=self.num_groups, num_channels=self.num_channels)
         if self.num_channels % self.num_groups:
-            raise ValueError(f"GroupNorm: num_channels must be divisible by num_groups, "
-                             f"got num_channels={self.num_channels}, num_groups={self.num_groups}")
+            raise ValueError(
+                f"GroupNorm: num_channels must be divisible by num_groups, "
+                f"got num_channels={self.num_channels}, num_groups={self.num_groups}"
+            )
         _util.set_field(self, "eps", _check_eps("GroupNorm", self.eps))
         _check_flags(self, "affine", "bias")
         _util.numeric_fields(self)

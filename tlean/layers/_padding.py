@@ -39,14 +39,24 @@ def check_fits(layer: Layer, x: Any, pads: Any, mode: str) -> None:
     smaller than the (cropped) size, circular at most the size, replicate a non-empty axis,
     and no mode may crop an axis below size 0."""
     shape = jnp.shape(x)
-    sizes = shape[len(shape) - len(pads):]
+    sizes = shape[len(shape) - len(pads) :]
     for size, (lo, hi) in zip(sizes, pads):
         kept = size + min(lo, 0) + min(hi, 0)
-        too_big = {"reflect": max(lo, hi) >= kept, "circular": max(lo, hi) > kept, "replicate": kept < 1 and max(lo, hi) > 0}
+        too_big = {
+            "reflect": max(lo, hi) >= kept,
+            "circular": max(lo, hi) > kept,
+            "replicate": kept < 1 and max(lo, hi) > 0,
+        }
         if kept < 0 or too_big.get(mode, False):
-            need = {"reflect": "each padding smaller than", "circular": "each padding at most", "replicate": "a non-empty axis of"}
+            need = {
+                "reflect": "each padding smaller than",
+                "circular": "each padding at most",
+                "replicate": "a non-empty axis of",
+            }
             rule = need.get(mode, "a size after cropping of at least 0, not")
-            raise ShapeError(layer, f"an input whose padded axes fit the {mode} padding {tuple(pads)} ({rule} the size)", shape)
+            raise ShapeError(
+                layer, f"an input whose padded axes fit the {mode} padding {tuple(pads)} ({rule} the size)", shape
+            )
 
 
 @dataclass(frozen=True)
@@ -71,14 +81,16 @@ class _PadNd(Layer):
         except TypeError:
             items = ()
         if len(items) != n or not all(_util.is_int(v) for v in items):
-            raise ValueError(f"{name}: padding must be an int or a tuple of {n} ints "
-                             f"(last axis first, as torch.nn.functional.pad), got {self.padding!r}")
+            raise ValueError(
+                f"{name}: padding must be an int or a tuple of {n} ints "
+                f"(last axis first, as torch.nn.functional.pad), got {self.padding!r}"
+            )
         _util.set_field(self, "padding", tuple(int(v) for v in items))
 
     @property
     def pads(self) -> tuple[tuple[int, int], ...]:
         """``((lo, hi), ...)`` per padded axis, first axis first (torch lists the last axis first)."""
-        pairs = [self.padding[i:i + 2] for i in range(0, len(self.padding), 2)]
+        pairs = [self.padding[i : i + 2] for i in range(0, len(self.padding), 2)]
         return tuple(tuple(p) for p in reversed(pairs))
 
     @property
@@ -147,104 +159,155 @@ class ZeroPad1d(_ZeroPadNd):
 
 @dataclass(frozen=True)
 class ZeroPad2d(_ZeroPadNd):
-    __doc__ = _doc("ZeroPad2d", "Pads the last two axes with zeros.", _ZERO.format(n=2, p="(1, 1, 2, 0)", shape="(1, 3, 3)", out="(1, 5, 5)"))
+    __doc__ = _doc(
+        "ZeroPad2d",
+        "Pads the last two axes with zeros.",
+        _ZERO.format(n=2, p="(1, 1, 2, 0)", shape="(1, 3, 3)", out="(1, 5, 5)"),
+    )
     spatial: ClassVar[int] = 2
 
 
 @dataclass(frozen=True)
 class ZeroPad3d(_ZeroPadNd):
-    __doc__ = _doc("ZeroPad3d", "Pads the last three axes with zeros.", _ZERO.format(n=3, p=1, shape="(1, 2, 2, 2)", out="(1, 4, 4, 4)"))
+    __doc__ = _doc(
+        "ZeroPad3d",
+        "Pads the last three axes with zeros.",
+        _ZERO.format(n=3, p=1, shape="(1, 2, 2, 2)", out="(1, 4, 4, 4)"),
+    )
     spatial: ClassVar[int] = 3
 
 
 @dataclass(frozen=True)
 class ConstantPad1d(_ConstantPadNd):
-    __doc__ = _doc("ConstantPad1d", "Pads the last axis with ``value``.", _CONST.format(n=1, p=1, shape="(1, 3)", idx="0, 0"))
+    __doc__ = _doc(
+        "ConstantPad1d", "Pads the last axis with ``value``.", _CONST.format(n=1, p=1, shape="(1, 3)", idx="0, 0")
+    )
     spatial: ClassVar[int] = 1
     value: float
 
 
 @dataclass(frozen=True)
 class ConstantPad2d(_ConstantPadNd):
-    __doc__ = _doc("ConstantPad2d", "Pads the last two axes with ``value``.", _CONST.format(n=2, p=1, shape="(1, 3, 3)", idx="0, 0, 0"))
+    __doc__ = _doc(
+        "ConstantPad2d",
+        "Pads the last two axes with ``value``.",
+        _CONST.format(n=2, p=1, shape="(1, 3, 3)", idx="0, 0, 0"),
+    )
     spatial: ClassVar[int] = 2
     value: float
 
 
 @dataclass(frozen=True)
 class ConstantPad3d(_ConstantPadNd):
-    __doc__ = _doc("ConstantPad3d", "Pads the last three axes with ``value``.", _CONST.format(n=3, p=1, shape="(1, 2, 2, 2)", idx="0, 0, 0, 0"))
+    __doc__ = _doc(
+        "ConstantPad3d",
+        "Pads the last three axes with ``value``.",
+        _CONST.format(n=3, p=1, shape="(1, 2, 2, 2)", idx="0, 0, 0, 0"),
+    )
     spatial: ClassVar[int] = 3
     value: float
 
 
 @dataclass(frozen=True)
 class ReflectionPad1d(_PadNd):
-    __doc__ = _doc("ReflectionPad1d", "Pads the last axis with its mirror image, the edge not repeated.",
-                   _REFL.format(n=1, p=2, shape="(1, 3)", out="Array([[2., 1., 0., 1., 2., 1., 0.]], dtype=float32)"))
+    __doc__ = _doc(
+        "ReflectionPad1d",
+        "Pads the last axis with its mirror image, the edge not repeated.",
+        _REFL.format(n=1, p=2, shape="(1, 3)", out="Array([[2., 1., 0., 1., 2., 1., 0.]], dtype=float32)"),
+    )
     spatial: ClassVar[int] = 1
     mode: ClassVar[str] = "reflect"
 
 
 @dataclass(frozen=True)
 class ReflectionPad2d(_PadNd):
-    __doc__ = _doc("ReflectionPad2d", "Pads the last two axes with their mirror image, the edge not repeated.",
-                   _REFL.format(n=2, p="(1, 1, 0, 0)", shape="(1, 1, 3)", out="Array([[[1., 0., 1., 2., 1.]]], dtype=float32)"))
+    __doc__ = _doc(
+        "ReflectionPad2d",
+        "Pads the last two axes with their mirror image, the edge not repeated.",
+        _REFL.format(n=2, p="(1, 1, 0, 0)", shape="(1, 1, 3)", out="Array([[[1., 0., 1., 2., 1.]]], dtype=float32)"),
+    )
     spatial: ClassVar[int] = 2
     mode: ClassVar[str] = "reflect"
 
 
 @dataclass(frozen=True)
 class ReflectionPad3d(_PadNd):
-    __doc__ = _doc("ReflectionPad3d", "Pads the last three axes with their mirror image, the edge not repeated.",
-                   _REFL.format(n=3, p="(1, 1, 0, 0, 0, 0)", shape="(1, 1, 1, 3)", out="Array([[[[1., 0., 1., 2., 1.]]]], dtype=float32)"))
+    __doc__ = _doc(
+        "ReflectionPad3d",
+        "Pads the last three axes with their mirror image, the edge not repeated.",
+        _REFL.format(
+            n=3, p="(1, 1, 0, 0, 0, 0)", shape="(1, 1, 1, 3)", out="Array([[[[1., 0., 1., 2., 1.]]]], dtype=float32)"
+        ),
+    )
     spatial: ClassVar[int] = 3
     mode: ClassVar[str] = "reflect"
 
 
 @dataclass(frozen=True)
 class ReplicationPad1d(_PadNd):
-    __doc__ = _doc("ReplicationPad1d", "Pads the last axis by repeating its edge values.",
-                   _REPL.format(n=1, p=(2, 1), shape="(1, 3)", out="Array([[0., 0., 0., 1., 2., 2.]], dtype=float32)"))
+    __doc__ = _doc(
+        "ReplicationPad1d",
+        "Pads the last axis by repeating its edge values.",
+        _REPL.format(n=1, p=(2, 1), shape="(1, 3)", out="Array([[0., 0., 0., 1., 2., 2.]], dtype=float32)"),
+    )
     spatial: ClassVar[int] = 1
     mode: ClassVar[str] = "replicate"
 
 
 @dataclass(frozen=True)
 class ReplicationPad2d(_PadNd):
-    __doc__ = _doc("ReplicationPad2d", "Pads the last two axes by repeating their edge values.",
-                   _REPL.format(n=2, p="(1, 0, 0, 0)", shape="(1, 1, 3)", out="Array([[[0., 0., 1., 2.]]], dtype=float32)"))
+    __doc__ = _doc(
+        "ReplicationPad2d",
+        "Pads the last two axes by repeating their edge values.",
+        _REPL.format(n=2, p="(1, 0, 0, 0)", shape="(1, 1, 3)", out="Array([[[0., 0., 1., 2.]]], dtype=float32)"),
+    )
     spatial: ClassVar[int] = 2
     mode: ClassVar[str] = "replicate"
 
 
 @dataclass(frozen=True)
 class ReplicationPad3d(_PadNd):
-    __doc__ = _doc("ReplicationPad3d", "Pads the last three axes by repeating their edge values.",
-                   _REPL.format(n=3, p="(0, 1, 0, 0, 0, 0)", shape="(1, 1, 1, 3)", out="Array([[[[0., 1., 2., 2.]]]], dtype=float32)"))
+    __doc__ = _doc(
+        "ReplicationPad3d",
+        "Pads the last three axes by repeating their edge values.",
+        _REPL.format(
+            n=3, p="(0, 1, 0, 0, 0, 0)", shape="(1, 1, 1, 3)", out="Array([[[[0., 1., 2., 2.]]]], dtype=float32)"
+        ),
+    )
     spatial: ClassVar[int] = 3
     mode: ClassVar[str] = "replicate"
 
 
 @dataclass(frozen=True)
 class CircularPad1d(_PadNd):
-    __doc__ = _doc("CircularPad1d", "Pads the last axis by wrapping around (periodic boundary).",
-                   _CIRC.format(n=1, p=(1, 2), shape="(1, 3)", out="Array([[2., 0., 1., 2., 0., 1.]], dtype=float32)"))
+    __doc__ = _doc(
+        "CircularPad1d",
+        "Pads the last axis by wrapping around (periodic boundary).",
+        _CIRC.format(n=1, p=(1, 2), shape="(1, 3)", out="Array([[2., 0., 1., 2., 0., 1.]], dtype=float32)"),
+    )
     spatial: ClassVar[int] = 1
     mode: ClassVar[str] = "circular"
 
 
 @dataclass(frozen=True)
 class CircularPad2d(_PadNd):
-    __doc__ = _doc("CircularPad2d", "Pads the last two axes by wrapping around (periodic boundary).",
-                   _CIRC.format(n=2, p="(1, 0, 0, 0)", shape="(1, 1, 3)", out="Array([[[2., 0., 1., 2.]]], dtype=float32)"))
+    __doc__ = _doc(
+        "CircularPad2d",
+        "Pads the last two axes by wrapping around (periodic boundary).",
+        _CIRC.format(n=2, p="(1, 0, 0, 0)", shape="(1, 1, 3)", out="Array([[[2., 0., 1., 2.]]], dtype=float32)"),
+    )
     spatial: ClassVar[int] = 2
     mode: ClassVar[str] = "circular"
 
 
 @dataclass(frozen=True)
 class CircularPad3d(_PadNd):
-    __doc__ = _doc("CircularPad3d", "Pads the last three axes by wrapping around (periodic boundary).",
-                   _CIRC.format(n=3, p="(0, 1, 0, 0, 0, 0)", shape="(1, 1, 1, 3)", out="Array([[[[0., 1., 2., 0.]]]], dtype=float32)"))
+    __doc__ = _doc(
+        "CircularPad3d",
+        "Pads the last three axes by wrapping around (periodic boundary).",
+        _CIRC.format(
+            n=3, p="(0, 1, 0, 0, 0, 0)", shape="(1, 1, 1, 3)", out="Array([[[[0., 1., 2., 0.]]]], dtype=float32)"
+        ),
+    )
     spatial: ClassVar[int] = 3
     mode: ClassVar[str] = "circular"

@@ -45,8 +45,10 @@ class _WindowPool(Layer):
         if dilation:
             _util.set_field(self, "dilation", ntuple(name, "dilation", self.dilation, n))
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):  # PyTorch refuses these too
-            raise ValueError(f"{name}: padding must be at most half of the kernel size, as in PyTorch; "
-                             f"got padding={self.padding}, kernel_size={self.kernel_size}")
+            raise ValueError(
+                f"{name}: padding must be at most half of the kernel size, as in PyTorch; "
+                f"got padding={self.padding}, kernel_size={self.kernel_size}"
+            )
         _util.set_field(self, "ceil_mode", _util.check_flag(name, "ceil_mode", self.ceil_mode))
 
     @property
@@ -57,7 +59,9 @@ class _WindowPool(Layer):
         """torch's pooling output size: with ``ceil_mode`` the last window may hang over the end,
         but must start inside the input or the left padding."""
         sizes = []
-        for size, k, s, p, d in zip(shape[-self.spatial:], self.kernel_size, self.stride, self.padding, self._dilation):
+        for size, k, s, p, d in zip(
+            shape[-self.spatial :], self.kernel_size, self.stride, self.padding, self._dilation
+        ):
             span = size + 2 * p - d * (k - 1) - 1
             out = (span + (s - 1 if self.ceil_mode else 0)) // s + 1
             if self.ceil_mode and (out - 1) * s >= size + p:
@@ -69,7 +73,7 @@ class _WindowPool(Layer):
         """Check the input; the ``(lo, hi)`` padding that makes every output window fit."""
         check_input(self, x, None, self.spatial)
         shape = jnp.shape(x)
-        if 0 in shape[-self.spatial:]:
+        if 0 in shape[-self.spatial :]:
             raise ShapeError(self, f"a non-empty spatial size ({AXES[self.spatial]}) >= 1", shape)
         pads = tuple((p, p) for p in self.padding)
         if not self.ceil_mode:
@@ -77,11 +81,17 @@ class _WindowPool(Layer):
         out = self.output_size(shape)
         if any(o < 1 for o in out):
             window = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self._dilation))
-            raise ShapeError(self, f"an input giving at least one pooling window (size {window}, ceil_mode=True) "
-                                   f"along every axis ({AXES[self.spatial]}); this one gives {out}", shape)
+            raise ShapeError(
+                self,
+                f"an input giving at least one pooling window (size {window}, ceil_mode=True) "
+                f"along every axis ({AXES[self.spatial]}); this one gives {out}",
+                shape,
+            )
         window = [d * (k - 1) + 1 for k, d in zip(self.kernel_size, self._dilation)]
-        return tuple((p, max((o - 1) * s + w - n - p, p))
-                     for o, s, w, n, p in zip(out, self.stride, window, shape[-self.spatial:], self.padding))
+        return tuple(
+            (p, max((o - 1) * s + w - n - p, p))
+            for o, s, w, n, p in zip(out, self.stride, window, shape[-self.spatial :], self.padding)
+        )
 
     def _reduce(self, x: jnp.ndarray, init: Any, op: Any, pads: Any) -> jnp.ndarray:
         """``lax.reduce_window`` over the trailing spatial axes, padding with ``init``."""
@@ -129,8 +139,10 @@ class _MaxPoolNd(_WindowPool):
     def __post_init__(self):
         self._normalise(dilation=True)
         if self.return_indices is not False:
-            raise ValueError(f"{type(self).__name__}: return_indices=True is not supported (tlean returns only the pooled "
-                             f"values; take jnp.argmax over the windows if you need them), got {self.return_indices!r}")
+            raise ValueError(
+                f"{type(self).__name__}: return_indices=True is not supported (tlean returns only the pooled "
+                f"values; take jnp.argmax over the windows if you need them), got {self.return_indices!r}"
+            )
 
     def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
         pads = self._check(x)
@@ -189,14 +201,16 @@ class _AvgPoolNd(_WindowPool):
         name = type(self).__name__
         self._normalise()
         _util.set_field(self, "count_include_pad", _util.check_flag(name, "count_include_pad", self.count_include_pad))
-        if self.divisor_override is not None and (not _util.is_int(self.divisor_override) or self.divisor_override == 0):
+        if self.divisor_override is not None and (
+            not _util.is_int(self.divisor_override) or self.divisor_override == 0
+        ):
             raise ValueError(f"{name}: divisor_override must be a non-zero int or None, got {self.divisor_override!r}")
 
     def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
         pads = self._check(x)
         x = jnp.asarray(x)
         total = self._crop(self._reduce(x.astype(_accumulator(x)), 0, lax.add, pads), x.shape)
-        spatial = x.shape[-self.spatial:]
+        spatial = x.shape[-self.spatial :]
         if self.divisor_override is not None:
             count = jnp.asarray(self.divisor_override, total.dtype)
         else:
@@ -210,12 +224,18 @@ class _AvgPoolNd(_WindowPool):
 
 
 def _pool_doc(base: type, n: int, example: str) -> str:
-    return (base.__doc__ or "").replace("{1,2,3}d", f"{n}d").replace("*S", AXES[n]).rstrip() + f"\n\n    >>> import jax.numpy as jnp\n    >>> from tlean import layers as L\n    >>> {example}\n    "
+    return (base.__doc__ or "").replace("{1,2,3}d", f"{n}d").replace(
+        "*S", AXES[n]
+    ).rstrip() + f"\n\n    >>> import jax.numpy as jnp\n    >>> from tlean import layers as L\n    >>> {example}\n    "
 
 
 @dataclass(frozen=True)
 class MaxPool1d(_MaxPoolNd):
-    __doc__ = _pool_doc(_MaxPoolNd, 1, "L.MaxPool1d(2).apply({}, {}, jnp.arange(5.0).reshape(1, 5))[0]\n    Array([[1., 3.]], dtype=float32)")
+    __doc__ = _pool_doc(
+        _MaxPoolNd,
+        1,
+        "L.MaxPool1d(2).apply({}, {}, jnp.arange(5.0).reshape(1, 5))[0]\n    Array([[1., 3.]], dtype=float32)",
+    )
     spatial: ClassVar[int] = 1
     padding: Any = (0,)
     dilation: Any = (1,)
@@ -223,8 +243,12 @@ class MaxPool1d(_MaxPoolNd):
 
 @dataclass(frozen=True)
 class MaxPool2d(_MaxPoolNd):
-    __doc__ = _pool_doc(_MaxPoolNd, 2, "L.MaxPool2d(2).apply({}, {}, jnp.arange(16.0).reshape(1, 4, 4))[0]\n"
-                                       "    Array([[[ 5.,  7.],\n            [13., 15.]]], dtype=float32)")
+    __doc__ = _pool_doc(
+        _MaxPoolNd,
+        2,
+        "L.MaxPool2d(2).apply({}, {}, jnp.arange(16.0).reshape(1, 4, 4))[0]\n"
+        "    Array([[[ 5.,  7.],\n            [13., 15.]]], dtype=float32)",
+    )
     spatial: ClassVar[int] = 2
     padding: Any = (0, 0)
     dilation: Any = (1, 1)
@@ -232,7 +256,9 @@ class MaxPool2d(_MaxPoolNd):
 
 @dataclass(frozen=True)
 class MaxPool3d(_MaxPoolNd):
-    __doc__ = _pool_doc(_MaxPoolNd, 3, "L.MaxPool3d(2, ceil_mode=True).apply({}, {}, jnp.ones((1, 3, 4, 5)))[0].shape\n    (1, 2, 2, 3)")
+    __doc__ = _pool_doc(
+        _MaxPoolNd, 3, "L.MaxPool3d(2, ceil_mode=True).apply({}, {}, jnp.ones((1, 3, 4, 5)))[0].shape\n    (1, 2, 2, 3)"
+    )
     spatial: ClassVar[int] = 3
     padding: Any = (0, 0, 0)
     dilation: Any = (1, 1, 1)
@@ -240,24 +266,36 @@ class MaxPool3d(_MaxPoolNd):
 
 @dataclass(frozen=True)
 class AvgPool1d(_AvgPoolNd):
-    __doc__ = _pool_doc(_AvgPoolNd, 1, "L.AvgPool1d(2, ceil_mode=True).apply({}, {}, jnp.arange(5.0).reshape(1, 5))[0]\n"
-                                       "    Array([[0.5, 2.5, 4. ]], dtype=float32)")
+    __doc__ = _pool_doc(
+        _AvgPoolNd,
+        1,
+        "L.AvgPool1d(2, ceil_mode=True).apply({}, {}, jnp.arange(5.0).reshape(1, 5))[0]\n"
+        "    Array([[0.5, 2.5, 4. ]], dtype=float32)",
+    )
     spatial: ClassVar[int] = 1
     padding: Any = (0,)
 
 
 @dataclass(frozen=True)
 class AvgPool2d(_AvgPoolNd):
-    __doc__ = _pool_doc(_AvgPoolNd, 2, "L.AvgPool2d(2).apply({}, {}, jnp.arange(16.0).reshape(1, 4, 4))[0]\n"
-                                       "    Array([[[ 2.5,  4.5],\n            [10.5, 12.5]]], dtype=float32)")
+    __doc__ = _pool_doc(
+        _AvgPoolNd,
+        2,
+        "L.AvgPool2d(2).apply({}, {}, jnp.arange(16.0).reshape(1, 4, 4))[0]\n"
+        "    Array([[[ 2.5,  4.5],\n            [10.5, 12.5]]], dtype=float32)",
+    )
     spatial: ClassVar[int] = 2
     padding: Any = (0, 0)
 
 
 @dataclass(frozen=True)
 class AvgPool3d(_AvgPoolNd):
-    __doc__ = _pool_doc(_AvgPoolNd, 3, "L.AvgPool3d(2, divisor_override=1).apply({}, {}, jnp.ones((1, 2, 2, 2)))[0]\n"
-                                       "    Array([[[[8.]]]], dtype=float32)")
+    __doc__ = _pool_doc(
+        _AvgPoolNd,
+        3,
+        "L.AvgPool3d(2, divisor_override=1).apply({}, {}, jnp.ones((1, 2, 2, 2)))[0]\n"
+        "    Array([[[[8.]]]], dtype=float32)",
+    )
     spatial: ClassVar[int] = 3
     padding: Any = (0, 0, 0)
 
@@ -305,20 +343,24 @@ class _AdaptivePoolNd(Layer):
 
     def __post_init__(self):
         name, n = type(self).__name__, self.spatial
-        items = (self.output_size,) * n if _util.is_int(self.output_size) or self.output_size is None else self.output_size
+        items = (
+            (self.output_size,) * n if _util.is_int(self.output_size) or self.output_size is None else self.output_size
+        )
         try:
             items = tuple(items)
         except TypeError:
             items = ()
         if len(items) != n or any(v is not None and (not _util.is_int(v) or v < 1) for v in items):
-            raise ValueError(f"{name}: output_size must be an int >= 1, None or a tuple of {n} of those, got {self.output_size!r}")
+            raise ValueError(
+                f"{name}: output_size must be an int >= 1, None or a tuple of {n} of those, got {self.output_size!r}"
+            )
         _util.set_field(self, "output_size", tuple(None if v is None else int(v) for v in items))
 
     def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
         check_input(self, x, None, self.spatial)
         shape = jnp.shape(x)
-        sizes = tuple(s if o is None else o for s, o in zip(shape[-self.spatial:], self.output_size))
-        if 0 in shape[-self.spatial:]:
+        sizes = tuple(s if o is None else o for s, o in zip(shape[-self.spatial :], self.output_size))
+        if 0 in shape[-self.spatial :]:
             raise ShapeError(self, f"a non-empty spatial size ({AXES[self.spatial]}) >= 1", shape)
         x = jnp.asarray(x)
         if self.reduction == "max":
@@ -334,8 +376,10 @@ class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
     def __post_init__(self):
         super().__post_init__()
         if self.return_indices is not False:
-            raise ValueError(f"{type(self).__name__}: return_indices=True is not supported (tlean returns only the pooled values), "
-                             f"got {self.return_indices!r}")
+            raise ValueError(
+                f"{type(self).__name__}: return_indices=True is not supported (tlean returns only the pooled values), "
+                f"got {self.return_indices!r}"
+            )
 
 
 _ADAPTIVE_DOC = """Adaptive {what} pooling to a fixed output size over the last {n} ax{es}.
@@ -357,10 +401,17 @@ _ADAPTIVE_DOC = """Adaptive {what} pooling to a fixed output size over the last 
 def _adaptive_doc(n: int, what: str, ex_size: str, ex_shape: str, ex_out: str) -> str:
     maxed = what == "max"
     return _ADAPTIVE_DOC.format(
-        what=what, What={"average": "Avg", "max": "Max"}[what], n=n, es="is" if n == 1 else "es", axes=AXES[n],
+        what=what,
+        What={"average": "Avg", "max": "Max"}[what],
+        n=n,
+        es="is" if n == 1 else "es",
+        axes=AXES[n],
         ri=", return_indices=False" if maxed else "",
         ri_note=" ``return_indices=True`` is refused (``ValueError``)." if maxed else "",
-        ex_size=ex_size, ex_shape=ex_shape, ex_out=ex_out)
+        ex_size=ex_size,
+        ex_shape=ex_shape,
+        ex_out=ex_out,
+    )
 
 
 @dataclass(frozen=True)

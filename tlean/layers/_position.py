@@ -41,8 +41,9 @@ def _positions(layer: Any, x: Any, dim: int, max_len: int, start_pos: Any) -> ja
         if start < 0:
             raise ValueError(f"{layer!r}: start_pos must be >= 0, got {start}")
         if start + seq > max_len:
-            raise ShapeError(layer, f"at most {max_len - start} positions from start_pos={start} (max_len={max_len})",
-                             shape)
+            raise ShapeError(
+                layer, f"at most {max_len - start} positions from start_pos={start} (max_len={max_len})", shape
+            )
     else:
         start = jnp.asarray(start)
         if start.shape != () or not jnp.issubdtype(start.dtype, jnp.integer):
@@ -97,8 +98,10 @@ class RopeScaling:
         _util.positive("RopeScaling", original_max_position_embeddings=self.original_max_position_embeddings)
         object.__setattr__(self, "original_max_position_embeddings", int(self.original_max_position_embeddings))
         if self.rope_type == "llama3" and not self.high_freq_factor > self.low_freq_factor:
-            raise ValueError(f"RopeScaling: high_freq_factor={self.high_freq_factor} must exceed "
-                             f"low_freq_factor={self.low_freq_factor}")
+            raise ValueError(
+                f"RopeScaling: high_freq_factor={self.high_freq_factor} must exceed "
+                f"low_freq_factor={self.low_freq_factor}"
+            )
 
     def apply(self, inv_freq: np.ndarray) -> np.ndarray:
         """The rescaled inverse frequencies (float64 in, float64 out)."""
@@ -155,8 +158,16 @@ class LearnedPositionalEmbedding(Layer):
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         return {"weight": jax.random.normal(key, (self.seq_len, self.dim), self.param_dtype)}, {}
 
-    def apply(self, params: dict, state: dict, x: Float[Array, "*batch seq dim"], *, key=None, train=False,
-              start_pos: int | jax.Array | None = None):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch seq dim"],
+        *,
+        key=None,
+        train=False,
+        start_pos: int | jax.Array | None = None,
+    ):
         positions = _positions(self, x, self.dim, self.seq_len, start_pos)
         dtype = _util.compute_dtype(self.dtype, x, params["weight"])
         table = jnp.take(params["weight"].astype(dtype), positions, axis=0, mode="fill", fill_value=jnp.nan)
@@ -204,8 +215,16 @@ class SinusoidalPositionalEncoding(Layer):
             raise ValueError(f"SinusoidalPositionalEncoding: base must be > 0, got {self.base!r}")
         _util.set_field(self, "base", float(self.base))
 
-    def apply(self, params: dict, state: dict, x: Float[Array, "*batch seq dim"], *, key=None, train=False,
-              start_pos: int | jax.Array | None = None):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch seq dim"],
+        *,
+        key=None,
+        train=False,
+        start_pos: int | jax.Array | None = None,
+    ):
         positions = _positions(self, x, self.dim, self.max_len, start_pos)
         pairs = (self.dim + 1) // 2
         angles = positions.astype(jnp.float32)[:, None] * _inverse_frequencies(self.dim, pairs, self.base)[None, :]
@@ -265,7 +284,9 @@ class RoPE(Layer):
     def __post_init__(self):
         _util.positive("RoPE", head_dim=self.head_dim, max_len=self.max_len)
         if self.scaling is not None and not isinstance(self.scaling, RopeScaling):
-            raise TypeError(f"RoPE: scaling must be a tlean.layers.RopeScaling or None, got {type(self.scaling).__name__}")
+            raise TypeError(
+                f"RoPE: scaling must be a tlean.layers.RopeScaling or None, got {type(self.scaling).__name__}"
+            )
         _check_start(self, "RoPE")
         if self.head_dim < 2:
             raise ValueError(f"RoPE: head_dim must be at least 2 (one pair to rotate), got {self.head_dim}")
@@ -287,8 +308,17 @@ class RoPE(Layer):
         plain = self.base ** (-2.0 * np.arange(pairs) / self.head_dim)
         return jnp.asarray(self.scaling.apply(plain), jnp.float32)
 
-    def apply(self, params: dict, state: dict, x: Float[Array, "*batch seq head_dim"], *, key=None, train=False,
-              start_pos: int | jax.Array | None = None, position_ids: Integer[Array, ...] | None = None):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch seq head_dim"],
+        *,
+        key=None,
+        train=False,
+        start_pos: int | jax.Array | None = None,
+        position_ids: Integer[Array, ...] | None = None,
+    ):
         if position_ids is None:
             positions = _util.trailing(_positions(self, x, self.head_dim, self.max_len, start_pos), x.ndim - 1)
         else:
@@ -319,8 +349,10 @@ class RoPE(Layer):
             raise TypeError(f"{self!r}: pass start_pos or position_ids, not both")
         dtype = getattr(position_ids, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: position_ids must be an integer array, got "
-                            f"{dtype if dtype is not None else type(position_ids).__name__}")
+            raise TypeError(
+                f"{self!r}: position_ids must be an integer array, got "
+                f"{dtype if dtype is not None else type(position_ids).__name__}"
+            )
         lead, pos_shape = shape[:-1], jnp.shape(position_ids)
         try:
             fits = len(pos_shape) <= len(lead) and np.broadcast_shapes(pos_shape, lead) == lead

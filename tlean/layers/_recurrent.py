@@ -148,7 +148,9 @@ class _Recurrent(_Fields):
         shapes = self._shapes()
         bound = _init.fan_in_bound(self.hidden_size)
         keys = jax.random.split(key, len(shapes))
-        params = {name: _init.uniform(k, shape, bound, self.param_dtype) for k, (name, shape) in zip(keys, shapes.items())}
+        params = {
+            name: _init.uniform(k, shape, bound, self.param_dtype) for k, (name, shape) in zip(keys, shapes.items())
+        }
         return params, {}
 
     # -- running ---------------------------------------------------------------
@@ -225,8 +227,11 @@ class _Recurrent(_Fields):
         gx = jnp.matmul(x, cast("weight_ih").T, precision=self.precision)  # all timesteps at once
         if self.bias:
             gx = _util.add_bias(gx, cast("bias_ih"))
-        w = {"weight_hh": cast("weight_hh"), "bias_hh": cast("bias_hh") if self.bias else None,
-             "weight_hr": cast("weight_hr") if self.proj_size else None}
+        w = {
+            "weight_hh": cast("weight_hh"),
+            "bias_hh": cast("bias_hh") if self.bias else None,
+            "weight_hr": cast("weight_hr") if self.proj_size else None,
+        }
 
         def step(carry, gx_t):
             carry = self._cell(gx_t, carry, w)
@@ -427,11 +432,21 @@ class _Cell(_Fields):
             shapes.update(bias_ih=(gh,), bias_hh=(gh,))
         bound = _init.fan_in_bound(self.hidden_size)
         keys = jax.random.split(key, len(shapes))
-        params = {name: _init.uniform(k, shape, bound, self.param_dtype) for k, (name, shape) in zip(keys, shapes.items())}
+        params = {
+            name: _init.uniform(k, shape, bound, self.param_dtype) for k, (name, shape) in zip(keys, shapes.items())
+        }
         return params, {}
 
-    def apply(self, params: dict, state: dict, x: Float[Array, "*batch input_size"], *, hx: Any = None,
-              key: jax.Array | None = None, train: bool = False):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Float[Array, "*batch input_size"],
+        *,
+        hx: Any = None,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ):
         """One step: ``(h', state)``, or ``((h', c'), state)`` for LSTMCell.
 
         Args:
@@ -503,7 +518,11 @@ _CELL_DOC = """{summary}
 class RNNCell(_RNNMaths, _Cell):
     __doc__ = _CELL_DOC.format(
         summary="One step of :class:`RNN`: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``, ``act`` tanh or relu.",
-        name="RNNCell", args="input_size, hidden_size, bias, nonlinearity", g=1, example="(2, 4)")
+        name="RNNCell",
+        args="input_size, hidden_size, bias, nonlinearity",
+        g=1,
+        example="(2, 4)",
+    )
 
     input_size: int = _util.size()
     hidden_size: int = _util.size()
@@ -519,7 +538,11 @@ class RNNCell(_RNNMaths, _Cell):
 class GRUCell(_GRUMaths, _Cell):
     __doc__ = _CELL_DOC.format(
         summary="One step of :class:`GRU` (gate order ``r, z, n``, PyTorch's equations).",
-        name="GRUCell", args="input_size, hidden_size, bias", g=3, example="(2, 4)")
+        name="GRUCell",
+        args="input_size, hidden_size, bias",
+        g=3,
+        example="(2, 4)",
+    )
 
     input_size: int = _util.size()
     hidden_size: int = _util.size()
@@ -534,7 +557,11 @@ class GRUCell(_GRUMaths, _Cell):
 class LSTMCell(_LSTMMaths, _Cell):
     __doc__ = _CELL_DOC.format(
         summary="One step of :class:`LSTM` (gate order ``i, f, g, o``); ``hx=(h, c)``, returns ``(h', c')``.",
-        name="LSTMCell", args="input_size, hidden_size, bias", g=4, example="((2, 4), (2, 4))")
+        name="LSTMCell",
+        args="input_size, hidden_size, bias",
+        g=4,
+        example="((2, 4), (2, 4))",
+    )
 
     input_size: int = _util.size()
     hidden_size: int = _util.size()

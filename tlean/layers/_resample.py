@@ -21,8 +21,15 @@ from tlean._core import Layer, ShapeError
 from tlean.layers import _util
 from tlean.layers._pool import adaptive_reduce
 
-_MODE_RANKS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "area": (3, 4, 5),
-               "linear": (3,), "bilinear": (4,), "bicubic": (4,), "trilinear": (5,)}
+_MODE_RANKS = {
+    "nearest": (3, 4, 5),
+    "nearest-exact": (3, 4, 5),
+    "area": (3, 4, 5),
+    "linear": (3,),
+    "bilinear": (4,),
+    "bicubic": (4,),
+    "trilinear": (5,),
+}
 _INTERPOLATING = ("linear", "bilinear", "bicubic", "trilinear")
 _CUBIC_A = -0.75  # torch's bicubic convolution coefficient
 _F32 = np.float32
@@ -43,8 +50,9 @@ def _source(size: int, out: int, scale_factor: float | None, align_corners: bool
     return src if cubic else np.maximum(src, _F32(0))
 
 
-def _taps(mode: str, size: int, out: int, scale_factor: float | None, align_corners: bool,
-          spatial: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _taps(
+    mode: str, size: int, out: int, scale_factor: float | None, align_corners: bool, spatial: int
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """``[(index [out], weight [out] or None), ...]``: ``y[i] = sum_t weight_t[i] * x[index_t[i]]``."""
     if mode in ("nearest", "nearest-exact"):
         if mode == "nearest" and out == size and spatial == 2:  # torch's 2-d kernel copies an axis of equal size
@@ -138,31 +146,49 @@ class Upsample(Layer):
     def __post_init__(self):
         name = "Upsample"
         if (self.size is None) == (self.scale_factor is None):
-            raise ValueError(f"{name}: give exactly one of size and scale_factor, got size={self.size!r}, scale_factor={self.scale_factor!r}")
+            raise ValueError(
+                f"{name}: give exactly one of size and scale_factor, got size={self.size!r}, scale_factor={self.scale_factor!r}"
+            )
         if self.size is not None:
-            sizes = (self.size,) if _util.is_int(self.size) else tuple(self.size) if isinstance(self.size, (tuple, list)) else ()
+            sizes = (
+                (self.size,)
+                if _util.is_int(self.size)
+                else tuple(self.size)
+                if isinstance(self.size, (tuple, list))
+                else ()
+            )
             if not sizes or not all(_util.is_int(s) and s >= 1 for s in sizes):
                 raise ValueError(f"{name}: size must be an int >= 1 or a tuple of them, got {self.size!r}")
             _util.set_field(self, "size", int(sizes[0]) if _util.is_int(self.size) else tuple(int(s) for s in sizes))
         else:
             factors = tuple(self.scale_factor) if isinstance(self.scale_factor, (tuple, list)) else (self.scale_factor,)
             if not all(_positive_number(f) for f in factors):
-                raise ValueError(f"{name}: scale_factor must be a number > 0 or a tuple of them, got {self.scale_factor!r}")
+                raise ValueError(
+                    f"{name}: scale_factor must be a number > 0 or a tuple of them, got {self.scale_factor!r}"
+                )
             as_float = tuple(float(f) for f in factors)
-            _util.set_field(self, "scale_factor", as_float if isinstance(self.scale_factor, (tuple, list)) else as_float[0])
+            _util.set_field(
+                self, "scale_factor", as_float if isinstance(self.scale_factor, (tuple, list)) else as_float[0]
+            )
         if self.mode not in _MODE_RANKS:
             raise ValueError(f"{name}: mode must be one of {', '.join(map(repr, _MODE_RANKS))}, got {self.mode!r}")
         if self.align_corners is not None:
             if not isinstance(self.align_corners, bool):
                 raise ValueError(f"{name}: align_corners must be a bool or None, got {self.align_corners!r}")
             if self.mode not in _INTERPOLATING:
-                raise ValueError(f"{name}: align_corners can only be set with the interpolating modes "
-                                 f"{', '.join(_INTERPOLATING)}, as in PyTorch; got mode={self.mode!r}")
+                raise ValueError(
+                    f"{name}: align_corners can only be set with the interpolating modes "
+                    f"{', '.join(_INTERPOLATING)}, as in PyTorch; got mode={self.mode!r}"
+                )
         if self.recompute_scale_factor is not None:
             if not isinstance(self.recompute_scale_factor, bool):
-                raise ValueError(f"{name}: recompute_scale_factor must be a bool or None, got {self.recompute_scale_factor!r}")
+                raise ValueError(
+                    f"{name}: recompute_scale_factor must be a bool or None, got {self.recompute_scale_factor!r}"
+                )
             if self.recompute_scale_factor and self.size is not None:
-                raise ValueError(f"{name}: recompute_scale_factor is not meaningful with an explicit size, as in PyTorch")
+                raise ValueError(
+                    f"{name}: recompute_scale_factor is not meaningful with an explicit size, as in PyTorch"
+                )
 
     def _sizes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[float | None, ...]]:
         """Output spatial sizes and the scale factors the kernels use (None: size / out)."""
@@ -182,7 +208,11 @@ class Upsample(Layer):
         ranks = _MODE_RANKS[self.mode]
         if len(shape) not in ranks:
             forms = {3: "[N, C, L]", 4: "[N, C, H, W]", 5: "[N, C, D, H, W]"}
-            raise ShapeError(self, f"input {' or '.join(forms[r] for r in ranks)} (mode={self.mode!r}; batched only, as torch)", shape)
+            raise ShapeError(
+                self,
+                f"input {' or '.join(forms[r] for r in ranks)} (mode={self.mode!r}; batched only, as torch)",
+                shape,
+            )
         if self.mode.startswith("nearest"):
             dtype = getattr(x, "dtype", None)
             if dtype is None or not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):
@@ -191,7 +221,9 @@ class Upsample(Layer):
             _util.check_float(self, x)
         out, factors = self._sizes(shape)
         if any(o < 1 for o in out) or 0 in shape[2:]:
-            raise ShapeError(self, f"an input giving an output size >= 1 along every spatial axis (this one gives {out})", shape)
+            raise ShapeError(
+                self, f"an input giving an output size >= 1 along every spatial axis (this one gives {out})", shape
+            )
         x = jnp.asarray(x)
         if self.mode == "area":
             return adaptive_reduce(x.astype(jnp.promote_types(x.dtype, jnp.float32)), out, "avg").astype(x.dtype), state
@@ -231,7 +263,9 @@ class PixelShuffle(Layer):
     def apply(self, params, state, x: Array, *, key=None, train=False):
         r, shape = self.upscale_factor, jnp.shape(x)
         if len(shape) < 3 or shape[-3] % (r * r):
-            raise ShapeError(self, f"input [*, C * {r * r}, H, W] (channels divisible by upscale_factor ** 2 = {r * r})", shape)
+            raise ShapeError(
+                self, f"input [*, C * {r * r}, H, W] (channels divisible by upscale_factor ** 2 = {r * r})", shape
+            )
         *lead, c, h, w = shape
         y = jnp.reshape(x, (*lead, c // (r * r), r, r, h, w))
         k = len(lead)
@@ -261,7 +295,9 @@ class PixelUnshuffle(Layer):
     def apply(self, params, state, x: Array, *, key=None, train=False):
         r, shape = self.downscale_factor, jnp.shape(x)
         if len(shape) < 3 or shape[-2] % r or shape[-1] % r:
-            raise ShapeError(self, f"input [*, C, H * {r}, W * {r}] (H and W divisible by downscale_factor = {r})", shape)
+            raise ShapeError(
+                self, f"input [*, C, H * {r}, W * {r}] (H and W divisible by downscale_factor = {r})", shape
+            )
         *lead, c, h, w = shape
         y = jnp.reshape(x, (*lead, c, h // r, r, w // r, r))
         k = len(lead)

@@ -41,8 +41,8 @@ class Flatten(Layer):
         if start > end:
             raise ShapeError(self, f"start_dim <= end_dim on a rank-{ndim} input", f"axes {start} > {end}")
         shape = jnp.shape(x) or (1,)
-        merged = math.prod(shape[start:end + 1])  # explicit, so an empty batch stays well defined
-        return x.reshape(shape[:start] + (merged,) + shape[end + 1:]), state
+        merged = math.prod(shape[start : end + 1])  # explicit, so an empty batch stays well defined
+        return x.reshape(shape[:start] + (merged,) + shape[end + 1 :]), state
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Unflatten(Layer):
             size = tuple(n // known if d == -1 else d for d in size)
         elif known != n:
             raise ShapeError(self, f"axis {axis} of length {known} (the product of {size})", x.shape)
-        return x.reshape(x.shape[:axis] + size + x.shape[axis + 1:]), state
+        return x.reshape(x.shape[:axis] + size + x.shape[axis + 1 :]), state
 
 
 @dataclass(frozen=True)

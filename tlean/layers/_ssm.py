@@ -36,6 +36,7 @@ def linear_recurrence(a: jax.Array, b: jax.Array, h0: jax.Array, mode: str = "pa
     reference, differentiated by JAX.
     """
     if mode == "sequential":
+
         def step(h, ab):
             h = ab[0] * h + ab[1]
             return h, h
@@ -196,7 +197,9 @@ class Mamba(Layer):
         _util.check_float(self, x)
         order = "(batch, seq, input)" if self.batch_first else "(seq, batch, input)"
         if jnp.ndim(x) not in (2, 3) or jnp.shape(x)[-1] != self.input_size:
-            raise ShapeError(self, f"input (seq, {self.input_size}) or {order} with input={self.input_size}", jnp.shape(x))
+            raise ShapeError(
+                self, f"input (seq, {self.input_size}) or {order} with input={self.input_size}", jnp.shape(x)
+            )
         batched = x.ndim == 3
         if batched and self.batch_first:
             x = jnp.swapaxes(x, 0, 1)

@@ -144,11 +144,16 @@ class TransformerEncoderBlock(Layer):
         linear = dict(numerics, precision=self.precision)
         norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
         for field, layer in dict(
-            self_attn=MultiheadAttention(self.d_model, self.nhead, self.dropout, self.bias, causal=self.causal, **linear),
+            self_attn=MultiheadAttention(
+                self.d_model, self.nhead, self.dropout, self.bias, causal=self.causal, **linear
+            ),
             linear1=Linear(self.d_model, self.dim_feedforward, self.bias, **linear),
             ff_dropout=Dropout(self.dropout),
             linear2=Linear(self.dim_feedforward, self.d_model, self.bias, **linear),
-            norm1=norm, norm2=norm, dropout1=Dropout(self.dropout), dropout2=Dropout(self.dropout),
+            norm1=norm,
+            norm2=norm,
+            dropout1=Dropout(self.dropout),
+            dropout2=Dropout(self.dropout),
         ).items():
             _util.set_field(self, field, layer)
 
@@ -175,8 +180,9 @@ class TransformerEncoderBlock(Layer):
         padding = _one_of(self, ("src_key_padding_mask", src_key_padding_mask), ("key_padding_mask", key_padding_mask))
         x, seq_first = self._check_input(x)
         c = self.bind(params, state, key=key, train=train)
-        attend = lambda h: c.self_attn(h, allow=allow, attn_mask=src_mask, key_padding_mask=padding,
-                                       is_causal=bool(is_causal))
+        attend = lambda h: c.self_attn(
+            h, allow=allow, attn_mask=src_mask, key_padding_mask=padding, is_causal=bool(is_causal)
+        )
         y = self._forward(c, x, attend)
         return (jnp.swapaxes(y, 0, 1) if seq_first else y), state
 
@@ -275,26 +281,41 @@ class TransformerEncoder(Layer):
 
     def __post_init__(self):
         if not isinstance(self.encoder_layer, Layer):
-            raise TypeError(f"TransformerEncoder: encoder_layer must be a tlean Layer, got {type(self.encoder_layer).__name__}")
+            raise TypeError(
+                f"TransformerEncoder: encoder_layer must be a tlean Layer, got {type(self.encoder_layer).__name__}"
+            )
         if self.norm is not None and not isinstance(self.norm, Layer):
             raise TypeError(f"TransformerEncoder: norm must be a tlean Layer or None, got {type(self.norm).__name__}")
         _util.set_field(self, "layers", Stacked(self.encoder_layer, self.num_layers, self.scan))
 
     @classmethod
-    def of(cls, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-           activation: str | Callable = "relu", norm_first: bool = False, *, final_norm: bool = False,
-           scan: bool = True, **block_options: Any) -> TransformerEncoder:
+    def of(
+        cls,
+        num_layers: int,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: str | Callable = "relu",
+        norm_first: bool = False,
+        *,
+        final_norm: bool = False,
+        scan: bool = True,
+        **block_options: Any,
+    ) -> TransformerEncoder:
         """The encoder of ``num_layers`` :class:`TransformerEncoderBlock`\\ s built from the block's options.
 
         ``final_norm=True`` adds torch's final ``norm`` (a LayerNorm); ``block_options`` are
         the block's other fields (``layer_norm_eps``, ``bias``, ``causal``, ``dtype``, ...).
         """
-        block = TransformerEncoderBlock(d_model, nhead, dim_feedforward, dropout, activation,
-                                        norm_first=norm_first, **block_options)
+        block = TransformerEncoderBlock(
+            d_model, nhead, dim_feedforward, dropout, activation, norm_first=norm_first, **block_options
+        )
         norm = None
         if final_norm:
-            norm = LayerNorm(d_model, block.layer_norm_eps, bias=block.bias, dtype=block.dtype,
-                             param_dtype=block.param_dtype)
+            norm = LayerNorm(
+                d_model, block.layer_norm_eps, bias=block.bias, dtype=block.dtype, param_dtype=block.param_dtype
+            )
         return cls(block, num_layers, norm=norm, scan=scan)
 
     @property
@@ -322,7 +343,9 @@ class TransformerEncoder(Layer):
         if mask is not None and getattr(mask, "dtype", None) == jnp.bool_:
             _bool_mask_refused(self, mask)
         context = dict(src_mask=mask, src_key_padding_mask=src_key_padding_mask, allow=allow, is_causal=is_causal)
-        context = {k: v for k, v in context.items() if v is not None and v is not False}  # the layers must take the rest
+        context = {
+            k: v for k, v in context.items() if v is not None and v is not False
+        }  # the layers must take the rest
         c = self.bind(params, state, key=key, train=train)
         x = c.layers(x, **context)
         if self.norm is not None:
@@ -344,7 +367,9 @@ class TransformerEncoder(Layer):
         else:
             caches = []
             for i in range(self.num_layers):
-                x, c = block.decode(self.layer_params(params, i), jax.tree.map(lambda a, i=i: a[i], cache), x, start_pos)
+                x, c = block.decode(
+                    self.layer_params(params, i), jax.tree.map(lambda a, i=i: a[i], cache), x, start_pos
+                )
                 caches.append(c)
             cache = jax.tree.map(lambda *a: jnp.stack(a), *caches)
         if self.norm is not None:
@@ -457,10 +482,17 @@ class TransformerDecoderLayer(Layer):
         norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
         drop = Dropout(self.dropout)
         for field, layer in dict(
-            self_attn=attention, multihead_attn=attention,
-            linear1=Linear(self.d_model, self.dim_feedforward, self.bias, **linear), ff_dropout=drop,
+            self_attn=attention,
+            multihead_attn=attention,
+            linear1=Linear(self.d_model, self.dim_feedforward, self.bias, **linear),
+            ff_dropout=drop,
             linear2=Linear(self.dim_feedforward, self.d_model, self.bias, **linear),
-            norm1=norm, norm2=norm, norm3=norm, dropout1=drop, dropout2=drop, dropout3=drop,
+            norm1=norm,
+            norm2=norm,
+            norm3=norm,
+            dropout1=drop,
+            dropout2=drop,
+            dropout3=drop,
         ).items():
             _util.set_field(self, field, layer)
 
@@ -485,11 +517,20 @@ class TransformerDecoderLayer(Layer):
         x, memory, seq_first = _check_decoder_inputs(self, x, memory)
         c = self.bind(params, state, key=key, train=train)
         y = self._forward(
-            c, x,
-            lambda h: c.self_attn(h, allow=allow, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask,
-                                  is_causal=bool(tgt_is_causal)),
-            lambda h: c.multihead_attn(h, kv=memory, allow=memory_allow, attn_mask=memory_mask,
-                                       key_padding_mask=memory_key_padding_mask, is_causal=bool(memory_is_causal)))
+            c,
+            x,
+            lambda h: c.self_attn(
+                h, allow=allow, attn_mask=tgt_mask, key_padding_mask=tgt_key_padding_mask, is_causal=bool(tgt_is_causal)
+            ),
+            lambda h: c.multihead_attn(
+                h,
+                kv=memory,
+                allow=memory_allow,
+                attn_mask=memory_mask,
+                key_padding_mask=memory_key_padding_mask,
+                is_causal=bool(memory_is_causal),
+            ),
+        )
         return (jnp.swapaxes(y, 0, 1) if seq_first else y), state
 
     def _forward(self, c: Any, x: jax.Array, self_attend: Callable, cross_attend: Callable) -> jax.Array:
@@ -508,8 +549,9 @@ class TransformerDecoderLayer(Layer):
         return c.norm3(x + ff_block(x))
 
     # -- KV-cache decoding ------------------------------------------------------------------
-    def init_cache(self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int,
-                   dtype: Any = jnp.float32) -> dict:
+    def init_cache(
+        self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int, dtype: Any = jnp.float32
+    ) -> dict:
         """The cache for :meth:`decode`: an empty causal self-attention cache and ``memory``'s projected keys/values.
 
         ``{"self_attn": {"key", "value": [batch, max_len, nhead, head_dim]}, "memory": {"key",
@@ -517,15 +559,26 @@ class TransformerDecoderLayer(Layer):
         (:meth:`MultiheadAttention.project_kv`), not at every decoding step.
         """
         if jnp.ndim(memory) != 3 or jnp.shape(memory)[-1] != self.d_model:
-            raise ShapeError(self, f"memory [batch, seq, {self.d_model}] (batch-first) for init_cache", jnp.shape(memory))
+            raise ShapeError(
+                self, f"memory [batch, seq, {self.d_model}] (batch-first) for init_cache", jnp.shape(memory)
+            )
         if not self.batch_first:
             raise ValueError(f"{self!r}: decoding takes batch-first input; build the layer with batch_first=True")
         causal = dataclasses.replace(self.self_attn, causal=True)
-        return {"self_attn": causal.init_cache(memory.shape[0], max_len, dtype),
-                "memory": self.multihead_attn.project_kv(params["multihead_attn"], memory)}
+        return {
+            "self_attn": causal.init_cache(memory.shape[0], max_len, dtype),
+            "memory": self.multihead_attn.project_kv(params["multihead_attn"], memory),
+        }
 
-    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array, *,
-               memory_key_padding_mask: Array | None = None) -> tuple[jax.Array, dict]:
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        x: Float[Array, "batch seq d_model"],
+        start_pos: int | jax.Array,
+        *,
+        memory_key_padding_mask: Array | None = None,
+    ) -> tuple[jax.Array, dict]:
         """``(y, new cache)`` for positions ``start_pos ..`` of the target ``x`` (eval mode).
 
         Self-attention is causal over the cached positions; cross-attention reads the
@@ -545,8 +598,9 @@ class TransformerDecoderLayer(Layer):
             return y
 
         def cross_attend(h):
-            return self.multihead_attn.apply(params["multihead_attn"], {}, h, kv_cache=cache["memory"],
-                                             key_padding_mask=memory_key_padding_mask)[0]
+            return self.multihead_attn.apply(
+                params["multihead_attn"], {}, h, kv_cache=cache["memory"], key_padding_mask=memory_key_padding_mask
+            )[0]
 
         y = self._forward(self.bind(params, {}), x, self_attend, cross_attend)
         return y, {"self_attn": out["self_attn"], "memory": cache["memory"]}
@@ -562,10 +616,16 @@ def _check_decoder_inputs(layer: Any, x: Any, memory: Any) -> tuple[Any, Any, bo
     if jnp.ndim(x) not in (2, 3) or jnp.shape(x)[-1] != d:
         raise ShapeError(layer, f"input [batch, seq, {d}] or [seq, {d}]", jnp.shape(x))
     batch_axis = 0 if layer.batch_first else 1
-    if jnp.ndim(memory) != jnp.ndim(x) or jnp.shape(memory)[-1] != d or (
-            jnp.ndim(x) == 3 and jnp.shape(memory)[batch_axis] != jnp.shape(x)[batch_axis]):
-        want = f"[seq, {d}]" if jnp.ndim(x) == 2 else (
-            f"[{x.shape[0]}, seq, {d}]" if layer.batch_first else f"[seq, {x.shape[1]}, {d}]")
+    if (
+        jnp.ndim(memory) != jnp.ndim(x)
+        or jnp.shape(memory)[-1] != d
+        or (jnp.ndim(x) == 3 and jnp.shape(memory)[batch_axis] != jnp.shape(x)[batch_axis])
+    ):
+        want = (
+            f"[seq, {d}]"
+            if jnp.ndim(x) == 2
+            else (f"[{x.shape[0]}, seq, {d}]" if layer.batch_first else f"[seq, {x.shape[1]}, {d}]")
+        )
         raise ShapeError(layer, f"memory {want} (laid out as the input {tuple(jnp.shape(x))})", jnp.shape(memory))
     seq_first = not layer.batch_first and jnp.ndim(x) == 3
     if seq_first:
@@ -615,7 +675,9 @@ class TransformerDecoder(Layer):
 
     def __post_init__(self):
         if not isinstance(self.decoder_layer, Layer):
-            raise TypeError(f"TransformerDecoder: decoder_layer must be a tlean Layer, got {type(self.decoder_layer).__name__}")
+            raise TypeError(
+                f"TransformerDecoder: decoder_layer must be a tlean Layer, got {type(self.decoder_layer).__name__}"
+            )
         if self.norm is not None and not isinstance(self.norm, Layer):
             raise TypeError(f"TransformerDecoder: norm must be a tlean Layer or None, got {type(self.norm).__name__}")
         _util.set_field(self, "layers", Stacked(self.decoder_layer, self.num_layers, self.scan))
@@ -640,10 +702,19 @@ class TransformerDecoder(Layer):
     ):
         if memory is None:
             raise TypeError(f"{self!r} needs memory=... (the encoder's output): call it as decoder(tgt, memory)")
-        context = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
-                       memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
-                       memory_is_causal=memory_is_causal, allow=allow, memory_allow=memory_allow)
-        context = {k: v for k, v in context.items() if v is not None and v is not False}  # the layers must take the rest
+        context = dict(
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=tgt_is_causal,
+            memory_is_causal=memory_is_causal,
+            allow=allow,
+            memory_allow=memory_allow,
+        )
+        context = {
+            k: v for k, v in context.items() if v is not None and v is not False
+        }  # the layers must take the rest
         c = self.bind(params, state, key=key, train=train)
         x = c.layers(x, memory=memory, **context)
         if self.norm is not None:
@@ -651,14 +722,22 @@ class TransformerDecoder(Layer):
         return x, c.state
 
     # -- KV-cache decoding ------------------------------------------------------------------
-    def init_cache(self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int,
-                   dtype: Any = jnp.float32) -> dict:
+    def init_cache(
+        self, params: dict, memory: Float[Array, "batch src d_model"], max_len: int, dtype: Any = jnp.float32
+    ) -> dict:
         """Every layer's :meth:`TransformerDecoderLayer.init_cache`, stacked on a leading ``num_layers`` axis."""
         layer = _decoding(self.decoder_layer)
         return jax.vmap(lambda p: layer.init_cache(p, memory, max_len, dtype))(params["layers"])
 
-    def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array, *,
-               memory_key_padding_mask: Array | None = None) -> tuple[jax.Array, dict]:
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        x: Float[Array, "batch seq d_model"],
+        start_pos: int | jax.Array,
+        *,
+        memory_key_padding_mask: Array | None = None,
+    ) -> tuple[jax.Array, dict]:
         """``(y, new cache)``: every layer's :meth:`TransformerDecoderLayer.decode` in turn (scanned), then ``norm``."""
         layer = _decoding(self.decoder_layer)
         x = x.astype(_util.compute_dtype(layer.dtype, x, params["layers"]["linear1"]["weight"]))
@@ -678,7 +757,9 @@ def _xavier(key: jax.Array, shape: tuple, dtype: Any) -> jax.Array:
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
 
 
-_MATRICES = r"(encoder|decoder)\.layers\.((self_attn|multihead_attn)\.(in_proj_weight|out_proj\.weight)|linear[12]\.weight)"
+_MATRICES = (
+    r"(encoder|decoder)\.layers\.((self_attn|multihead_attn)\.(in_proj_weight|out_proj\.weight)|linear[12]\.weight)"
+)
 
 
 @dataclass(frozen=True)
@@ -751,15 +832,38 @@ class Transformer(Layer):
             if value is not None and not isinstance(value, Layer):
                 raise TypeError(f"Transformer: {name} must be a tlean Layer or None, got {type(value).__name__}")
         numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        options = (self.d_model, self.nhead, self.dim_feedforward, self.dropout, self.activation, self.layer_norm_eps,
-                   True, self.norm_first, self.bias)  # the stacks run batch-first: apply swaps once
+        options = (
+            self.d_model,
+            self.nhead,
+            self.dim_feedforward,
+            self.dropout,
+            self.activation,
+            self.layer_norm_eps,
+            True,
+            self.norm_first,
+            self.bias,
+        )  # the stacks run batch-first: apply swaps once
         norm = LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics)
-        encoder = self.custom_encoder if self.custom_encoder is not None else TransformerEncoder(
-            TransformerEncoderBlock(*options, precision=self.precision, **numerics), self.num_encoder_layers,
-            norm=norm, scan=self.scan)
-        decoder = self.custom_decoder if self.custom_decoder is not None else TransformerDecoder(
-            TransformerDecoderLayer(*options, precision=self.precision, **numerics), self.num_decoder_layers,
-            norm=norm, scan=self.scan)
+        encoder = (
+            self.custom_encoder
+            if self.custom_encoder is not None
+            else TransformerEncoder(
+                TransformerEncoderBlock(*options, precision=self.precision, **numerics),
+                self.num_encoder_layers,
+                norm=norm,
+                scan=self.scan,
+            )
+        )
+        decoder = (
+            self.custom_decoder
+            if self.custom_decoder is not None
+            else TransformerDecoder(
+                TransformerDecoderLayer(*options, precision=self.precision, **numerics),
+                self.num_decoder_layers,
+                norm=norm,
+                scan=self.scan,
+            )
+        )
         _util.set_field(self, "encoder", encoder)
         _util.set_field(self, "decoder", decoder)
 
@@ -786,12 +890,18 @@ class Transformer(Layer):
             raise TypeError(f"{self!r} needs tgt=...: call it as transformer(src, tgt)")
         tgt, x, seq_first = _check_decoder_inputs(self, tgt, x)
         c = self.bind(params, state, key=key, train=train)
-        encoder_kw = dict(mask=_bool_as_float(src_mask), src_key_padding_mask=src_key_padding_mask,
-                          is_causal=src_is_causal)
+        encoder_kw = dict(
+            mask=_bool_as_float(src_mask), src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal
+        )
         memory = c.encoder(x, **{k: v for k, v in encoder_kw.items() if v is not None and v is not False})
-        decoder_kw = dict(tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
-                          memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
-                          memory_is_causal=memory_is_causal)
+        decoder_kw = dict(
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=tgt_is_causal,
+            memory_is_causal=memory_is_causal,
+        )
         y = c.decoder(tgt, memory=memory, **{k: v for k, v in decoder_kw.items() if v is not None and v is not False})
         return (jnp.swapaxes(y, 0, 1) if seq_first else y), c.state
 

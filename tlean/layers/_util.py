@@ -59,7 +59,9 @@ def float_dtype(layer_name: str, name: str, dtype: Any, optional: bool = False) 
     except TypeError:
         canon = None
     if canon is None or not jnp.issubdtype(canon, jnp.floating):
-        raise ValueError(f"{layer_name}: {name} must be a floating dtype{' or None' if optional else ''}, got {dtype!r}")
+        raise ValueError(
+            f"{layer_name}: {name} must be a floating dtype{' or None' if optional else ''}, got {dtype!r}"
+        )
     return canon
 
 

@@ -57,8 +57,10 @@ def check_activation(config_name: str, name: str, value: Any) -> str:
 
 def normal_init(std: float) -> Callable:
     """``init(key, shape, dtype)`` drawing N(0, std), transformers' ``normal_(0, initializer_range)``."""
+
     def init(key, shape, dtype):
         return (jnp.float32(std) * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
     return init
 
 
@@ -93,8 +95,11 @@ def check_config(config: Any) -> None:
 
 def config_repr(config: Any) -> str:
     """``Type(field=value, ...)`` with the fields that differ from the defaults (compact error messages)."""
-    shown = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
-             if getattr(config, f.name) != f.default]
+    shown = [
+        f"{f.name}={getattr(config, f.name)!r}"
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != f.default
+    ]
     return f"{type(config).__name__}({', '.join(shown)})"
 
 
@@ -130,8 +135,10 @@ class BertConfig:
     def __post_init__(self):
         check_config(self)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"BertConfig: hidden_size={self.hidden_size} must be a multiple of "
-                             f"num_attention_heads={self.num_attention_heads}")
+            raise ValueError(
+                f"BertConfig: hidden_size={self.hidden_size} must be a multiple of "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
         pad = self.pad_token_id
         if pad is not None and not (_util.is_int(pad) and 0 <= pad < self.vocab_size):
             raise ValueError(f"BertConfig: pad_token_id must be None or an int in [0, {self.vocab_size}), got {pad!r}")
@@ -139,8 +146,11 @@ class BertConfig:
     @classmethod
     def from_hf(cls, hf: dict) -> BertConfig:
         """The config of a transformers ``config.json`` dict (``model_type`` ``"bert"``)."""
-        refused = {"is_decoder": bool, "add_cross_attention": bool,
-                   "position_embedding_type": lambda v: v not in (None, "absolute")}
+        refused = {
+            "is_decoder": bool,
+            "add_cross_attention": bool,
+            "position_embedding_type": lambda v: v not in (None, "absolute"),
+        }
         config = config_from_hf(cls, hf, "bert", refused)
         if set(hf.get("architectures") or ()) & _NO_POOLER:
             config = dataclasses.replace(config, add_pooling_layer=False)
@@ -176,8 +186,9 @@ class Part(Layer):
         return Linear(in_features, out_features, bias, **self.numerics)
 
     def layer_norm(self) -> LayerNorm:
-        return LayerNorm(self.config.hidden_size, self.config.layer_norm_eps, dtype=self.dtype,
-                         param_dtype=self.param_dtype)
+        return LayerNorm(
+            self.config.hidden_size, self.config.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype
+        )
 
     def set(self, /, **children: Layer | None) -> None:
         """Set the sub-layer fields (in ``__post_init__``); positional-only, so a child may be named ``self``."""
@@ -188,8 +199,9 @@ class Part(Layer):
 def allowed(layer: Layer, attention_mask: Any, batch: int, length: int) -> jax.Array:
     """transformers' ``attention_mask [batch, length]`` (1 = attend) as a boolean ``[batch, 1, 1, length]``."""
     if jnp.shape(attention_mask) != (batch, length):
-        raise ShapeError(layer, f"attention_mask [batch, seq] = {(batch, length)} (1 = attend)",
-                         jnp.shape(attention_mask))
+        raise ShapeError(
+            layer, f"attention_mask [batch, seq] = {(batch, length)} (1 = attend)", jnp.shape(attention_mask)
+        )
     return jnp.asarray(attention_mask).astype(bool)[:, None, None, :]
 
 
@@ -212,11 +224,14 @@ class BertSelfAttention(Part):
 
     def __post_init__(self):
         h, bias = self.config.hidden_size, getattr(self.config, "qkv_bias", True)
-        self.set(query=self.linear(h, h, bias), key=self.linear(h, h, bias), value=self.linear(h, h, bias),
-                 dropout=Dropout(self.config.attention_probs_dropout_prob))
+        self.set(
+            query=self.linear(h, h, bias),
+            key=self.linear(h, h, bias),
+            value=self.linear(h, h, bias),
+            dropout=Dropout(self.config.attention_probs_dropout_prob),
+        )
 
-    def apply(self, params, state, x: Float[Array, "batch seq hidden"], *, key=None, train=False,
-              attention_mask=None):
+    def apply(self, params, state, x: Float[Array, "batch seq hidden"], *, key=None, train=False, attention_mask=None):
         if jnp.ndim(x) != 3:
             raise ShapeError(self, f"hidden states [batch, seq, {self.config.hidden_size}]", jnp.shape(x))
         batch, length, hidden = jnp.shape(x)
@@ -262,8 +277,11 @@ class BertSelfOutput(Part):
 
     def __post_init__(self):
         h = self.config.hidden_size
-        self.set(dense=self.linear(self.in_features or h, h), LayerNorm=self.layer_norm(),
-                 dropout=Dropout(self.config.hidden_dropout_prob))
+        self.set(
+            dense=self.linear(self.in_features or h, h),
+            LayerNorm=self.layer_norm(),
+            dropout=Dropout(self.config.hidden_dropout_prob),
+        )
 
     def apply(self, params, state, x, *, key=None, train=False, residual=None):
         c = self.bind(params, state, key=key, train=train)
@@ -278,8 +296,9 @@ class BertAttention(Part):
     output: BertSelfOutput = sublayer()
 
     def __post_init__(self):
-        self.set(self=BertSelfAttention(self.config, **self.numerics),
-                 output=BertSelfOutput(self.config, **self.numerics))
+        self.set(
+            self=BertSelfAttention(self.config, **self.numerics), output=BertSelfOutput(self.config, **self.numerics)
+        )
 
     def apply(self, params, state, x, *, key=None, train=False, attention_mask=None):
         c = self.bind(params, state, key=key, train=train)
@@ -295,9 +314,11 @@ class BertLayer(Part):
     output: BertSelfOutput = sublayer()
 
     def __post_init__(self):
-        self.set(attention=BertAttention(self.config, **self.numerics),
-                 intermediate=BertIntermediate(self.config, **self.numerics),
-                 output=BertSelfOutput(self.config, self.config.intermediate_size, **self.numerics))
+        self.set(
+            attention=BertAttention(self.config, **self.numerics),
+            intermediate=BertIntermediate(self.config, **self.numerics),
+            output=BertSelfOutput(self.config, self.config.intermediate_size, **self.numerics),
+        )
 
     def apply(self, params, state, x, *, key=None, train=False, attention_mask=None):
         c = self.bind(params, state, key=key, train=train)
@@ -314,8 +335,9 @@ class BertEncoder(Part):
     layer: Stacked = sublayer()
 
     def __post_init__(self):
-        self.set(layer=Stacked(self.layer_type(self.config, **self.numerics), self.config.num_hidden_layers,
-                               scan=self.scan))
+        self.set(
+            layer=Stacked(self.layer_type(self.config, **self.numerics), self.config.num_hidden_layers, scan=self.scan)
+        )
 
     @property
     def layer_type(self) -> type:
@@ -342,10 +364,13 @@ class BertEmbeddings(Part):
 
     def __post_init__(self):
         cfg, numerics = self.config, self.numerics
-        self.set(word_embeddings=Embedding(cfg.vocab_size, cfg.hidden_size, cfg.pad_token_id, **numerics),
-                 position_embeddings=Embedding(cfg.max_position_embeddings, cfg.hidden_size, **numerics),
-                 token_type_embeddings=Embedding(cfg.type_vocab_size, cfg.hidden_size, **numerics),
-                 LayerNorm=self.layer_norm(), dropout=Dropout(cfg.hidden_dropout_prob))
+        self.set(
+            word_embeddings=Embedding(cfg.vocab_size, cfg.hidden_size, cfg.pad_token_id, **numerics),
+            position_embeddings=Embedding(cfg.max_position_embeddings, cfg.hidden_size, **numerics),
+            token_type_embeddings=Embedding(cfg.type_vocab_size, cfg.hidden_size, **numerics),
+            LayerNorm=self.layer_norm(),
+            dropout=Dropout(cfg.hidden_dropout_prob),
+        )
 
     def apply(self, params, state, ids, *, key=None, train=False, token_type_ids=None, position_ids=None):
         c = self.bind(params, state, key=key, train=train)
@@ -439,8 +464,11 @@ class BertModel(Part):
         if not isinstance(self.config, BertConfig):
             raise TypeError(f"BertModel: config must be a BertConfig, got {type(self.config).__name__}")
         cfg, numerics = self.config, self.numerics
-        self.set(embeddings=BertEmbeddings(cfg, **numerics), encoder=BertEncoder(cfg, scan=self.scan, **numerics),
-                 pooler=BertPooler(cfg, **numerics) if cfg.add_pooling_layer else None)
+        self.set(
+            embeddings=BertEmbeddings(cfg, **numerics),
+            encoder=BertEncoder(cfg, scan=self.scan, **numerics),
+            pooler=BertPooler(cfg, **numerics) if cfg.add_pooling_layer else None,
+        )
 
     def init(self, key: jax.Array | None) -> tuple[dict, dict]:
         return super().init(key) if key is None else jitted_init(self, key)
@@ -453,8 +481,18 @@ class BertModel(Part):
             word = _zero_row(word, cfg.pad_token_id)
         return hf_init_overrides(cfg.initializer_range, {r"embeddings\.word_embeddings\.weight": word})
 
-    def apply(self, params, state, input_ids: Integer[Array, "batch seq"], *, key=None, train=False,
-              attention_mask=None, token_type_ids=None, position_ids=None):
+    def apply(
+        self,
+        params,
+        state,
+        input_ids: Integer[Array, "batch seq"],
+        *,
+        key=None,
+        train=False,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+    ):
         self._check(input_ids, token_type_ids, position_ids)
         c = self.bind(params, state, key=key, train=train)
         h = c.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
@@ -468,8 +506,9 @@ class BertModel(Part):
                 raise TypeError(f"{self!r}: {name} must be integers, got {dtype or type(value).__name__}")
         longest = self.config.max_position_embeddings
         if jnp.ndim(ids) != 2 or jnp.shape(ids)[1] > longest:
-            raise ShapeError(self, f"input_ids [batch, seq] with seq <= max_position_embeddings={longest}",
-                             jnp.shape(ids))
+            raise ShapeError(
+                self, f"input_ids [batch, seq] with seq <= max_position_embeddings={longest}", jnp.shape(ids)
+            )
         batch, length = jnp.shape(ids)
         if token_type_ids is not None and jnp.shape(token_type_ids) != (batch, length):
             raise ShapeError(self, f"token_type_ids [batch, seq] = {(batch, length)}", jnp.shape(token_type_ids))
@@ -480,6 +519,7 @@ class BertModel(Part):
 def _zero_row(init: Callable, row: int) -> Callable:
     def zeroed(key, shape, dtype):
         return init(key, shape, dtype).at[row].set(0)
+
     return zeroed
 
 
@@ -494,8 +534,10 @@ def builder_args(config_type: type, config: Any, fields: dict, name: str) -> tup
     names = {f.name for f in dataclasses.fields(config_type)}
     unknown = sorted(k for k in fields if k not in names and k not in LAYER_OPTIONS)
     if unknown:
-        raise TypeError(f"{name}: unknown argument(s) {unknown}; {config_type.__name__} fields are {sorted(names)}, "
-                        f"layer options {list(LAYER_OPTIONS)}")
+        raise TypeError(
+            f"{name}: unknown argument(s) {unknown}; {config_type.__name__} fields are {sorted(names)}, "
+            f"layer options {list(LAYER_OPTIONS)}"
+        )
     updates = {k: v for k, v in fields.items() if k in names}
     config = dataclasses.replace(config, **updates) if config is not None else config_type(**updates)
     return config, {k: v for k, v in fields.items() if k in LAYER_OPTIONS}

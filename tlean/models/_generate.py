@@ -25,10 +25,18 @@ from tlean._model import Model
 __all__ = ["generate"]
 
 
-def generate(model: Model, ids: Integer[Array, "*batch prompt"], *, steps: int, key: jax.Array | None = None,
-             temperature: float | jax.Array = 1.0, top_k: int | None = None, top_p: float | jax.Array | None = None,
-             attention_mask: Integer[Array, "*batch prompt"] | None = None,
-             eos_token_id: int | Sequence[int] | None = None) -> Integer[Array, "*batch total"]:
+def generate(
+    model: Model,
+    ids: Integer[Array, "*batch prompt"],
+    *,
+    steps: int,
+    key: jax.Array | None = None,
+    temperature: float | jax.Array = 1.0,
+    top_k: int | None = None,
+    top_p: float | jax.Array | None = None,
+    attention_mask: Integer[Array, "*batch prompt"] | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+) -> Integer[Array, "*batch total"]:
     """Extend ``ids`` by ``steps`` tokens: greedy, or sampled when given a ``key``.
 
     The prompt is prefilled into a KV cache of ``prompt + steps`` slots with one
@@ -91,8 +99,10 @@ def generate(model: Model, ids: Integer[Array, "*batch prompt"], *, steps: int, 
     """
     layer: Any = getattr(model, "layer", None)
     if not all(hasattr(layer, name) for name in ("context_length", "init_cache", "decode")):
-        raise TypeError(f"generate needs a Model of a decoder with the decode protocol (context_length, init_cache, "
-                        f"decode: models.gpt2, models.llama, models.gpt), got {model!r}")
+        raise TypeError(
+            f"generate needs a Model of a decoder with the decode protocol (context_length, init_cache, "
+            f"decode: models.gpt2, models.llama, models.gpt), got {model!r}"
+        )
     prompt = jnp.asarray(ids)
     if not jnp.issubdtype(prompt.dtype, jnp.integer):
         raise TypeError(f"generate: ids must be integer token ids, got {prompt.dtype}")
@@ -100,14 +110,17 @@ def generate(model: Model, ids: Integer[Array, "*batch prompt"], *, steps: int, 
     if unbatched:
         prompt = prompt[None]
     if prompt.ndim != 2 or prompt.shape[1] < 1:
-        raise ValueError(f"generate: ids must be [batch, prompt] or [prompt] with prompt >= 1, got shape "
-                         f"{tuple(jnp.shape(ids))}")
+        raise ValueError(
+            f"generate: ids must be [batch, prompt] or [prompt] with prompt >= 1, got shape {tuple(jnp.shape(ids))}"
+        )
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"generate: steps must be an int >= 0, got {steps!r}")
     steps, length, context = int(steps), prompt.shape[1], layer.context_length
     if length + steps > context:
-        raise ValueError(f"generate: the prompt's {length} tokens + steps={steps} = {length + steps} exceed the "
-                         f"model's context length {context}")
+        raise ValueError(
+            f"generate: the prompt's {length} tokens + steps={steps} = {length + steps} exceed the "
+            f"model's context length {context}"
+        )
     mask = None if attention_mask is None else _check_mask(attention_mask, prompt, unbatched)
     if _concrete(temperature) and not float(temperature) >= 0:
         raise ValueError(f"generate: temperature must be >= 0, got {temperature!r}")
@@ -120,9 +133,17 @@ def generate(model: Model, ids: Integer[Array, "*batch prompt"], *, steps: int, 
         return prompt[0] if unbatched else prompt
     greedy = key is None
     vocab_limit = np.iinfo(np.int32).max  # top_k=None: keep every token (clipped to the vocabulary inside)
-    out = _run(model, prompt.astype(jnp.int32), mask, jax.random.key(0) if greedy else key,
-               jnp.float32(0.0 if greedy else temperature), jnp.int32(vocab_limit if top_k is None else top_k),
-               jnp.float32(1.0 if top_p is None else top_p), eos, steps)
+    out = _run(
+        model,
+        prompt.astype(jnp.int32),
+        mask,
+        jax.random.key(0) if greedy else key,
+        jnp.float32(0.0 if greedy else temperature),
+        jnp.int32(vocab_limit if top_k is None else top_k),
+        jnp.float32(1.0 if top_p is None else top_p),
+        eos,
+        steps,
+    )
     return out[0] if unbatched else out
 
 
@@ -135,15 +156,19 @@ def _check_mask(attention_mask: Any, prompt: jax.Array, unbatched: bool) -> jax.
     if unbatched:
         mask = mask[None]
     if mask.shape != prompt.shape:
-        raise ValueError(f"generate: attention_mask must have the shape of ids {tuple(prompt.shape[unbatched:])}, "
-                         f"got {tuple(jnp.shape(attention_mask))}")
+        raise ValueError(
+            f"generate: attention_mask must have the shape of ids {tuple(prompt.shape[unbatched:])}, "
+            f"got {tuple(jnp.shape(attention_mask))}"
+        )
     if not isinstance(mask, jax.core.Tracer):
         values = np.asarray(mask)
         if not np.isin(values, (0, 1)).all():
             raise ValueError("generate: attention_mask must hold 0 (padding) and 1 (real token) only")
         if not values[:, -1].all():
-            raise ValueError("generate: the prompts must be left-padded (each row's last token real, "
-                             "attention_mask[:, -1] == 1), as transformers' generate needs for a decoder")
+            raise ValueError(
+                "generate: the prompts must be left-padded (each row's last token real, "
+                "attention_mask[:, -1] == 1), as transformers' generate needs for a decoder"
+            )
     return mask.astype(jnp.int32)
 
 
@@ -152,17 +177,20 @@ def _eos_ids(eos_token_id: Any) -> jax.Array:
         ids: list = []
     elif isinstance(eos_token_id, numbers.Integral) and not isinstance(eos_token_id, bool):
         ids = [eos_token_id]
-    elif isinstance(eos_token_id, (list, tuple)) and eos_token_id and all(
-            isinstance(e, numbers.Integral) and not isinstance(e, bool) for e in eos_token_id):
+    elif (
+        isinstance(eos_token_id, (list, tuple))
+        and eos_token_id
+        and all(isinstance(e, numbers.Integral) and not isinstance(e, bool) for e in eos_token_id)
+    ):
         ids = list(eos_token_id)
     else:
-        raise ValueError(f"generate: eos_token_id must be a token id, a non-empty list of them or None, "
-                         f"got {eos_token_id!r}")
+        raise ValueError(
+            f"generate: eos_token_id must be a token id, a non-empty list of them or None, got {eos_token_id!r}"
+        )
     return jnp.asarray(ids or [-1], jnp.int32)  # -1 matches no token: one compiled shape for None and one id
 
 
-def _choose(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_k: jax.Array,
-            top_p: jax.Array) -> jax.Array:
+def _choose(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.Array:
     """One token per row of ``logits [batch, vocab]``: greedy at temperature 0, else a filtered sample."""
     logits = logits.astype(jnp.float32)
     greedy = jnp.argmax(logits, axis=-1)
@@ -190,8 +218,17 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def _run(model: Model, prompt: jax.Array, mask: jax.Array | None, key: jax.Array, temperature: jax.Array,
-         top_k: jax.Array, top_p: jax.Array, eos: jax.Array, steps: int) -> jax.Array:
+def _run(
+    model: Model,
+    prompt: jax.Array,
+    mask: jax.Array | None,
+    key: jax.Array,
+    temperature: jax.Array,
+    top_k: jax.Array,
+    top_p: jax.Array,
+    eos: jax.Array,
+    steps: int,
+) -> jax.Array:
     layer, params = model.layer, model.params
     batch, length = prompt.shape
     keys = jax.random.split(key, steps)
@@ -216,8 +253,7 @@ def _run(model: Model, prompt: jax.Array, mask: jax.Array | None, key: jax.Array
         token, done, cache = carry
         k, t = xs
         pos = None if mask is None else (next_position + t)[:, None]
-        logits, cache = layer.decode(params, cache, token[:, None], length + t, attention_mask=slots,
-                                     position_ids=pos)
+        logits, cache = layer.decode(params, cache, token[:, None], length + t, attention_mask=slots, position_ids=pos)
         new, done = finish(choose(logits[:, -1], k), done)
         return (new, done, cache), token
 

@@ -106,8 +106,18 @@ class GPT(Layer):
         numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         try:
             block = TransformerEncoderBlock(
-                self.d_model, self.nhead, cast(int, self.dim_feedforward), self.dropout, self.activation, self.layer_norm_eps,
-                norm_first=True, bias=self.bias, causal=True, precision=self.precision, **numerics)
+                self.d_model,
+                self.nhead,
+                cast(int, self.dim_feedforward),
+                self.dropout,
+                self.activation,
+                self.layer_norm_eps,
+                norm_first=True,
+                bias=self.bias,
+                causal=True,
+                precision=self.precision,
+                **numerics,
+            )
         except ValueError as err:
             raise ValueError(str(err).replace("TransformerEncoderBlock:", "GPT:", 1)) from None
         _util.set_field(self, "tok_emb", Embedding(self.vocab_size, self.d_model, precision=self.precision, **numerics))
@@ -115,14 +125,26 @@ class GPT(Layer):
         _util.set_field(self, "drop", Dropout(self.dropout))
         _util.set_field(self, "encoder", TransformerEncoder(block, self.num_layers, scan=self.scan))
         _util.set_field(self, "ln_f", LayerNorm(self.d_model, self.layer_norm_eps, bias=self.bias, **numerics))
-        _util.set_field(self, "lm_head", Linear(self.d_model, self.vocab_size, False, precision=self.precision,
-                                                **numerics))
+        _util.set_field(
+            self, "lm_head", Linear(self.d_model, self.vocab_size, False, precision=self.precision, **numerics)
+        )
 
     # -- the full forward -------------------------------------------------------------------
-    def apply(self, params: dict, state: dict, x: Integer[Array, "batch seq"], *, key=None, train=False,
-              attention_mask: Any = None, position_ids: Any = None):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        x: Integer[Array, "batch seq"],
+        *,
+        key=None,
+        train=False,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ):
         self._check_ids(x, 0 if position_ids is None else None)
-        padding = None if attention_mask is None else ~self._mask(attention_mask, x.shape, "attention_mask [batch, seq]")
+        padding = (
+            None if attention_mask is None else ~self._mask(attention_mask, x.shape, "attention_mask [batch, seq]")
+        )
         c = self.bind(params, state, key=key, train=train)
         if position_ids is None:
             h = c.pos_emb(c.tok_emb(x))
@@ -145,14 +167,19 @@ class GPT(Layer):
         static = start_pos if _util.is_int(start_pos) else 0
         if jnp.ndim(ids) != 2 or static + jnp.shape(ids)[1] > self.max_len:
             where = f" from start_pos={static}" if static else ""
-            raise ShapeError(self, f"ids [batch, seq] with at most {self.max_len - static} positions{where} "
-                                   f"(max_len={self.max_len})", jnp.shape(ids))
+            raise ShapeError(
+                self,
+                f"ids [batch, seq] with at most {self.max_len - static} positions{where} (max_len={self.max_len})",
+                jnp.shape(ids),
+            )
 
     def _position_ids(self, position_ids: Any, shape: tuple[int, ...]) -> jax.Array:
         dtype = getattr(position_ids, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(f"{self!r}: position_ids must be integers, got "
-                            f"{dtype if dtype is not None else type(position_ids).__name__}")
+            raise TypeError(
+                f"{self!r}: position_ids must be integers, got "
+                f"{dtype if dtype is not None else type(position_ids).__name__}"
+            )
         batch, seq = shape
         if jnp.ndim(position_ids) != 2 or position_ids.shape[0] not in (1, batch) or position_ids.shape[1] != seq:
             raise ShapeError(self, f"position_ids [{batch}|1, {seq}]", jnp.shape(position_ids))
@@ -185,8 +212,16 @@ class GPT(Layer):
             dtype = self.dtype if self.dtype is not None else self.param_dtype
         return self.encoder.init_cache(batch, max_len, dtype)
 
-    def decode(self, params: dict, cache: dict, ids: Integer[Array, "batch seq"], start_pos: int | jax.Array, *,
-               attention_mask: Any = None, position_ids: Any = None) -> tuple[Float[Array, "batch seq vocab"], dict]:
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        ids: Integer[Array, "batch seq"],
+        start_pos: int | jax.Array,
+        *,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ) -> tuple[Float[Array, "batch seq vocab"], dict]:
         """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos ..`` (eval mode).
 
         Prefill with the prompt at ``start_pos=0``, then feed one token at a time; the
@@ -197,8 +232,10 @@ class GPT(Layer):
         unpadded prompts, or use ``models.gpt2`` / ``models.llama``).
         """
         if attention_mask is not None:
-            raise ValueError(f"{self!r}: decode takes no attention_mask (MultiheadAttention.decode has no padding "
-                             f"mask); decode unpadded prompts, or use models.gpt2 / models.llama")
+            raise ValueError(
+                f"{self!r}: decode takes no attention_mask (MultiheadAttention.decode has no padding "
+                f"mask); decode unpadded prompts, or use models.gpt2 / models.llama"
+            )
         self._check_ids(ids, start_pos if position_ids is None else None)
         h = self.tok_emb.apply(params["tok_emb"], {}, ids)[0]
         if position_ids is None:
@@ -209,8 +246,16 @@ class GPT(Layer):
         return self._head(params, h), cache
 
 
-def gpt(vocab_size: int, max_len: int, d_model: int = 64, nhead: int = 4, num_layers: int = 2,
-        dim_feedforward: int | None = None, dropout: float = 0.1, **options: Any) -> Builder[Model]:
+def gpt(
+    vocab_size: int,
+    max_len: int,
+    d_model: int = 64,
+    nhead: int = 4,
+    num_layers: int = 2,
+    dim_feedforward: int | None = None,
+    dropout: float = 0.1,
+    **options: Any,
+) -> Builder[Model]:
     """The seeded builder of a :class:`GPT` Model: ``nn.run(seed, gpt(...))`` (draws one key).
 
     ``options`` are :class:`GPT`'s other fields (``activation``, ``layer_norm_eps``,

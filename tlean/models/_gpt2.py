@@ -73,8 +73,12 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "linear": lambda x: x,
 }
 
-_ALIASES = {"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head",
-            "num_hidden_layers": "n_layer"}
+_ALIASES = {
+    "hidden_size": "n_embd",
+    "max_position_embeddings": "n_positions",
+    "num_attention_heads": "n_head",
+    "num_hidden_layers": "n_layer",
+}
 
 
 @dataclass(frozen=True)
@@ -124,24 +128,34 @@ class GPT2Config:
         if self.n_embd % self.n_head:
             raise ValueError(f"{name}: n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.activation_function not in ACTIVATIONS:
-            raise ValueError(f"{name}: activation_function must be one of {sorted(ACTIVATIONS)}, "
-                             f"got {self.activation_function!r}")
+            raise ValueError(
+                f"{name}: activation_function must be one of {sorted(ACTIVATIONS)}, got {self.activation_function!r}"
+            )
         for f in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
             object.__setattr__(self, f, _util.check_probability(name, f, getattr(self, f)))
         for f in ("layer_norm_epsilon", "initializer_range"):
             object.__setattr__(self, f, _util.check_nonnegative(name, f, getattr(self, f)))
-        for f in ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
-                  "tie_word_embeddings"):
+        for f in (
+            "scale_attn_weights",
+            "scale_attn_by_inverse_layer_idx",
+            "reorder_and_upcast_attn",
+            "tie_word_embeddings",
+        ):
             object.__setattr__(self, f, _util.check_flag(name, f, getattr(self, f)))
         if self.scale_attn_by_inverse_layer_idx:
-            raise ValueError(f"{name}: scale_attn_by_inverse_layer_idx=True is not supported (the scanned block stack "
-                             f"has one attention scale for every layer)")
+            raise ValueError(
+                f"{name}: scale_attn_by_inverse_layer_idx=True is not supported (the scanned block stack "
+                f"has one attention scale for every layer)"
+            )
         if isinstance(self.eos_token_id, list):
             object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
 
     def __repr__(self) -> str:
-        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != f.default]
+        changed = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        ]
         return f"GPT2Config({', '.join(changed)})"
 
     @property
@@ -160,8 +174,9 @@ class GPT2Config:
         if config.get("model_type", "gpt2") != "gpt2":
             raise ValueError(f"GPT2Config.from_hf: model_type must be 'gpt2', got {config.get('model_type')!r}")
         if config.get("add_cross_attention"):
-            raise ValueError("GPT2Config: add_cross_attention=True is not supported (GPT-2 as a decoder with "
-                             "cross-attention)")
+            raise ValueError(
+                "GPT2Config: add_cross_attention=True is not supported (GPT-2 as a decoder with cross-attention)"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {_ALIASES.get(k, k): v for k, v in config.items()}
         return cls(**{k: v for k, v in values.items() if k in fields})
@@ -280,7 +295,7 @@ class GPT2Attention(Layer):
     def _attend(self, q, k, v, allow, dropout) -> jax.Array:
         if self.config.reorder_and_upcast_attn:
             q, k = q.astype(jnp.float32), k.astype(jnp.float32)
-        scale = self.config.head_dim ** -0.5 if self.config.scale_attn_weights else 1.0
+        scale = self.config.head_dim**-0.5 if self.config.scale_attn_weights else 1.0
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=self.precision).astype(jnp.float32) * scale
         if allow is not None:
             scores = jnp.where(allow, scores, jnp.finfo(jnp.float32).min)
@@ -384,7 +399,9 @@ class GPT2Model(Layer):
         batch, seq = check_ids(self, ids, 0, position_ids, self.config.n_positions, "n_positions")
         allow = jnp.tril(jnp.ones((seq, seq), bool))[None, None]
         if attention_mask is not None:
-            allow = allow & check_mask(self, attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
+            allow = (
+                allow & check_mask(self, attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
+            )
         c = self.bind(params, state, key=key, train=train)
         h = c.drop(c.wte(ids) + c.wpe(self._positions(position_ids, batch, seq, 0)))
         return c.ln_f(c.h(h, allow=allow)), state
@@ -395,8 +412,9 @@ class GPT2Model(Layer):
         one = _kvcache.empty(batch, max_len, cfg.n_head, cfg.head_dim, dtype)
         return jax.tree.map(lambda a: jnp.zeros((cfg.n_layer,) + a.shape, a.dtype), one)
 
-    def decode(self, params: dict, cache: dict, ids: jax.Array, start_pos: Any, *, attention_mask=None,
-               position_ids=None) -> tuple[jax.Array, dict]:
+    def decode(
+        self, params: dict, cache: dict, ids: jax.Array, start_pos: Any, *, attention_mask=None, position_ids=None
+    ) -> tuple[jax.Array, dict]:
         cfg, block = self.config, cast(GPT2Block, self.h.layer)
         batch, seq = check_ids(self, ids, start_pos, position_ids, self.config.n_positions, "n_positions")
         want = (cfg.n_layer, batch, None, cfg.n_head, cfg.head_dim)
@@ -404,8 +422,11 @@ class GPT2Model(Layer):
             value = cache.get(name) if isinstance(cache, dict) else None
             got = None if value is None else jnp.shape(value)
             if got is None or len(got) != 5 or got[:2] + (None,) + got[3:] != want:
-                raise ShapeError(self, f"cache[{name!r}] [{cfg.n_layer}, {batch}, max_len, {cfg.n_head}, "
-                                       f"{cfg.head_dim}] (init_cache)", got)
+                raise ShapeError(
+                    self,
+                    f"cache[{name!r}] [{cfg.n_layer}, {batch}, max_len, {cfg.n_head}, {cfg.head_dim}] (init_cache)",
+                    got,
+                )
         first = {k: jax.ShapeDtypeStruct(jnp.shape(v)[1:], v.dtype) for k, v in cache.items()}  # one layer's shapes
         start, _, max_len = _kvcache.position(block.attn, first, ids, cfg.n_head, cfg.head_dim, start_pos)
         slot_mask = None
@@ -415,8 +436,9 @@ class GPT2Model(Layer):
         h = c.wte(ids) + c.wpe(self._positions(position_ids, batch, seq, start))
         h = h.astype(self.dtype or jnp.result_type(h, params["h"]["ln_1"]["weight"]))  # the scan carry's dtype
         if self.scan:
-            h, cache = lax.scan(lambda x, pc: block.decode(pc[0], pc[1], x, start_pos, slot_mask), h,
-                                (params["h"], cache))
+            h, cache = lax.scan(
+                lambda x, pc: block.decode(pc[0], pc[1], x, start_pos, slot_mask), h, (params["h"], cache)
+            )
         else:
             caches = []
             for i in range(cfg.n_layer):
@@ -508,7 +530,8 @@ class GPT2LMHeadModel(Layer):
         normal = functools.partial(_normal, std=std)
         rules = {
             r"transformer\.h\.(attn|mlp)\.c_proj\.weight": functools.partial(
-                _normal, std=std / math.sqrt(2 * self.config.n_layer)),
+                _normal, std=std / math.sqrt(2 * self.config.n_layer)
+            ),
             r"transformer\.(wte|wpe|h\.attn\.c_attn|h\.mlp\.c_fc)\.weight": normal,
         }
         if not self.config.tie_word_embeddings:
@@ -529,8 +552,17 @@ class GPT2LMHeadModel(Layer):
         """The longest sequence: ``n_positions``."""
         return self.config.n_positions
 
-    def apply(self, params: dict, state: dict, ids: Integer[Array, "batch seq"], *, key=None, train=False,
-              attention_mask: Any = None, position_ids: Any = None):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        ids: Integer[Array, "batch seq"],
+        *,
+        key=None,
+        train=False,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ):
         c = self.bind(params, state, key=key, train=train)
         h = c.transformer(ids, attention_mask=attention_mask, position_ids=position_ids)
         return c.lm_head(h), state
@@ -542,8 +574,16 @@ class GPT2LMHeadModel(Layer):
         """
         return self.transformer.init_cache(batch, max_len, dtype or self.dtype or self.param_dtype)
 
-    def decode(self, params: dict, cache: dict, ids: Integer[Array, "batch s"], start_pos: int | jax.Array, *,
-               attention_mask: Any = None, position_ids: Any = None) -> tuple[Float[Array, "batch s vocab"], dict]:
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        ids: Integer[Array, "batch s"],
+        start_pos: int | jax.Array,
+        *,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ) -> tuple[Float[Array, "batch s vocab"], dict]:
         """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos .. start_pos + s - 1`` (eval mode).
 
         Args:
@@ -559,8 +599,9 @@ class GPT2LMHeadModel(Layer):
         Returns:
           The logits equal to the full forward's at those positions, and the cache.
         """
-        h, cache = self.transformer.decode(params["transformer"], cache, ids, start_pos,
-                                           attention_mask=attention_mask, position_ids=position_ids)
+        h, cache = self.transformer.decode(
+            params["transformer"], cache, ids, start_pos, attention_mask=attention_mask, position_ids=position_ids
+        )
         head = with_ties(self, params)["lm_head"]
         return self.lm_head.apply(head, {}, h)[0], cache
 

@@ -25,19 +25,26 @@ def jitted_init(layer: Layer, key: jax.Array) -> tuple[dict, dict]:
     return Layer.init(layer, key)
 
 
-def check_ids(layer: Layer, ids: Any, start_pos: Any, position_ids: Any, limit: int, limit_name: str) -> tuple[int, int]:
+def check_ids(
+    layer: Layer, ids: Any, start_pos: Any, position_ids: Any, limit: int, limit_name: str
+) -> tuple[int, int]:
     """``(batch, seq)`` of integer ``ids [batch, seq]``; a static ``start_pos`` may not run past ``limit``
     positions (``position_ids`` given: the caller places the tokens)."""
     dtype = getattr(ids, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(f"{layer!r}: expected integer token ids, got {dtype if dtype is not None else type(ids).__name__}")
+        raise TypeError(
+            f"{layer!r}: expected integer token ids, got {dtype if dtype is not None else type(ids).__name__}"
+        )
     if jnp.ndim(ids) != 2:
         raise ShapeError(layer, "ids [batch, seq]", jnp.shape(ids))
     batch, seq = ids.shape
     if position_ids is None and _util.is_int(start_pos) and start_pos + seq > limit:
         where = f" from start_pos={start_pos}" if start_pos else ""
-        raise ShapeError(layer, f"ids [batch, seq] with at most {limit - start_pos} positions{where} "
-                                f"({limit_name}={limit})", ids.shape)
+        raise ShapeError(
+            layer,
+            f"ids [batch, seq] with at most {limit - start_pos} positions{where} ({limit_name}={limit})",
+            ids.shape,
+        )
     return batch, seq
 
 
@@ -45,8 +52,10 @@ def check_position_ids(layer: Layer, position_ids: Any, batch: int, seq: int) ->
     """Integer ``position_ids [batch or 1, seq]``."""
     dtype = getattr(position_ids, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(f"{layer!r}: position_ids must be integers, got "
-                        f"{dtype if dtype is not None else type(position_ids).__name__}")
+        raise TypeError(
+            f"{layer!r}: position_ids must be integers, got "
+            f"{dtype if dtype is not None else type(position_ids).__name__}"
+        )
     if jnp.ndim(position_ids) != 2 or position_ids.shape[0] not in (1, batch) or position_ids.shape[1] != seq:
         raise ShapeError(layer, f"position_ids [{batch}|1, {seq}]", jnp.shape(position_ids))
     return position_ids

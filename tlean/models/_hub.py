@@ -126,8 +126,10 @@ def from_pretrained(path: str | Path, *, param_dtype: Any = None, dtype: Any = N
     path = Path(path)
     config_file = path / "config.json"
     if not path.is_dir():
-        raise FileNotFoundError(f"from_pretrained: {str(path)!r} is not a directory (tlean reads local Hugging Face "
-                                f"directories and never downloads)")
+        raise FileNotFoundError(
+            f"from_pretrained: {str(path)!r} is not a directory (tlean reads local Hugging Face "
+            f"directories and never downloads)"
+        )
     if not config_file.is_file():
         raise FileNotFoundError(f"from_pretrained: {str(config_file)!r} does not exist")
     hf_config = json.loads(config_file.read_text())
@@ -145,8 +147,11 @@ def from_pretrained(path: str | Path, *, param_dtype: Any = None, dtype: Any = N
     except ValueError as err:
         raise ValueError(f"from_pretrained({str(path)!r}): {weights_file.name}: {err}") from None
     if cast:
-        model = model.replace(params=jax.tree.map(lambda a: a.astype(param_dtype) if jnp.issubdtype(
-            a.dtype, jnp.floating) else a, model.params))
+        model = model.replace(
+            params=jax.tree.map(
+                lambda a: a.astype(param_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, model.params
+            )
+        )
     return model
 
 
@@ -215,8 +220,12 @@ def _normalise_keys(fam: Family, state_dict: dict[str, Any], layer: Any) -> dict
     """Drop the ignored keys; add the base prefix where the checkpoint is the bare base model, or strip
     it where the tlean model is the base model and the checkpoint has a head around it."""
     ignore = [re.compile(p) for p in fam.ignore]
-    known = {name for leaf in named_leaves(layer, *init_shapes(layer))
-             for n in (leaf.name, *leaf.aliases) for name in leaf.torch_names(n)}
+    known = {
+        name
+        for leaf in named_leaves(layer, *init_shapes(layer))
+        for n in (leaf.name, *leaf.aliases)
+        for name in leaf.torch_names(n)
+    }
     out = {}
     for key, value in state_dict.items():
         if any(p.search(key) for p in ignore):
@@ -224,8 +233,8 @@ def _normalise_keys(fam: Family, state_dict: dict[str, Any], layer: Any) -> dict
         prefix = fam.base_prefix
         if key not in known and prefix and prefix + key in known:
             key = prefix + key
-        elif key not in known and prefix and key.startswith(prefix) and key[len(prefix):] in known:
-            key = key[len(prefix):]
+        elif key not in known and prefix and key.startswith(prefix) and key[len(prefix) :] in known:
+            key = key[len(prefix) :]
         out[key] = value
     return out
 
@@ -236,8 +245,10 @@ def _family_of(model: Any) -> Family:
     module = sys.modules.get(type(config).__module__) if config is not None else None
     fam = getattr(module, "FAMILY", None)
     if not isinstance(fam, Family) or not isinstance(config, fam.config):
-        raise TypeError(f"save_pretrained needs a Model of a tlean.models family ({supported()}) whose layer carries "
-                        f"its config, got {model!r}")
+        raise TypeError(
+            f"save_pretrained needs a Model of a tlean.models family ({supported()}) whose layer carries "
+            f"its config, got {model!r}"
+        )
     return fam
 
 
@@ -265,7 +276,12 @@ def save_pretrained(model: Any, path: str | Path) -> None:
             tensors[key] = np.ascontiguousarray(np.asarray(value))
     floating = [v.dtype for v in tensors.values() if jnp.issubdtype(v.dtype, jnp.floating)]
     dtype_name = jnp.dtype(floating[0]).name if floating else "float32"
-    config = {**model.layer.config.to_hf(), "model_type": fam.model_type, "architectures": [fam.architecture],
-              "dtype": dtype_name, "torch_dtype": dtype_name}
+    config = {
+        **model.layer.config.to_hf(),
+        "model_type": fam.model_type,
+        "architectures": [fam.architecture],
+        "dtype": dtype_name,
+        "torch_dtype": dtype_name,
+    }
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -39,8 +39,14 @@ from tlean.seed import Builder
 __all__ = ["FAMILY", "Llama", "LlamaConfig", "LlamaDecoderLayer", "LlamaModel", "llama"]
 
 #: transformers' ``hidden_act`` names that tlean's GatedFeedForward computes.
-ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh",
-               "gelu_new": "gelu_tanh", "relu": "relu"}
+ACTIVATIONS = {
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_new": "gelu_tanh",
+    "relu": "relu",
+}
 
 
 def _scaling_from_hf(rope: dict, max_positions: int, where: str) -> RopeScaling | None:
@@ -49,8 +55,10 @@ def _scaling_from_hf(rope: dict, max_positions: int, where: str) -> RopeScaling 
     if rope_type == "default":
         return None
     if rope_type not in ("linear", "llama3"):
-        raise ValueError(f"LlamaConfig: {where}['rope_type']={rope_type!r} is not supported "
-                         f"(tlean has 'default', 'linear' and 'llama3')")
+        raise ValueError(
+            f"LlamaConfig: {where}['rope_type']={rope_type!r} is not supported "
+            f"(tlean has 'default', 'linear' and 'llama3')"
+        )
     keys = ("factor",) if rope_type == "linear" else ("factor", "low_freq_factor", "high_freq_factor")
     missing = [k for k in keys if rope.get(k) is None]
     if missing:
@@ -108,19 +116,30 @@ class LlamaConfig:
 
     def __post_init__(self):
         name = "LlamaConfig"
-        for f in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                  "max_position_embeddings"):
+        for f in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+        ):
             object.__setattr__(self, f, _util.check_size(name, f, getattr(self, f)))
         heads = self.num_attention_heads
-        kv = heads if self.num_key_value_heads is None else _util.check_size(name, "num_key_value_heads",
-                                                                              self.num_key_value_heads)
+        kv = (
+            heads
+            if self.num_key_value_heads is None
+            else _util.check_size(name, "num_key_value_heads", self.num_key_value_heads)
+        )
         if heads % kv:
             raise ValueError(f"{name}: num_attention_heads={heads} must be divisible by num_key_value_heads={kv}")
         object.__setattr__(self, "num_key_value_heads", kv)
         if self.head_dim is None:
             if self.hidden_size % heads:
-                raise ValueError(f"{name}: hidden_size={self.hidden_size} must be divisible by num_attention_heads="
-                                 f"{heads}, or give head_dim")
+                raise ValueError(
+                    f"{name}: hidden_size={self.hidden_size} must be divisible by num_attention_heads="
+                    f"{heads}, or give head_dim"
+                )
             object.__setattr__(self, "head_dim", self.hidden_size // heads)
         head_dim = _util.check_size(name, "head_dim", self.head_dim)
         object.__setattr__(self, "head_dim", head_dim)
@@ -131,8 +150,10 @@ class LlamaConfig:
         for f in ("rms_norm_eps", "initializer_range", "attention_dropout"):
             object.__setattr__(self, f, _util.check_nonnegative(name, f, getattr(self, f)))
         if self.attention_dropout:
-            raise ValueError(f"{name}: attention_dropout={self.attention_dropout} is not supported (tlean's "
-                             f"Attention has no attention dropout); use 0.0")
+            raise ValueError(
+                f"{name}: attention_dropout={self.attention_dropout} is not supported (tlean's "
+                f"Attention has no attention dropout); use 0.0"
+            )
         for f in ("attention_bias", "mlp_bias", "tie_word_embeddings"):
             object.__setattr__(self, f, _util.check_flag(name, f, getattr(self, f)))
         theta = self.rope_theta
@@ -140,11 +161,14 @@ class LlamaConfig:
             raise ValueError(f"{name}: rope_theta must be a number > 0, got {theta!r}")
         object.__setattr__(self, "rope_theta", float(theta))
         if isinstance(self.rope_scaling, dict):
-            object.__setattr__(self, "rope_scaling", _scaling_from_hf(self.rope_scaling, self.max_position_embeddings,
-                                                                      "rope_scaling"))
+            object.__setattr__(
+                self, "rope_scaling", _scaling_from_hf(self.rope_scaling, self.max_position_embeddings, "rope_scaling")
+            )
         elif self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
-            raise TypeError(f"{name}: rope_scaling must be a tlean.layers.RopeScaling, a dict or None, got "
-                            f"{type(self.rope_scaling).__name__}")
+            raise TypeError(
+                f"{name}: rope_scaling must be a tlean.layers.RopeScaling, a dict or None, got "
+                f"{type(self.rope_scaling).__name__}"
+            )
         for f in ("pad_token_id", "bos_token_id"):
             value = getattr(self, f)
             if value is not None and (not _util.is_int(value) or value < 0):
@@ -156,10 +180,15 @@ class LlamaConfig:
             raise ValueError(f"{name}: eos_token_id must be a token id, a list of them or None, got {eos!r}")
 
     def __repr__(self) -> str:
-        derived = {"num_key_value_heads": self.num_attention_heads,
-                   "head_dim": self.hidden_size // self.num_attention_heads}
-        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != derived.get(f.name, f.default)]
+        derived = {
+            "num_key_value_heads": self.num_attention_heads,
+            "head_dim": self.hidden_size // self.num_attention_heads,
+        }
+        changed = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != derived.get(f.name, f.default)
+        ]
         return f"LlamaConfig({', '.join(changed)})"
 
     @property
@@ -177,12 +206,14 @@ class LlamaConfig:
         where = "rope_parameters" if config.get("rope_parameters") else "rope_scaling"
         rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
         if not isinstance(rope, dict) or any(isinstance(v, dict) for v in rope.values()):
-            raise ValueError(f"LlamaConfig: {where} must be one flat dict (per-layer RoPE is not supported), "
-                             f"got {rope!r}")
+            raise ValueError(
+                f"LlamaConfig: {where} must be one flat dict (per-layer RoPE is not supported), got {rope!r}"
+            )
         partial = rope.get("partial_rotary_factor", config.get("partial_rotary_factor"))
         if partial is not None and partial != 1:
-            raise ValueError(f"LlamaConfig: partial_rotary_factor={partial} is not supported (RoPE rotates the "
-                             f"whole head)")
+            raise ValueError(
+                f"LlamaConfig: partial_rotary_factor={partial} is not supported (RoPE rotates the whole head)"
+            )
         max_positions = config.get("max_position_embeddings", 2048)
         if "original_max_position_embeddings" in config and "original_max_position_embeddings" not in rope:
             rope = {**rope, "original_max_position_embeddings": config["original_max_position_embeddings"]}
@@ -198,8 +229,11 @@ class LlamaConfig:
         if scaling is not None:
             rope["factor"] = scaling.factor
             if scaling.rope_type == "llama3":
-                rope.update(low_freq_factor=scaling.low_freq_factor, high_freq_factor=scaling.high_freq_factor,
-                            original_max_position_embeddings=scaling.original_max_position_embeddings)
+                rope.update(
+                    low_freq_factor=scaling.low_freq_factor,
+                    high_freq_factor=scaling.high_freq_factor,
+                    original_max_position_embeddings=scaling.original_max_position_embeddings,
+                )
         out["rope_parameters"] = rope
         if isinstance(out["eos_token_id"], tuple):
             out["eos_token_id"] = list(out["eos_token_id"])
@@ -207,8 +241,13 @@ class LlamaConfig:
 
     def rope(self) -> RoPE:
         """The half-split :class:`~tlean.layers.RoPE` of every attention layer."""
-        return RoPE(cast(int, self.head_dim), self.max_position_embeddings, interleaved=False, base=self.rope_theta,
-                    scaling=self.rope_scaling)
+        return RoPE(
+            cast(int, self.head_dim),
+            self.max_position_embeddings,
+            interleaved=False,
+            base=self.rope_theta,
+            scaling=self.rope_scaling,
+        )
 
 
 def _check_config(name: str, config: Any) -> None:
@@ -241,26 +280,49 @@ class LlamaDecoderLayer(Layer):
         _check_config("LlamaDecoderLayer", self.config)
         cfg, num = self.config, numerics(self)
         norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
-        _util.set_field(self, "self_attn", Attention(
-            cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.attention_bias,
-            rope=cfg.rope(), causal=True, **num))
-        _util.set_field(self, "mlp", GatedFeedForward(cfg.hidden_size, cfg.intermediate_size, cfg.activation,
-                                                      cfg.mlp_bias, **num))
+        _util.set_field(
+            self,
+            "self_attn",
+            Attention(
+                cfg.hidden_size,
+                cfg.num_attention_heads,
+                cfg.num_key_value_heads,
+                cfg.head_dim,
+                cfg.attention_bias,
+                rope=cfg.rope(),
+                causal=True,
+                **num,
+            ),
+        )
+        _util.set_field(
+            self, "mlp", GatedFeedForward(cfg.hidden_size, cfg.intermediate_size, cfg.activation, cfg.mlp_bias, **num)
+        )
         _util.set_field(self, "input_layernorm", norm)
         _util.set_field(self, "post_attention_layernorm", norm)
 
-    def apply(self, params, state, x: Float[Array, "batch seq hidden"], *, key=None, train=False, allow=None,
-              position_ids=None):
+    def apply(
+        self,
+        params,
+        state,
+        x: Float[Array, "batch seq hidden"],
+        *,
+        key=None,
+        train=False,
+        allow=None,
+        position_ids=None,
+    ):
         c = self.bind(params, state, key=key, train=train)
         h = x + c.self_attn(c.input_layernorm(x), allow=allow, position_ids=position_ids)
         return h + c.mlp(c.post_attention_layernorm(h)), state
 
-    def decode(self, params: dict, cache: dict, x: jax.Array, start_pos: Any, *, allow: Any = None,
-               position_ids: Any = None) -> tuple[jax.Array, dict]:
+    def decode(
+        self, params: dict, cache: dict, x: jax.Array, start_pos: Any, *, allow: Any = None, position_ids: Any = None
+    ) -> tuple[jax.Array, dict]:
         """``(y, new cache)`` for the new positions ``x`` (see :meth:`Attention.decode`)."""
         c = self.bind(params, {})
-        a, cache = self.self_attn.decode(params["self_attn"], cache, c.input_layernorm(x), start_pos, allow=allow,
-                                         position_ids=position_ids)
+        a, cache = self.self_attn.decode(
+            params["self_attn"], cache, c.input_layernorm(x), start_pos, allow=allow, position_ids=position_ids
+        )
         h = x + a
         return h + c.mlp(c.post_attention_layernorm(h)), cache
 
@@ -289,32 +351,59 @@ class LlamaModel(Layer):
         cfg, num = self.config, numerics(self)
         _util.set_field(self, "embed_tokens", Embedding(cfg.vocab_size, cfg.hidden_size, cfg.pad_token_id, **num))
         _util.set_field(self, "layers", Stacked(LlamaDecoderLayer(cfg, **num), cfg.num_hidden_layers, self.scan))
-        _util.set_field(self, "norm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=self.dtype,
-                                              param_dtype=self.param_dtype))
+        _util.set_field(
+            self, "norm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
+        )
 
-    def apply(self, params, state, ids: Integer[Array, "batch seq"], *, key=None, train=False, attention_mask=None,
-              position_ids=None):
-        batch, seq = check_ids(self, ids, 0, position_ids, self.config.max_position_embeddings, "max_position_embeddings")
+    def apply(
+        self,
+        params,
+        state,
+        ids: Integer[Array, "batch seq"],
+        *,
+        key=None,
+        train=False,
+        attention_mask=None,
+        position_ids=None,
+    ):
+        batch, seq = check_ids(
+            self, ids, 0, position_ids, self.config.max_position_embeddings, "max_position_embeddings"
+        )
         context = {}
         if attention_mask is not None:
-            context["allow"] = check_mask(self, attention_mask, batch, seq, "attention_mask [batch, seq]")[:, None, None, :]
+            context["allow"] = check_mask(self, attention_mask, batch, seq, "attention_mask [batch, seq]")[
+                :, None, None, :
+            ]
         if position_ids is not None:
             context["position_ids"] = check_position_ids(self, position_ids, batch, seq)
         c = self.bind(params, state, key=key, train=train)
         return c.norm(c.layers(c.embed_tokens(ids), **context)), state
 
-    def decode(self, params: dict, cache: dict, ids: jax.Array, start_pos: Any, *, attention_mask: Any = None,
-               position_ids: Any = None) -> tuple[jax.Array, dict]:
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        ids: jax.Array,
+        start_pos: Any,
+        *,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ) -> tuple[jax.Array, dict]:
         """``(last hidden states, new cache)`` for ``ids`` at cache slots ``start_pos ..`` (see :meth:`Llama.decode`)."""
         cfg, block = self.config, cast(LlamaDecoderLayer, self.layers.layer)
-        batch, seq = check_ids(self, ids, start_pos, position_ids, self.config.max_position_embeddings,
-                               "max_position_embeddings")
+        batch, seq = check_ids(
+            self, ids, start_pos, position_ids, self.config.max_position_embeddings, "max_position_embeddings"
+        )
         want = (cfg.num_hidden_layers, batch, None, cfg.num_key_value_heads, cfg.head_dim)
         for name in ("key", "value"):
             got = jnp.shape(cache[name]) if isinstance(cache, dict) and name in cache else None
             if got is None or len(got) != 5 or got[:2] + (None,) + got[3:] != want:
-                raise ShapeError(self, f"cache[{name!r}] [{cfg.num_hidden_layers}, {batch}, max_len, "
-                                       f"{cfg.num_key_value_heads}, {cfg.head_dim}] (init_cache)", got)
+                raise ShapeError(
+                    self,
+                    f"cache[{name!r}] [{cfg.num_hidden_layers}, {batch}, max_len, "
+                    f"{cfg.num_key_value_heads}, {cfg.head_dim}] (init_cache)",
+                    got,
+                )
         max_len = cache["key"].shape[2]
         allow = None
         if attention_mask is not None:
@@ -331,7 +420,6 @@ class LlamaModel(Layer):
 
         h, cache = lax.scan(step, h, (params["layers"], cache))
         return c.norm(h), cache
-
 
 
 def _normal(key: jax.Array, shape: tuple[int, ...], dtype: Any, std: float, zero_row: int | None = None) -> jax.Array:
@@ -437,8 +525,17 @@ class Llama(Layer):
         """The longest sequence: ``max_position_embeddings``."""
         return self.config.max_position_embeddings
 
-    def apply(self, params: dict, state: dict, ids: Integer[Array, "batch seq"], *, key=None, train=False,
-              attention_mask: Any = None, position_ids: Any = None):
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        ids: Integer[Array, "batch seq"],
+        *,
+        key=None,
+        train=False,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ):
         c = self.bind(params, state, key=key, train=train)
         return c.lm_head(c.model(ids, attention_mask=attention_mask, position_ids=position_ids)), state
 
@@ -457,8 +554,16 @@ class Llama(Layer):
             return dtype
         return self.dtype if self.dtype is not None else self.param_dtype
 
-    def decode(self, params: dict, cache: dict, ids: Integer[Array, "batch s"], start_pos: int | jax.Array, *,
-               attention_mask: Any = None, position_ids: Any = None) -> tuple[Float[Array, "batch s vocab"], dict]:
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        ids: Integer[Array, "batch s"],
+        start_pos: int | jax.Array,
+        *,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ) -> tuple[Float[Array, "batch s vocab"], dict]:
         """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos .. start_pos + s - 1`` (eval mode).
 
         Args:
@@ -474,8 +579,9 @@ class Llama(Layer):
         Returns:
           The logits equal to the full forward's at those positions, and the cache.
         """
-        h, cache = self.model.decode(params["model"], cache, ids, start_pos, attention_mask=attention_mask,
-                                     position_ids=position_ids)
+        h, cache = self.model.decode(
+            params["model"], cache, ids, start_pos, attention_mask=attention_mask, position_ids=position_ids
+        )
         return self.bind(params, {}).lm_head(h), cache
 
 

@@ -119,11 +119,16 @@ class ResNet(Layer):
         if isinstance(self.axis_name, list):
             _util.set_field(self, "axis_name", tuple(self.axis_name))
         if self.block is BasicBlock and (self.groups, self.width_per_group) != (1, 64):
-            raise ValueError(f"ResNet: BasicBlock only supports groups=1 and width_per_group=64, got "
-                             f"groups={self.groups}, width_per_group={self.width_per_group}")
+            raise ValueError(
+                f"ResNet: BasicBlock only supports groups=1 and width_per_group=64, got "
+                f"groups={self.groups}, width_per_group={self.width_per_group}"
+            )
         numerics = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        _util.set_field(self, "conv1", Conv2d(self.in_channels, 64, 7, stride=2, padding=3, bias=False,
-                                              precision=self.precision, **numerics))
+        _util.set_field(
+            self,
+            "conv1",
+            Conv2d(self.in_channels, 64, 7, stride=2, padding=3, bias=False, precision=self.precision, **numerics),
+        )
         _util.set_field(self, "bn1", BatchNorm2d(64, axis_name=self.axis_name, **numerics))
         _util.set_field(self, "relu", ReLU())
         _util.set_field(self, "maxpool", MaxPool2d(3, stride=2, padding=1))
@@ -136,8 +141,9 @@ class ResNet(Layer):
 
     def _stage(self, in_planes: int, planes: int, blocks: int, stride: int) -> tuple[Seq, int]:
         """torchvision's ``_make_layer``: ``blocks`` blocks, the first changing width and stride."""
-        options = dict(axis_name=self.axis_name, dtype=self.dtype, param_dtype=self.param_dtype,
-                       precision=self.precision)
+        options = dict(
+            axis_name=self.axis_name, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision
+        )
         if self.block is Bottleneck:
             options.update(groups=self.groups, base_width=self.width_per_group)
         out = planes * self.block.expansion

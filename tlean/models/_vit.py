@@ -97,8 +97,10 @@ class ViTConfig:
     def __post_init__(self):
         check_config(self)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"ViTConfig: hidden_size={self.hidden_size} must be a multiple of "
-                             f"num_attention_heads={self.num_attention_heads}")
+            raise ValueError(
+                f"ViTConfig: hidden_size={self.hidden_size} must be a multiple of "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
         if any(i < p for i, p in zip(pair(self.image_size), pair(self.patch_size))):
             raise ValueError(f"ViTConfig: patch_size={self.patch_size} is larger than image_size={self.image_size}")
 
@@ -121,8 +123,12 @@ class ViTConfig:
         """The ``config.json`` dict transformers' ``ViTConfig`` reads (labels named ``LABEL_i``)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "num_labels"}
         labels = {i: f"LABEL_{i}" for i in range(self.num_labels)}
-        return {"model_type": "vit", **fields, "id2label": {str(i): n for i, n in labels.items()},
-                "label2id": {n: i for i, n in labels.items()}}
+        return {
+            "model_type": "vit",
+            **fields,
+            "id2label": {str(i): n for i, n in labels.items()},
+            "label2id": {n: i for i, n in labels.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -155,8 +161,10 @@ class ViTEmbeddings(Part):
     dropout: Dropout = sublayer()
 
     def __post_init__(self):
-        self.set(patch_embeddings=ViTPatchEmbeddings(self.config, **self.numerics),
-                 dropout=Dropout(self.config.hidden_dropout_prob))
+        self.set(
+            patch_embeddings=ViTPatchEmbeddings(self.config, **self.numerics),
+            dropout=Dropout(self.config.hidden_dropout_prob),
+        )
 
     def init(self, key: jax.Array) -> tuple[dict, dict]:
         (params, state), rest = init_children(self, SeedStream(key))
@@ -178,9 +186,11 @@ class ViTEmbeddings(Part):
 
 def trunc_normal(std: float) -> Callable:
     """``init(key, shape, dtype)``: N(0, std) cut at +-2 (absolute, torch's ``trunc_normal_`` defaults)."""
+
     def init(key, shape, dtype):
         bound = 2.0 / std if std > 0 else 1.0
         return (jnp.float32(std) * jax.random.truncated_normal(key, -bound, bound, shape, jnp.float32)).astype(dtype)
+
     return init
 
 
@@ -211,8 +221,10 @@ class ViTAttention(Part):
     output: ViTSelfOutput = sublayer()
 
     def __post_init__(self):
-        self.set(attention=BertSelfAttention(self.config, **self.numerics),
-                 output=ViTSelfOutput(self.config, **self.numerics))
+        self.set(
+            attention=BertSelfAttention(self.config, **self.numerics),
+            output=ViTSelfOutput(self.config, **self.numerics),
+        )
 
     def apply(self, params, state, x, *, key=None, train=False):
         c = self.bind(params, state, key=key, train=train)
@@ -232,9 +244,13 @@ class ViTLayer(Part):
 
     def __post_init__(self):
         cfg, numerics = self.config, self.numerics
-        self.set(attention=ViTAttention(cfg, **numerics), intermediate=BertIntermediate(cfg, **numerics),
-                 output=ViTSelfOutput(cfg, cfg.intermediate_size, **numerics),
-                 layernorm_before=self.layer_norm(), layernorm_after=self.layer_norm())
+        self.set(
+            attention=ViTAttention(cfg, **numerics),
+            intermediate=BertIntermediate(cfg, **numerics),
+            output=ViTSelfOutput(cfg, cfg.intermediate_size, **numerics),
+            layernorm_before=self.layer_norm(),
+            layernorm_after=self.layer_norm(),
+        )
 
     def apply(self, params, state, x, *, key=None, train=False):
         c = self.bind(params, state, key=key, train=train)
@@ -265,8 +281,11 @@ class ViTModel(Part):
     layernorm: LayerNorm = sublayer()
 
     def __post_init__(self):
-        self.set(embeddings=ViTEmbeddings(self.config, **self.numerics),
-                 encoder=ViTEncoder(self.config, scan=self.scan, **self.numerics), layernorm=self.layer_norm())
+        self.set(
+            embeddings=ViTEmbeddings(self.config, **self.numerics),
+            encoder=ViTEncoder(self.config, scan=self.scan, **self.numerics),
+            layernorm=self.layer_norm(),
+        )
 
     def apply(self, params, state, x, *, key=None, train=False):
         c = self.bind(params, state, key=key, train=train)
@@ -323,8 +342,10 @@ class ViTForImageClassification(Part):
         if not isinstance(self.config, ViTConfig):
             raise TypeError(f"ViTForImageClassification: config must be a ViTConfig, got {type(self.config).__name__}")
         labels = self.config.num_labels
-        self.set(vit=ViTModel(self.config, scan=self.scan, **self.numerics),
-                 classifier=self.linear(self.config.hidden_size, labels) if labels else None)
+        self.set(
+            vit=ViTModel(self.config, scan=self.scan, **self.numerics),
+            classifier=self.linear(self.config.hidden_size, labels) if labels else None,
+        )
 
     def init(self, key: jax.Array | None) -> tuple[dict, dict]:
         return super().init(key) if key is None else jitted_init(self, key)
@@ -333,14 +354,16 @@ class ViTForImageClassification(Part):
     def init_overrides(self) -> dict[str, Callable]:
         return hf_init_overrides(self.config.initializer_range)
 
-    def apply(self, params, state, pixel_values: Float[Array, "batch channels height width"], *, key=None,
-              train=False):
+    def apply(self, params, state, pixel_values: Float[Array, "batch channels height width"], *, key=None, train=False):
         _util.check_float(self, pixel_values)
         cfg = self.config
         want = (cfg.num_channels, *pair(cfg.image_size))
         if jnp.ndim(pixel_values) != 4 or tuple(jnp.shape(pixel_values)[1:]) != want:
-            raise ShapeError(self, f"pixel_values [batch, {', '.join(map(str, want))}] (NCHW, image_size="
-                                   f"{cfg.image_size})", jnp.shape(pixel_values))
+            raise ShapeError(
+                self,
+                f"pixel_values [batch, {', '.join(map(str, want))}] (NCHW, image_size={cfg.image_size})",
+                jnp.shape(pixel_values),
+            )
         c = self.bind(params, state, key=key, train=train)
         first = c.vit(pixel_values)[:, 0]
         return (first if self.classifier is None else c.classifier(first)), c.state

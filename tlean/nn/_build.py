@@ -34,8 +34,10 @@ def layer_of(value: Any, where: str) -> Any:
     that a layer argument would drop: ``TypeError``.
     """
     if isinstance(value, Model):
-        raise TypeError(f"{where}: got a Model ({value!r}), whose arrays would be dropped: pass the layer "
-                        f"(model.layer) or its builder")
+        raise TypeError(
+            f"{where}: got a Model ({value!r}), whose arrays would be dropped: pass the layer "
+            f"(model.layer) or its builder"
+        )
     if not isinstance(value, Builder):
         return value
 
@@ -52,8 +54,10 @@ def layer_of(value: Any, where: str) -> Any:
     if not isinstance(model, Model):
         raise TypeError(f"{where}: the builder {value!r} does not build a Model")
     if model.layer.has_params and not drew:
-        raise TypeError(f"{where}: the builder {value!r} holds a fixed Model (it draws no key), whose arrays would "
-                        f"be dropped: pass a builder that initialises the layer, or the layer itself")
+        raise TypeError(
+            f"{where}: the builder {value!r} holds a fixed Model (it draws no key), whose arrays would "
+            f"be dropped: pass a builder that initialises the layer, or the layer itself"
+        )
     return model.layer
 
 
@@ -61,8 +65,14 @@ def _layers_of(where: str, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return (tuple(layer_of(a, where) for a in args), {k: layer_of(v, where) for k, v in kwargs.items()})
 
 
-def _check_required(where: str, layer_type: Callable[..., Layer], require: tuple, args: tuple, kwargs: dict,
-                    torch_name: str | None = None) -> None:
+def _check_required(
+    where: str,
+    layer_type: Callable[..., Layer],
+    require: tuple,
+    args: tuple,
+    kwargs: dict,
+    torch_name: str | None = None,
+) -> None:
     """A ``TypeError`` naming both defaults when a keyword whose tlean default differs from torch's is not given.
 
     ``require`` holds ``(name, torch_default)`` pairs; a value passed positionally counts as given.
@@ -81,7 +91,9 @@ def _check_required(where: str, layer_type: Callable[..., Layer], require: tuple
             )
 
 
-def builder_of(layer_type: Callable[..., Layer], name: str | None = None, require: tuple = ()) -> Callable[..., Builder[Model]]:
+def builder_of(
+    layer_type: Callable[..., Layer], name: str | None = None, require: tuple = ()
+) -> Callable[..., Builder[Model]]:
     """``nn.X``: a function with ``layer_type``'s signature that returns the layer's Builder.
 
     ``require`` lists ``(keyword, torch_default)`` pairs for keywords whose tlean default

@@ -35,8 +35,9 @@ FREEZE_BASE = rf"(?!{ADAPTERS}$).*"
 
 
 # -- walking and rewriting the layer tree ------------------------------------------------------
-def _found(layer: Layer, kind: type | tuple[type, ...], where: tuple = (), name: tuple = (), stack: tuple = ()
-           ) -> Iterator[tuple[tuple, str, tuple, Layer]]:
+def _found(
+    layer: Layer, kind: type | tuple[type, ...], where: tuple = (), name: tuple = (), stack: tuple = ()
+) -> Iterator[tuple[tuple, str, tuple, Layer]]:
     """``(params path, name, stacked axis sizes, layer)`` of every layer of exactly type ``kind``, in walk order."""
     if type(layer) in (kind if isinstance(kind, tuple) else (kind,)):
         yield where, ".".join(map(str, name)), stack, layer
@@ -120,9 +121,18 @@ _ADAPTED: dict[type, type] = {}
 def _adapted_type(cls: type) -> type:
     """A subclass of ``cls`` for copies with replaced children: equal when the base config and the children are."""
     if cls not in _ADAPTED:
-        _ADAPTED[cls] = type(cls.__name__, (cls,), {
-            "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
-            "__eq__": _adapted_eq, "__hash__": _adapted_hash, "__reduce__": _adapted_reduce})
+        _ADAPTED[cls] = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+                "__eq__": _adapted_eq,
+                "__hash__": _adapted_hash,
+                "__reduce__": _adapted_reduce,
+            },
+        )
     return _ADAPTED[cls]
 
 
@@ -151,7 +161,7 @@ def _put(tree: Any, where: tuple, value: Any) -> Any:
     head, rest = where[0], where[1:]
     new = _put(tree[head], rest, value)
     if isinstance(tree, tuple):
-        return tree[:head] + (new,) + tree[head + 1:]
+        return tree[:head] + (new,) + tree[head + 1 :]
     return {**tree, head: new}
 
 
@@ -169,8 +179,7 @@ def _matcher(targets: Any) -> Callable[[str], bool]:
 
 
 # -- the public functions -----------------------------------------------------------------------
-def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequence[str],
-         key: Any = None) -> Model:
+def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequence[str], key: Any = None) -> Model:
     """``model`` with LoRA adapters on the Linears ``targets`` names, and everything else frozen.
 
     Each matching :class:`~tlean.layers.Linear` becomes a :class:`~tlean.layers.LoRALinear`
@@ -230,8 +239,10 @@ def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequ
     chosen = [(where, name, stack, layer) for where, name, stack, layer in found if matches(name)]
     if not chosen:
         available = [name for _, name, _, _ in found]
-        raise ValueError(f"nn.lora: targets {targets!r} match none of the model's Linears; they are {available} "
-                         f"(targets is matched with re.fullmatch against these names)")
+        raise ValueError(
+            f"nn.lora: targets {targets!r} match none of the model's Linears; they are {available} "
+            f"(targets is matched with re.fullmatch against these names)"
+        )
     if key is None:
         from tlean.nn._global import next_seed
 
@@ -244,10 +255,12 @@ def lora(model: Model, rank: int = 8, alpha: float = 8.0, *, targets: str | Sequ
             return linear
         numerics = dict(dtype=linear.dtype, param_dtype=linear.param_dtype, precision=linear.precision)
         if isinstance(linear, Conv1D):  # transformers' Conv1D: weight [in, out], always a bias (peft's fan_in_fan_out)
-            return LoRALinear(linear.nx, linear.nf, True, rank=adapted.rank, alpha=adapted.alpha,
-                              fan_in_fan_out=True, **numerics)
-        return LoRALinear(linear.in_features, linear.out_features, linear.bias, rank=adapted.rank,
-                          alpha=adapted.alpha, **numerics)
+            return LoRALinear(
+                linear.nx, linear.nf, True, rank=adapted.rank, alpha=adapted.alpha, fan_in_fan_out=True, **numerics
+            )
+        return LoRALinear(
+            linear.in_features, linear.out_features, linear.bias, rank=adapted.rank, alpha=adapted.alpha, **numerics
+        )
 
     layer = _rewrite(model.layer, (Linear, Conv1D), adapt)
     params = model.params
@@ -280,8 +293,10 @@ def merge(model: Model) -> Model:
     for where, name, _, layer in found:
         own = _at(params, where)
         if "weight" not in own:
-            raise ValueError(f"nn.lora.merge: {name}'s weight is tied to another parameter; folding its update "
-                             f"would change that one too")
+            raise ValueError(
+                f"nn.lora.merge: {name}'s weight is tied to another parameter; folding its update "
+                f"would change that one too"
+            )
         params = _put(params, where, layer.merged(own)[1])
     layer = _rewrite(model.layer, LoRALinear, lambda name, lyr: lyr.base)
     return Model(layer, params, model.state, frozen=tuple(p for p in model.frozen if p != FREEZE_BASE))

@@ -24,7 +24,9 @@ def _as_builder(child: Any, where: str) -> Builder[Model]:
                 f"builder (nn.{type(child).__name__}(...)) or nn.pure.<layer>(..., key=...)"
             )
         return build(child)
-    raise TypeError(f"nn.Sequential: {where} must be a Builder, a Model or a parameter-free Layer, got {type(child).__name__}")
+    raise TypeError(
+        f"nn.Sequential: {where} must be a Builder, a Model or a parameter-free Layer, got {type(child).__name__}"
+    )
 
 
 class Sequential(Builder[Model]):

@@ -52,12 +52,9 @@ sinusoidal_positional_encoding = _pure_of(_layers.SinusoidalPositionalEncoding, 
 sum = _pure_of(_layers.Sum, "sum")
 tanh = _pure_of(_layers.Tanh, "tanh")
 transformer_encoder = _pure_of(_layers.TransformerEncoder, "transformer_encoder")
-transformer_encoder_block = _pure_of(_layers.TransformerEncoderBlock, "transformer_encoder_block",
-                                     require=_BATCH_FIRST)
-transformer_encoder_layer = _pure_of(_layers.TransformerEncoderBlock, "transformer_encoder_layer",
-                                     require=_BATCH_FIRST)
-transformer_decoder_layer = _pure_of(_layers.TransformerDecoderLayer, "transformer_decoder_layer",
-                                     require=_BATCH_FIRST)
+transformer_encoder_block = _pure_of(_layers.TransformerEncoderBlock, "transformer_encoder_block", require=_BATCH_FIRST)
+transformer_encoder_layer = _pure_of(_layers.TransformerEncoderBlock, "transformer_encoder_layer", require=_BATCH_FIRST)
+transformer_decoder_layer = _pure_of(_layers.TransformerDecoderLayer, "transformer_decoder_layer", require=_BATCH_FIRST)
 transformer_decoder = _pure_of(_layers.TransformerDecoder, "transformer_decoder")
 transformer = _pure_of(_layers.Transformer, "transformer", require=_BATCH_FIRST)
 attention = _pure_of(_layers.Attention, "attention")

@@ -31,7 +31,7 @@ from tlean.seed import Builder as Builder
 from tlean.seed import SeedStream as SeedStream
 from tlean.seed import run as run
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _LAZY = ("checkpoint", "interop", "losses", "models", "parallel", "spec", "testing", "train", "verify")
 

@@ -200,7 +200,7 @@ class MultiheadAttention(Layer):
         key: jax.Array | None = None,
         train: bool = False,
         kv: Any = None,
-        allow: Bool[Array, ...] | None = None,
+        allow: Bool[Array, "..."] | None = None,
         attn_mask: Array | None = None,
         key_padding_mask: Array | None = None,
         need_weights: bool = False,

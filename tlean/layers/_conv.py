@@ -148,7 +148,7 @@ class _ConvNd(Layer):
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         return _init.torch_weight_and_bias(key, shape, fan_in, self.bias, self.param_dtype), {}
 
-    def apply(self, params: dict, state: dict, x: Float[Array, ...], *, key=None, train=False):
+    def apply(self, params: dict, state: dict, x: Float[Array, "..."], *, key=None, train=False):
         check_input(self, x, self.in_channels, self.spatial)
         if self.padding_mode != "zeros":
             check_fits(self, x, self.pads, self.padding_mode)
@@ -346,7 +346,7 @@ class _ConvTransposeNd(Layer):
             )
         return tuple(int(o) - lo for o, lo in zip(sizes, smallest))
 
-    def apply(self, params: dict, state: dict, x: Float[Array, ...], *, output_size=None, key=None, train=False):
+    def apply(self, params: dict, state: dict, x: Float[Array, "..."], *, output_size=None, key=None, train=False):
         n, g = self.spatial, self.groups
         check_input(self, x, self.in_channels, n)
         shape = jnp.shape(x)

@@ -144,7 +144,7 @@ class Attention(Layer):
         *,
         key: jax.Array | None = None,
         train: bool = False,
-        allow: Bool[Array, ...] | None = None,
+        allow: Bool[Array, "..."] | None = None,
         is_causal: bool | None = False,
         start_pos: int | jax.Array | None = None,
         position_ids: Integer[Array, "batch seq"] | None = None,
@@ -242,7 +242,7 @@ class Attention(Layer):
         x: Float[Array, "batch seq hidden"],
         start_pos: int | jax.Array,
         *,
-        allow: Bool[Array, ...] | None = None,
+        allow: Bool[Array, "..."] | None = None,
         position_ids: Integer[Array, "batch seq"] | None = None,
     ):
         """``(y, new cache)``: attend positions ``start_pos ..`` of ``x`` to the cache and to themselves (causal).

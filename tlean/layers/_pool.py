@@ -144,7 +144,7 @@ class _MaxPoolNd(_WindowPool):
                 f"values; take jnp.argmax over the windows if you need them), got {self.return_indices!r}"
             )
 
-    def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
+    def apply(self, params, state, x: Float[Array, "..."], *, key=None, train=False):
         pads = self._check(x)
         x = jnp.asarray(x)
         if self.dilation == (1,) * self.spatial:
@@ -206,7 +206,7 @@ class _AvgPoolNd(_WindowPool):
         ):
             raise ValueError(f"{name}: divisor_override must be a non-zero int or None, got {self.divisor_override!r}")
 
-    def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
+    def apply(self, params, state, x: Float[Array, "..."], *, key=None, train=False):
         pads = self._check(x)
         x = jnp.asarray(x)
         total = self._crop(self._reduce(x.astype(_accumulator(x)), 0, lax.add, pads), x.shape)
@@ -356,7 +356,7 @@ class _AdaptivePoolNd(Layer):
             )
         _util.set_field(self, "output_size", tuple(None if v is None else int(v) for v in items))
 
-    def apply(self, params, state, x: Float[Array, ...], *, key=None, train=False):
+    def apply(self, params, state, x: Float[Array, "..."], *, key=None, train=False):
         check_input(self, x, None, self.spatial)
         shape = jnp.shape(x)
         sizes = tuple(s if o is None else o for s, o in zip(shape[-self.spatial :], self.output_size))

@@ -317,7 +317,7 @@ class RoPE(Layer):
         key=None,
         train=False,
         start_pos: int | jax.Array | None = None,
-        position_ids: Integer[Array, ...] | None = None,
+        position_ids: Integer[Array, "..."] | None = None,
     ):
         if position_ids is None:
             positions = _util.trailing(_positions(self, x, self.head_dim, self.max_len, start_pos), x.ndim - 1)

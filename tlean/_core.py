@@ -107,14 +107,14 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 # -- fields ---------------------------------------------------------------------------------
-def sublayer(*, init: bool = False, repr: bool = False, compare: bool = False, **kwargs: Any) -> Any:
+def sublayer(**kwargs: Any) -> Any:
     """A child built from the config in ``__post_init__``: ``field(init=False, repr=False, compare=False)``.
 
     Only init fields are the layer's configuration (equality, hashing, the checkpoint
     record); a sub-layer derived from them is set with ``object.__setattr__`` in
     ``__post_init__`` and found by :meth:`Layer.children` in declaration order.
     """
-    return dataclasses.field(init=init, repr=repr, compare=compare, **kwargs)
+    return dataclasses.field(init=False, repr=False, compare=False, **kwargs)
 
 
 def child_config(**kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ from tlean.layers._dropout import Dropout
 from tlean.layers._embedding import Embedding
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
-from tlean.models._hf import check_ids, check_mask, check_position_ids, jitted_init, numerics
+from tlean.models._hf import cache_dtype, check_ids, check_mask, check_position_ids, jitted_init, numerics
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -572,7 +572,7 @@ class GPT2LMHeadModel(Layer):
 
         ``dtype`` defaults to the computation dtype (``dtype``, else ``param_dtype``).
         """
-        return self.transformer.init_cache(batch, max_len, dtype or self.dtype or self.param_dtype)
+        return self.transformer.init_cache(batch, max_len, cache_dtype(self, dtype))
 
     def decode(
         self,

@@ -18,6 +18,13 @@ def numerics(layer: Any) -> dict:
     return dict(dtype=layer.dtype, param_dtype=layer.param_dtype, precision=layer.precision)
 
 
+def cache_dtype(layer: Any, dtype: Any) -> Any:
+    """A KV cache's dtype: ``dtype`` if given, else the computation dtype (``dtype``, else ``param_dtype``)."""
+    if dtype is not None:
+        return dtype
+    return layer.dtype if layer.dtype is not None else layer.param_dtype
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def jitted_init(layer: Layer, key: jax.Array) -> tuple[dict, dict]:
     """``layer``'s derived init under one cached ``jax.jit``: the same values (DESIGN 1.3), and XLA drops

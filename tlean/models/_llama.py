@@ -31,7 +31,7 @@ from tlean.layers._gqa import Attention, GatedFeedForward
 from tlean.layers._linear import Linear
 from tlean.layers._norm import RMSNorm
 from tlean.layers._position import RoPE, RopeScaling
-from tlean.models._hf import check_ids, check_mask, check_position_ids, jitted_init, numerics
+from tlean.models._hf import cache_dtype, check_ids, check_mask, check_position_ids, jitted_init, numerics
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -546,13 +546,8 @@ class Llama(Layer):
         """
         cfg = self.config
         block = cast(LlamaDecoderLayer, self.model.layers.layer)
-        one = block.self_attn.init_cache(batch, max_len, self._cache_dtype(dtype))
+        one = block.self_attn.init_cache(batch, max_len, cache_dtype(self, dtype))
         return jax.tree.map(lambda a: jnp.zeros((cfg.num_hidden_layers,) + a.shape, a.dtype), one)
-
-    def _cache_dtype(self, dtype: Any) -> Any:
-        if dtype is not None:
-            return dtype
-        return self.dtype if self.dtype is not None else self.param_dtype
 
     def decode(
         self,

@@ -191,12 +191,22 @@ def _eos_ids(eos_token_id: Any) -> jax.Array:
 
 
 def _choose(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.Array:
-    """One token per row of ``logits [batch, vocab]``: greedy at temperature 0, else a filtered sample."""
+    """One token per row of ``logits [batch, vocab]``: greedy at temperature 0, else a filtered sample.
+
+    The settings are traced (new values never recompile), so each choice is a ``lax.cond``:
+    greedy decoding pays for an argmax only, not for the sorts of the filters (three sorts of
+    ``[batch, vocab]`` per token, which cost more than the model's decode step on a CPU).
+    """
     logits = logits.astype(jnp.float32)
-    greedy = jnp.argmax(logits, axis=-1)
-    scaled = logits / jnp.where(temperature > 0, temperature, 1.0)
-    sampled = jax.random.categorical(key, _nucleus(_top_k(scaled, top_k), top_p), axis=-1)
-    return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
+    vocab = logits.shape[-1]
+
+    def sample(logits):
+        scaled = logits / temperature
+        scaled = lax.cond(top_k < vocab, _top_k, lambda x, _: x, scaled, top_k)
+        scaled = lax.cond(top_p < 1, _nucleus, lambda x, _: x, scaled, top_p)
+        return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
+
+    return lax.cond(temperature > 0, sample, lambda x: jnp.argmax(x, axis=-1).astype(jnp.int32), logits)
 
 
 def _top_k(logits: jax.Array, k: jax.Array) -> jax.Array:
@@ -213,7 +223,7 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
     ascending = jnp.take_along_axis(logits, order, axis=-1)
     mass = jnp.cumsum(jax.nn.softmax(ascending, axis=-1), axis=-1)
     drop = (mass <= 1 - top_p).at[..., -1].set(False)
-    drop = jnp.take_along_axis(drop, jnp.argsort(order, axis=-1), axis=-1) & (top_p < 1)
+    drop = jnp.take_along_axis(drop, jnp.argsort(order, axis=-1), axis=-1)
     return jnp.where(drop, -jnp.inf, logits)
 
 

@@ -16,7 +16,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from tlean._core import Layer, ShapeError
-from tlean.layers import _init, _util
+from tlean.layers import _init, _layout, _util
 from tlean.layers._padding import check_fits, pad
 
 _PADDING_STRINGS = ("same", "valid")
@@ -79,9 +79,18 @@ def check_window(
         raise ShapeError(layer, expected, shape)
 
 
-def _dimension_numbers(n: int) -> tuple[str, str, str]:
-    s = "DHW"[3 - n :]
-    return "NC" + s, "OI" + s, "NC" + s
+def convolve(h: jax.Array, w: jax.Array, bias: jax.Array | None, **options: Any) -> jax.Array:
+    """``lax.conv_general_dilated`` of ``h [N, C, *S]`` with ``w [O, I, *k]`` (plus ``bias [O]``),
+    channels-first in and out; computed channels-last where :mod:`~tlean.layers._layout` says so."""
+    s = "DHW"[3 - (h.ndim - 2) :]
+    last = _layout.enabled()
+    if last:
+        h = _layout.to_last(h, 1)
+    io = "N" + s + "C" if last else "NC" + s
+    y = lax.conv_general_dilated(h, w, dimension_numbers=(io, "OI" + s, io), **options)
+    if bias is not None:
+        y = _util.add_bias(y, bias, axis=-1 if last else 1)
+    return _layout.to_first(y, 1) if last else y
 
 
 @dataclass(frozen=True)
@@ -160,18 +169,16 @@ class _ConvNd(Layer):
         pads = self.pads
         if self.padding_mode != "zeros":
             h, pads = pad(h, pads, self.padding_mode), ((0, 0),) * self.spatial
-        y = lax.conv_general_dilated(
+        y = convolve(
             h,
             params["weight"].astype(dtype),
+            params["bias"].astype(dtype) if self.bias else None,
             window_strides=self.stride,
             padding=pads,
             rhs_dilation=self.dilation,
-            dimension_numbers=_dimension_numbers(self.spatial),
             feature_group_count=self.groups,
             precision=self.precision,
         )
-        if self.bias:
-            y = _util.add_bias(y, params["bias"].astype(dtype), axis=1)
         return (y[0] if unbatched else y), state
 
 
@@ -180,7 +187,8 @@ _CONV_DOC = """{n}-d cross-correlation, ``y[n, o] = bias[o] + sum_i weight[o, i]
     PyTorch analogue: ``torch.nn.Conv{n}d`` with the same positional arguments, parameter
     names, layout (weight ``[out_channels, in_channels // groups, {k}]``) and default init.
     Computed with ``jax.lax.conv_general_dilated``; one N-d implementation serves
-    Conv1d, Conv2d and Conv3d.
+    Conv1d, Conv2d and Conv3d. On the CPU it computes channels-last inside (the API stays
+    channels-first; see the Speed page).
 
     Args:
       in_channels: channels C of the input.
@@ -370,19 +378,17 @@ class _ConvTransposeNd(Layer):
         k = self.kernel_size
         w = w.reshape(g, self.in_channels // g, self.out_channels // g, *k).swapaxes(1, 2)
         w = jnp.flip(w.reshape(self.out_channels, self.in_channels // g, *k), axis=tuple(range(2, 2 + n)))
-        y = lax.conv_general_dilated(
+        y = convolve(
             h,
             w,
+            params["bias"].astype(dtype) if self.bias else None,
             window_strides=(1,) * n,
             padding=[(sp - p, sp - p + op) for sp, p, op in zip(span, self.padding, output_padding)],
             lhs_dilation=self.stride,
             rhs_dilation=self.dilation,
-            dimension_numbers=_dimension_numbers(n),
             feature_group_count=g,
             precision=self.precision,
         )
-        if self.bias:
-            y = _util.add_bias(y, params["bias"].astype(dtype), axis=1)
         return (y[0] if unbatched else y), state
 
 

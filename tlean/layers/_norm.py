@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from tlean._core import Layer, ShapeError
-from tlean.layers import _util
+from tlean.layers import _layout, _util
 
 
 def _stats_dtype(x: jax.Array) -> jnp.dtype:
@@ -256,17 +256,21 @@ class _BatchNorm(Layer):
             raise ShapeError(self, f"input {forms}", shape)
         out_dtype = _util.compute_dtype(self.dtype, x, *params.values())
         h = jnp.asarray(x).astype(_stats_dtype(x))
-        axes = (0,) + tuple(range(2, h.ndim))
+        last = h.ndim > 2 and _layout.enabled()  # channels-last inside on the CPU (see _layout)
+        h = _layout.to_last(h, 1) if last else h
+        axis = h.ndim - 1 if last else 1
+        axes = tuple(a for a in range(h.ndim) if a != axis)
         if train or not self.track_running_stats:
             count = math.prod(h.shape[a] for a in axes)
             if count <= 1 and self.axis_name is None:
                 dims = " * ".join(("N",) + _SPATIAL[h.ndim - 2])
-                raise ShapeError(self, f"more than one value per channel in training ({dims} > 1)", h.shape)
+                raise ShapeError(self, f"more than one value per channel in training ({dims} > 1)", shape)
             mean = self._mean(h, axes)
-            var = self._mean(jnp.square(h - _along(mean, 1, h.ndim)), axes)
+            var = self._mean(jnp.square(h - _along(mean, axis, h.ndim)), axes)
         else:
             mean, var = state["running_mean"].astype(h.dtype), state["running_var"].astype(h.dtype)
-        y = _normalise(self, params, h, mean, var, axis=1)
+        y = _normalise(self, params, h, mean, var, axis=axis)
+        y = _layout.to_first(y, 1) if last else y
         if train and self.track_running_stats:
             if self.axis_name is not None:
                 count = count * jax.lax.psum(1, self.axis_name)

@@ -16,7 +16,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from tlean._core import Layer, ShapeError
-from tlean.layers import _util
+from tlean.layers import _layout, _util
 from tlean.layers._conv import AXES, check_input, check_window, ntuple
 
 
@@ -94,16 +94,21 @@ class _WindowPool(Layer):
         )
 
     def _reduce(self, x: jnp.ndarray, init: Any, op: Any, pads: Any) -> jnp.ndarray:
-        """``lax.reduce_window`` over the trailing spatial axes, padding with ``init``."""
-        lead = (1,) * (x.ndim - self.spatial)
-        return lax.reduce_window(
-            x,
+        """``lax.reduce_window`` over the trailing spatial axes, padding with ``init``; an input with
+        a channel axis before them is reduced channels-last where :mod:`~tlean.layers._layout` says so."""
+        channel = x.ndim - self.spatial - 1
+        last = channel >= 0 and _layout.enabled()
+        h = _layout.to_last(x, channel) if last else x
+        lead, tail = (1,) * (x.ndim - self.spatial - last), (1,) * last
+        y = lax.reduce_window(
+            h,
             np.asarray(init, x.dtype),  # a concrete NumPy scalar, so JAX sees the monoid and can differentiate
             op,
-            window_dimensions=lead + self.kernel_size,
-            window_strides=lead + self.stride,
-            padding=((0, 0),) * len(lead) + tuple(pads),
+            window_dimensions=lead + self.kernel_size + tail,
+            window_strides=lead + self.stride + tail,
+            padding=((0, 0),) * len(lead) + tuple(pads) + ((0, 0),) * last,
         )
+        return _layout.to_first(y, channel) if last else y
 
     def _crop(self, y: jnp.ndarray, shape: tuple[int, ...]) -> jnp.ndarray:
         out = self.output_size(shape)

@@ -127,6 +127,24 @@ def test_cnn_outputs_lie_within_every_method_bounds():
     check_sound("cnn-max", ("tanh", "sigmoid"), 3, 0.1)
 
 
+def test_the_graph_is_traced_channels_first():
+    """The CPU's channels-last compute path adds transposes that would cost CROWN a step each: the
+    graph is traced as written, with the same bounds."""
+    from tlean.layers import _layout
+    from tlean.verify import _graph
+
+    model, shape = build("cnn-max", ("tanh", "sigmoid"), 3)
+    x = jax.random.normal(jax.random.key(0), (2, *shape))
+    with _layout.forced(True):
+        graph = _graph.build(model.layer, model.params, model.state, x.shape, x.dtype)
+        lb, ub = verify.bounds(model, x - 0.1, x + 0.1, method="crown")
+    assert not [node.where for node in graph.nodes if node.prim == "transpose"]
+    with _layout.forced(False):
+        lb0, ub0 = verify.bounds(model, x - 0.1, x + 0.1, method="crown")
+    np.testing.assert_array_equal(lb, lb0)
+    np.testing.assert_array_equal(ub, ub0)
+
+
 def check_sound(kind, acts, seed, eps):
     model, shape = build(kind, acts, seed)
     key = jax.random.key(seed)

@@ -4,6 +4,7 @@ BatchNorm runs in training mode (batch statistics, running statistics updated), 
 framework threads its non-trainable state through the step. flax's convolutions are
 channels-last: the flax models transpose the NCHW input to NHWC once and back before
 flattening (so they share the PyTorch-layout weights), as a port of a PyTorch model does.
+tlean's layers take NCHW and compute channels-last on the CPU (``tlean.layers._layout``).
 """
 
 from __future__ import annotations
@@ -283,6 +284,8 @@ def run(quick: bool, rounds: int, frameworks) -> list[_common.Table]:
     )
     note = (
         "flax's convolutions are channels-last: the flax models transpose the NCHW input to NHWC once and "
-        "back before flattening; tlean, raw JAX, equinox and PyTorch compute in NCHW as given."
+        "back before flattening. tlean takes NCHW and, on the CPU, computes its convolutions, batch norms and "
+        "pooling channels-last (XLA removes the transposes between layers; `TLEAN_CHANNELS_LAST=0` turns it "
+        "off); raw JAX, equinox and PyTorch compute in NCHW as given."
     )
     return [_common.train_step_table("cnn", title, chosen, rounds=rounds, quick=quick, notes=[note])]

@@ -41,8 +41,9 @@ NAMES = {
     _common.COPY: "raw JAX again (noise floor)",
 }
 TRAIN_TARGET, CALL_TARGET, COMPILE_TARGET = 1.03, 1.2, 1.5
-# Issue 17's targets for an eager build in a fresh process (seconds beyond the import).
-FIRST_MODEL_TARGET = {"first_resnet18": 1.0, "first_gpt2": 3.0}
+# Issue 17's targets for an eager build in a fresh process (seconds beyond the import, wall time:
+# "takes no more than"): the first build, and the second with another seed where the issue sets one.
+FIRST_MODEL_TARGET = {"first_resnet18": (1.0, 0.2), "first_gpt2": (3.0, None)}
 # Two runs of one program differ by a percent or two on a shared machine: "no slower than a
 # peer" allows the same 3% as the raw-JAX target does.
 PEER_TOLERANCE = 1.03
@@ -224,14 +225,22 @@ def targets(tables: list[_common.Table]) -> list[tuple[str, str, str]]:
                     )
                 )
         elif t.kind == "first_model" and t.key in FIRST_MODEL_TARGET and any(r.framework == "tlean" for r in t.rows):
-            tl, bound = t.row("tlean"), FIRST_MODEL_TARGET[t.key]
+            tl, (first, second) = t.row("tlean"), FIRST_MODEL_TARGET[t.key]
             out.append(
                 (
-                    f"{t.title}: tlean's first build <= {bound:g} s (CPU time; wall in the table)",
-                    f"{tl.extra['cpu']:.2f} s",
-                    "yes" if tl.extra["cpu"] <= bound else "no",
+                    f"{t.title}: tlean's first build <= {first:g} s (wall time)",
+                    f"{tl.seconds:.2f} s (process CPU time, all threads: {tl.extra['cpu']:.2f} s)",
+                    "yes" if tl.seconds <= first else "no",
                 )
             )
+            if second is not None:
+                out.append(
+                    (
+                        f"{t.title}: tlean's second build (another seed) <= {second:g} s",
+                        f"{tl.extra['second']:.2f} s",
+                        "yes" if tl.extra["second"] <= second else "no",
+                    )
+                )
         elif t.kind == "generate":
             for r in t.rows:
                 out.append(

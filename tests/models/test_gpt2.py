@@ -12,7 +12,7 @@ import torch
 
 from tests.torch_utils import n
 from tlean import Model, ShapeError, nn
-from tlean.models import Conv1D, GPT2Config, from_pretrained, gpt2
+from tlean.models import Conv1D, GPT2Config, LlamaConfig, from_pretrained, gpt2
 from tlean.models._gpt2 import ACTIVATIONS
 
 V, P, E, NL, NH = 64, 16, 16, 2, 2
@@ -234,6 +234,10 @@ def test_config_reads_and_writes_transformers_fields():
             GPT2Config.from_hf({**hf, field: value})
     with pytest.raises(ValueError, match="model_type must be 'gpt2'"):
         GPT2Config.from_hf({"model_type": "llama"})
+    with pytest.raises(TypeError, match=r"gpt2: unknown argument\(s\) \['hidden_size'\]; GPT2Config fields are"):
+        gpt2(hidden_size=8)
+    with pytest.raises(TypeError, match=r"gpt2: config must be a GPT2Config, got LlamaConfig"):
+        gpt2(LlamaConfig())
 
 
 def test_activations_equal_transformers_act2fn():

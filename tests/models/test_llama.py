@@ -268,6 +268,8 @@ def test_unsupported_config_values_are_errors_naming_the_field():
         LlamaConfig(rope_scaling={"rope_type": "llama3", "factor": 8.0, "high_freq_factor": 4.0})
     with pytest.raises(TypeError, match=r"Llama: config must be a LlamaConfig, got dict"):
         Llama({"hidden_size": 8})
+    with pytest.raises(TypeError, match=r"llama: unknown argument\(s\) \['n_embd'\]; LlamaConfig fields are"):
+        llama(n_embd=8)
     with pytest.raises(ValueError, match=r"RopeScaling: rope_type must be one of \['linear', 'llama3'\], got 'yarn'"):
         RopeScaling("yarn", 2.0)
     with pytest.raises(ValueError, match=r"RopeScaling: high_freq_factor=1.0 must exceed low_freq_factor=1.0"):

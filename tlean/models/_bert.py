@@ -28,7 +28,7 @@ from tlean.layers._dropout import Dropout
 from tlean.layers._embedding import Embedding
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
-from tlean.models._hf import jitted_init
+from tlean.models._hf import builder_args, jitted_init
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -521,26 +521,6 @@ def _zero_row(init: Callable, row: int) -> Callable:
         return init(key, shape, dtype).at[row].set(0)
 
     return zeroed
-
-
-LAYER_OPTIONS = ("scan", "dtype", "param_dtype", "precision")
-
-
-def builder_args(config_type: type, config: Any, fields: dict, name: str) -> tuple[Any, dict]:
-    """``(config, layer options)`` from a builder's arguments: ``config`` (or the defaults)
-    updated with the config fields in ``fields``; the rest must be :data:`LAYER_OPTIONS`."""
-    if config is not None and not isinstance(config, config_type):
-        raise TypeError(f"{name}: config must be a {config_type.__name__}, got {type(config).__name__}")
-    names = {f.name for f in dataclasses.fields(config_type)}
-    unknown = sorted(k for k in fields if k not in names and k not in LAYER_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"{name}: unknown argument(s) {unknown}; {config_type.__name__} fields are {sorted(names)}, "
-            f"layer options {list(LAYER_OPTIONS)}"
-        )
-    updates = {k: v for k, v in fields.items() if k in names}
-    config = dataclasses.replace(config, **updates) if config is not None else config_type(**updates)
-    return config, {k: v for k, v in fields.items() if k in LAYER_OPTIONS}
 
 
 def bert(config: BertConfig | None = None, **fields: Any) -> Builder[Model]:

@@ -19,9 +19,9 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float, Integer
+from jaxtyping import Array, Float
 
-from tlean._core import Layer, ShapeError, sublayer, with_ties
+from tlean._core import Layer, sublayer
 from tlean._model import Model
 from tlean.layers import _kvcache, _util
 from tlean.layers._combinators import Stacked
@@ -29,7 +29,15 @@ from tlean.layers._dropout import Dropout
 from tlean.layers._embedding import Embedding
 from tlean.layers._linear import Linear
 from tlean.layers._norm import LayerNorm
-from tlean.models._hf import cache_dtype, check_ids, check_mask, check_position_ids, jitted_init, numerics
+from tlean.models._hf import (
+    CausalLM,
+    builder_args,
+    check_cache,
+    check_ids,
+    check_mask,
+    check_position_ids,
+    numerics,
+)
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -417,16 +425,7 @@ class GPT2Model(Layer):
     ) -> tuple[jax.Array, dict]:
         cfg, block = self.config, cast(GPT2Block, self.h.layer)
         batch, seq = check_ids(self, ids, start_pos, position_ids, self.config.n_positions, "n_positions")
-        want = (cfg.n_layer, batch, None, cfg.n_head, cfg.head_dim)
-        for name in ("key", "value"):
-            value = cache.get(name) if isinstance(cache, dict) else None
-            got = None if value is None else jnp.shape(value)
-            if got is None or len(got) != 5 or got[:2] + (None,) + got[3:] != want:
-                raise ShapeError(
-                    self,
-                    f"cache[{name!r}] [{cfg.n_layer}, {batch}, max_len, {cfg.n_head}, {cfg.head_dim}] (init_cache)",
-                    got,
-                )
+        check_cache(self, cache, cfg.n_layer, batch, cfg.n_head, cfg.head_dim)
         first = {k: jax.ShapeDtypeStruct(jnp.shape(v)[1:], v.dtype) for k, v in cache.items()}  # one layer's shapes
         start, _, max_len = _kvcache.position(block.attn, first, ids, cfg.n_head, cfg.head_dim, start_pos)
         slot_mask = None
@@ -459,7 +458,7 @@ def _normal(key: jax.Array, shape: tuple[int, ...], dtype: Any, std: float) -> j
 
 
 @dataclass(frozen=True)
-class GPT2LMHeadModel(Layer):
+class GPT2LMHeadModel(CausalLM):
     """GPT-2 with its language-model head: transformers' ``GPT2LMHeadModel``, module for module.
 
     ``logits = lm_head(transformer(ids))``, where ``transformer`` is ``GPT2Model``:
@@ -538,72 +537,12 @@ class GPT2LMHeadModel(Layer):
             rules[r"lm_head\.weight"] = normal
         return rules
 
-    def init(self, key: jax.Array | None) -> tuple[dict, dict]:
-        """The derived init (children, then the overrides, then the tie), run as one jitted program.
-
-        Eagerly, each initialiser of each shape would otherwise compile on its own (seconds).
-        """
-        if key is None:
-            return Layer.init(self, key)  # the base class's error: GPT-2 has parameters
-        return jitted_init(self, key)
+    base = "transformer"
 
     @property
     def context_length(self) -> int:
         """The longest sequence: ``n_positions``."""
         return self.config.n_positions
-
-    def apply(
-        self,
-        params: dict,
-        state: dict,
-        ids: Integer[Array, "batch seq"],
-        *,
-        key=None,
-        train=False,
-        attention_mask: Any = None,
-        position_ids: Any = None,
-    ):
-        c = self.bind(params, state, key=key, train=train)
-        h = c.transformer(ids, attention_mask=attention_mask, position_ids=position_ids)
-        return c.lm_head(h), state
-
-    def init_cache(self, batch: int, max_len: int, dtype: Any = None) -> dict:
-        """An empty KV cache: ``{"key", "value": zeros [n_layer, batch, max_len, n_head, head_dim]}``.
-
-        ``dtype`` defaults to the computation dtype (``dtype``, else ``param_dtype``).
-        """
-        return self.transformer.init_cache(batch, max_len, cache_dtype(self, dtype))
-
-    def decode(
-        self,
-        params: dict,
-        cache: dict,
-        ids: Integer[Array, "batch s"],
-        start_pos: int | jax.Array,
-        *,
-        attention_mask: Any = None,
-        position_ids: Any = None,
-    ) -> tuple[Float[Array, "batch s vocab"], dict]:
-        """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos .. start_pos + s - 1`` (eval mode).
-
-        Args:
-          params: the model's params.
-          cache: from :meth:`init_cache` (or a previous ``decode``).
-          ids: ``[batch, s]`` new token ids.
-          start_pos: the first slot (a Python int, checked at trace time, or a traced int32
-            scalar; out of range when traced, the logits are NaN and the cache is unchanged).
-          attention_mask: ``[batch, max_len]`` over every cache slot (1 = it holds a real
-            token); slots after ``start_pos + s - 1`` are excluded by causality anyway.
-          position_ids: ``[batch|1, s]``; default ``start_pos + arange(s)``.
-
-        Returns:
-          The logits equal to the full forward's at those positions, and the cache.
-        """
-        h, cache = self.transformer.decode(
-            params["transformer"], cache, ids, start_pos, attention_mask=attention_mask, position_ids=position_ids
-        )
-        head = with_ties(self, params)["lm_head"]
-        return self.lm_head.apply(head, {}, h)[0], cache
 
 
 def gpt2(config: GPT2Config | None = None, **fields: Any) -> Builder[Model]:
@@ -614,8 +553,7 @@ def gpt2(config: GPT2Config | None = None, **fields: Any) -> Builder[Model]:
       **fields: :class:`GPT2Config` fields replacing the config's, and the layer's
         ``scan``, ``dtype``, ``param_dtype``, ``precision``.
     """
-    options = {k: fields.pop(k) for k in ("scan", "dtype", "param_dtype", "precision") if k in fields}
-    config = GPT2Config(**fields) if config is None else dataclasses.replace(config, **fields)
+    config, options = builder_args(GPT2Config, config, fields, "gpt2")
     return build(GPT2LMHeadModel(config, **options))
 
 

@@ -1,16 +1,45 @@
-"""What the Hugging Face families share: their numerics, their jitted init, and the checks of the
-inputs of a causal language model (token ids, ``position_ids``, ``attention_mask``)."""
+"""What the Hugging Face families share: their builders' arguments, numerics and jitted init; the
+checks of a causal language model's inputs (token ids, ``position_ids``, ``attention_mask``, the KV
+cache); and :class:`CausalLM`, the head and decode protocol of GPT-2 and Llama."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Integer
 
 from tlean._core import Layer, ShapeError
 from tlean.layers import _util
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from tlean.layers._linear import Linear
+
+
+C = TypeVar("C", bound="DataclassInstance")  # a model config
+LAYER_OPTIONS = ("scan", "dtype", "param_dtype", "precision")
+
+
+def builder_args(config_type: type[C], config: C | None, fields: dict, name: str) -> tuple[C, dict]:
+    """``(config, layer options)`` from a builder's arguments: ``config`` (or the defaults)
+    updated with the config fields in ``fields``; the rest must be :data:`LAYER_OPTIONS`."""
+    if config is not None and not isinstance(config, config_type):
+        raise TypeError(f"{name}: config must be a {config_type.__name__}, got {type(config).__name__}")
+    names = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(k for k in fields if k not in names and k not in LAYER_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"{name}: unknown argument(s) {unknown}; {config_type.__name__} fields are {sorted(names)}, "
+            f"layer options {list(LAYER_OPTIONS)}"
+        )
+    updates = {k: v for k, v in fields.items() if k in names}
+    config = dataclasses.replace(config, **updates) if config is not None else config_type(**updates)
+    return config, {k: v for k, v in fields.items() if k in LAYER_OPTIONS}
 
 
 def numerics(layer: Any) -> dict:
@@ -74,3 +103,94 @@ def check_mask(layer: Layer, mask: Any, batch: int, length: int, expected: str) 
     if mask.shape != (batch, length):
         raise ShapeError(layer, expected, mask.shape)
     return mask != 0
+
+
+def check_cache(layer: Layer, cache: Any, layers: int, batch: int, heads: int, head_dim: int) -> int:
+    """``max_len`` of a stacked KV cache ``{"key", "value": [layers, batch, max_len, heads, head_dim]}``."""
+    want = (layers, batch, None, heads, head_dim)
+    for name in ("key", "value"):
+        got = jnp.shape(cache[name]) if isinstance(cache, dict) and name in cache else None
+        if got is None or len(got) != 5 or got[:2] + (None,) + got[3:] != want:
+            expected = f"cache[{name!r}] [{layers}, {batch}, max_len, {heads}, {head_dim}] (init_cache)"
+            raise ShapeError(layer, expected, got)
+    return cache["key"].shape[2]
+
+
+class CausalLM(Layer):
+    """What transformers' ``*ForCausalLM`` models share: ``logits = lm_head(base(ids))``, one jitted
+    init, and the decoding protocol :func:`~tlean.models.generate` uses (:attr:`context_length`,
+    :meth:`init_cache`, :meth:`decode`).
+
+    A subclass is a dataclass with the sublayers ``lm_head`` and the base model named by
+    :attr:`base` (transformers' attribute: ``"transformer"``, ``"model"``), whose ``apply``
+    takes ``attention_mask`` and ``position_ids`` and which has ``init_cache(batch, max_len,
+    dtype)`` and ``decode(params, cache, ids, start_pos, *, attention_mask, position_ids) ->
+    (last hidden states, cache)``; the subclass gives :attr:`context_length`.
+    """
+
+    base: ClassVar[str]
+    if TYPE_CHECKING:  # the subclasses' fields
+        lm_head: Linear
+        dtype: Any
+        param_dtype: Any
+
+        @property
+        def context_length(self) -> int: ...
+
+    def init(self, key: jax.Array | None) -> tuple[dict, dict]:
+        """The derived init (children, then ``init_overrides``, then ties) as one cached ``jax.jit``
+        program: op by op, every leaf and override would compile its own random draw (seconds)."""
+        return Layer.init(self, key) if key is None else jitted_init(self, key)
+
+    def apply(
+        self,
+        params: dict,
+        state: dict,
+        ids: Integer[Array, "batch seq"],
+        *,
+        key=None,
+        train=False,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ):
+        c = self.bind(params, state, key=key, train=train)
+        h = getattr(c, self.base)(ids, attention_mask=attention_mask, position_ids=position_ids)
+        return c.lm_head(h), state
+
+    def init_cache(self, batch: int, max_len: int, dtype: Any = None) -> dict:
+        """An empty KV cache ``{"key", "value": zeros [layers, batch, max_len, kv_heads, head_dim]}``.
+
+        ``dtype`` defaults to the computation dtype (``dtype``, else ``param_dtype``).
+        """
+        return getattr(self, self.base).init_cache(batch, max_len, cache_dtype(self, dtype))
+
+    def decode(
+        self,
+        params: dict,
+        cache: dict,
+        ids: Integer[Array, "batch s"],
+        start_pos: int | jax.Array,
+        *,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+    ) -> tuple[Float[Array, "batch s vocab"], dict]:
+        """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos .. start_pos + s - 1`` (eval mode).
+
+        Args:
+          params: the model's params.
+          cache: from :meth:`init_cache` (or a previous ``decode``).
+          ids: ``[batch, s]`` new token ids.
+          start_pos: the first slot (a Python int, checked at trace time, or a traced int32
+            scalar; out of range when traced, the logits are NaN and the cache is unchanged).
+          attention_mask: ``[batch, max_len]`` over every cache slot (1 = it holds a real
+            token); slots after ``start_pos + s - 1`` are excluded by causality anyway.
+          position_ids: ``[batch|1, s]`` positions; default ``start_pos + arange(s)``.
+
+        Returns:
+          The logits ``[batch, s, vocab_size]``, equal to the full forward's at those
+          positions, and the cache.
+        """
+        h, cache = getattr(self, self.base).decode(
+            params[self.base], cache, ids, start_pos, attention_mask=attention_mask, position_ids=position_ids
+        )
+        return self.bind(params, {}).lm_head(h), cache

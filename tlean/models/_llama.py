@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Integer
 
-from tlean._core import Layer, ShapeError, sublayer
+from tlean._core import Layer, sublayer
 from tlean._model import Model
 from tlean.layers import _util
 from tlean.layers._combinators import Stacked
@@ -31,7 +31,15 @@ from tlean.layers._gqa import Attention, GatedFeedForward
 from tlean.layers._linear import Linear
 from tlean.layers._norm import RMSNorm
 from tlean.layers._position import RoPE, RopeScaling
-from tlean.models._hf import cache_dtype, check_ids, check_mask, check_position_ids, jitted_init, numerics
+from tlean.models._hf import (
+    CausalLM,
+    builder_args,
+    check_cache,
+    check_ids,
+    check_mask,
+    check_position_ids,
+    numerics,
+)
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder
@@ -379,6 +387,11 @@ class LlamaModel(Layer):
         c = self.bind(params, state, key=key, train=train)
         return c.norm(c.layers(c.embed_tokens(ids), **context)), state
 
+    def init_cache(self, batch: int, max_len: int, dtype: Any) -> dict:
+        block = cast(LlamaDecoderLayer, self.layers.layer)
+        one = block.self_attn.init_cache(batch, max_len, dtype)
+        return jax.tree.map(lambda a: jnp.zeros((self.config.num_hidden_layers,) + a.shape, a.dtype), one)
+
     def decode(
         self,
         params: dict,
@@ -394,17 +407,8 @@ class LlamaModel(Layer):
         batch, seq = check_ids(
             self, ids, start_pos, position_ids, self.config.max_position_embeddings, "max_position_embeddings"
         )
-        want = (cfg.num_hidden_layers, batch, None, cfg.num_key_value_heads, cfg.head_dim)
-        for name in ("key", "value"):
-            got = jnp.shape(cache[name]) if isinstance(cache, dict) and name in cache else None
-            if got is None or len(got) != 5 or got[:2] + (None,) + got[3:] != want:
-                raise ShapeError(
-                    self,
-                    f"cache[{name!r}] [{cfg.num_hidden_layers}, {batch}, max_len, "
-                    f"{cfg.num_key_value_heads}, {cfg.head_dim}] (init_cache)",
-                    got,
-                )
-        max_len = cache["key"].shape[2]
+        kv_heads, head_dim = cast(int, cfg.num_key_value_heads), cast(int, cfg.head_dim)  # set by __post_init__
+        max_len = check_cache(self, cache, cfg.num_hidden_layers, batch, kv_heads, head_dim)
         allow = None
         if attention_mask is not None:
             allow = check_mask(self, attention_mask, batch, max_len, f"attention_mask [batch, max_len={max_len}]")
@@ -434,7 +438,7 @@ def _zeros(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
 
 
 @dataclass(frozen=True)
-class Llama(Layer):
+class Llama(CausalLM):
     """Llama with its language-model head: transformers' ``LlamaForCausalLM``, module for module.
 
     ``logits = lm_head(model(ids))``, ``model`` a :class:`LlamaModel`: ``embed_tokens``,
@@ -499,11 +503,6 @@ class Llama(Layer):
         _util.set_field(self, "model", LlamaModel(cfg, scan=self.scan, **num))
         _util.set_field(self, "lm_head", Linear(cfg.hidden_size, cfg.vocab_size, False, **num))
 
-    def init(self, key: jax.Array | None) -> tuple[dict, dict]:
-        """The derived init (children, then ``init_overrides``, then ties) as one cached ``jax.jit``
-        program: op by op, every leaf and override would compile its own random draw."""
-        return Layer.init(self, key) if key is None else jitted_init(self, key)
-
     @property
     def ties(self) -> dict | None:
         return {"lm_head.weight": "model.embed_tokens.weight"} if self.config.tie_word_embeddings else None
@@ -520,64 +519,12 @@ class Llama(Layer):
             rules[r"lm_head\.weight"] = functools.partial(_normal, std=std)
         return rules
 
+    base = "model"
+
     @property
     def context_length(self) -> int:
         """The longest sequence: ``max_position_embeddings``."""
         return self.config.max_position_embeddings
-
-    def apply(
-        self,
-        params: dict,
-        state: dict,
-        ids: Integer[Array, "batch seq"],
-        *,
-        key=None,
-        train=False,
-        attention_mask: Any = None,
-        position_ids: Any = None,
-    ):
-        c = self.bind(params, state, key=key, train=train)
-        return c.lm_head(c.model(ids, attention_mask=attention_mask, position_ids=position_ids)), state
-
-    def init_cache(self, batch: int, max_len: int, dtype: Any = None) -> dict:
-        """An empty KV cache ``{"key", "value": zeros [num_hidden_layers, batch, max_len, kv_heads, head_dim]}``.
-
-        ``dtype`` defaults to the computation dtype (``dtype``, else ``param_dtype``).
-        """
-        cfg = self.config
-        block = cast(LlamaDecoderLayer, self.model.layers.layer)
-        one = block.self_attn.init_cache(batch, max_len, cache_dtype(self, dtype))
-        return jax.tree.map(lambda a: jnp.zeros((cfg.num_hidden_layers,) + a.shape, a.dtype), one)
-
-    def decode(
-        self,
-        params: dict,
-        cache: dict,
-        ids: Integer[Array, "batch s"],
-        start_pos: int | jax.Array,
-        *,
-        attention_mask: Any = None,
-        position_ids: Any = None,
-    ) -> tuple[Float[Array, "batch s vocab"], dict]:
-        """``(logits, new cache)`` for ``ids`` written at cache slots ``start_pos .. start_pos + s - 1`` (eval mode).
-
-        Args:
-          params: the model's params.
-          cache: from :meth:`init_cache` (or a previous ``decode``).
-          ids: ``[batch, s]`` new token ids.
-          start_pos: the first slot (a Python int, checked at trace time, or a traced int32
-            scalar; out of range when traced, the logits are NaN and the cache is unchanged).
-          attention_mask: ``[batch, max_len]`` over every cache slot (1 = it holds a real
-            token); slots after ``start_pos + s - 1`` are excluded by causality anyway.
-          position_ids: ``[batch|1, s]`` RoPE positions; default ``start_pos + arange(s)``.
-
-        Returns:
-          The logits equal to the full forward's at those positions, and the cache.
-        """
-        h, cache = self.model.decode(
-            params["model"], cache, ids, start_pos, attention_mask=attention_mask, position_ids=position_ids
-        )
-        return self.bind(params, {}).lm_head(h), cache
 
 
 def llama(config: LlamaConfig | None = None, **fields: Any) -> Builder[Model]:
@@ -588,8 +535,7 @@ def llama(config: LlamaConfig | None = None, **fields: Any) -> Builder[Model]:
       **fields: :class:`LlamaConfig` fields replacing the config's, and the layer's
         ``scan``, ``dtype``, ``param_dtype``, ``precision``.
     """
-    options = {k: fields.pop(k) for k in ("scan", "dtype", "param_dtype", "precision") if k in fields}
-    config = LlamaConfig(**fields) if config is None else dataclasses.replace(config, **fields)
+    config, options = builder_args(LlamaConfig, config, fields, "llama")
     return build(Llama(config, **options))
 
 

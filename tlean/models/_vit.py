@@ -33,14 +33,13 @@ from tlean.models._bert import (
     BertIntermediate,
     BertSelfAttention,
     Part,
-    builder_args,
     check_activation,
     check_config,
     config_from_hf,
     config_repr,
     hf_init_overrides,
 )
-from tlean.models._hf import jitted_init
+from tlean.models._hf import builder_args, jitted_init
 from tlean.models._hub import Family
 from tlean.nn._build import build
 from tlean.seed import Builder, SeedStream

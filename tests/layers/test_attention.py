@@ -245,7 +245,7 @@ class KVCacheTest(chex.TestCase):
                 y, cache = decode(params, cache, x[:, pos : pos + 1], pos)
                 outs.append(y)
             assert_close(jnp.concatenate(outs, axis=1), full)
-            np.testing.assert_array_equal(cache["key"][:, T:], 0)  # nothing written past the end
+            np.testing.assert_array_equal(cache["key"][:, :, T:], 0)  # nothing written past the end
 
     def test_decoding_past_the_cache_is_an_error_or_nan(self):
         layer = L.MultiheadAttention(E, H, causal=True)
@@ -261,7 +261,7 @@ class KVCacheTest(chex.TestCase):
         assert np.isnan(np.asarray(y)).all()
         with pytest.raises(ValueError, match=r"KV-cache decoding needs a causal layer"):
             L.MultiheadAttention(E, H).decode(params, cache, jnp.ones((B, 1, E)), 0)
-        with pytest.raises(ShapeError, match=r"expected cache\['key'\] \[3, max_len, 2, 4\], got shape \(2, 4, 2, 4\)"):
+        with pytest.raises(ShapeError, match=r"expected cache\['key'\] \[3, 2, max_len, 4\], got shape \(2, 2, 4, 4\)"):
             layer.decode(params, cache, jnp.ones((3, 1, E)), 0)
 
 
@@ -279,7 +279,7 @@ def test_decoding_out_of_range_never_writes_the_cache():
         for name in ("key", "value"):
             np.testing.assert_array_equal(new[name], cache[name], err_msg=f"start_pos={start}, seq={seq}")
     y, new = decode(params, cache, x[:, 3:4], 3)  # in range, traced: written and finite
-    assert np.isfinite(np.asarray(y)).all() and not np.array_equal(new["key"][:, 3], cache["key"][:, 3])
+    assert np.isfinite(np.asarray(y)).all() and not np.array_equal(new["key"][:, :, 3], cache["key"][:, :, 3])
     for bad in (-1, np.int64(-3), jnp.int32(-1)):
         with pytest.raises(ValueError, match=r"MultiheadAttention\(.*\): start_pos must be >= 0, got -"):
             layer.decode(params, cache, x[:, :1], bad)

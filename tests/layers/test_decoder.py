@@ -285,13 +285,8 @@ def test_chunked_decoding_with_projected_memory_equals_the_full_causal_forward()
     tgt, memory = (jnp.asarray(a) for a in data(6))
     full = decoder.apply(params, state, tgt, memory=memory, tgt_is_causal=True, memory_key_padding_mask=padding(S))[0]
     cache = jax.jit(decoder.init_cache, static_argnums=2)(params, memory, T)
-    assert cache["memory"]["key"].shape == (2, B, S, NH, D // NH) and cache["self_attn"]["key"].shape == (
-        2,
-        B,
-        T,
-        NH,
-        D // NH,
-    )
+    assert cache["memory"]["key"].shape == (2, B, S, NH, D // NH)  # project_kv's layout, as apply's kv_cache
+    assert cache["self_attn"]["key"].shape == (2, B, NH, T, D // NH)  # the KV cache's (transformers')
     decode = jax.jit(lambda p, c, x, s: decoder.decode(p, c, x, s, memory_key_padding_mask=padding(S)))
     y, cache = decode(params, cache, tgt[:, :2], 0)
     outs = [y]

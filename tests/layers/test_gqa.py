@@ -115,7 +115,7 @@ def test_chunked_decoding_equals_the_full_causal_forward():
             y, cache = decode(params, cache, x[:, pos : pos + 1], pos)
             outs.append(y)
         assert_close(jnp.concatenate(outs, axis=1), full)
-    assert cache["key"].shape == (B, T + 1, 2, 6)  # the kv heads only
+    assert cache["key"].shape == (B, 2, T + 1, 6)  # the kv heads only, transformers' layout
     y, new = decode(params, cache, x[:, :2], T)  # traced start past the end: NaN, cache unchanged
     assert np.isnan(np.asarray(y)).all()
     jax.tree.map(np.testing.assert_array_equal, new, cache)

@@ -214,7 +214,7 @@ class KVCacheTest(chex.TestCase):
                     y, cache = decode(params, cache, x[:, pos : pos + 1], pos)
                     outs.append(y)
                 assert_close(jnp.concatenate(outs, axis=1), full)
-            assert cache["key"].shape == (2, B, T, NH, D // NH)
+            assert cache["key"].shape == (2, B, NH, T, D // NH)
 
 
 def test_bad_input_and_config():

@@ -148,7 +148,7 @@ def test_decoding_with_the_cache_equals_the_full_forward(pair):
     got = np.concatenate(steps, axis=1)
     real = mask.astype(bool)
     np.testing.assert_allclose(got[real], full[real], rtol=1e-5, atol=1e-5 * np.abs(full).max())
-    assert cache["key"].shape == (NL, 3, max_len, NH, E // NH)
+    assert cache["key"].shape == (NL, 3, NH, max_len, E // NH)
     # without mask and position_ids: positions default to start_pos + arange(s); unrolled (scan=False) alike
     plain = np.asarray(forward(model, ids, None, None))
     first, cache = decode(model.params, layer.init_cache(3, P), ids[:, :5], 0)
@@ -167,7 +167,7 @@ def test_decode_refuses_bad_input(tiny):
         layer.decode(model.params, cache, ids, 0, attention_mask=jnp.ones((2, 3)))
     with pytest.raises(ShapeError, match="cache max_len=8"):
         layer.decode(model.params, cache, ids, 6)
-    with pytest.raises(ShapeError, match=r"cache\['key'\] \[2, 2, max_len, 2, 8\]"):
+    with pytest.raises(ShapeError, match=r"cache\['key'\] \[2, 2, 2, max_len, 8\]"):
         layer.decode(model.params, layer.init_cache(1, 8), ids, 0)
     with pytest.raises(TypeError, match="start_pos must be an integer"):
         layer.decode(model.params, cache, ids, 1.5)

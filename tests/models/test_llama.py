@@ -170,7 +170,7 @@ def test_decoding_with_the_cache_equals_the_full_forward(hf_dir_factory):
         steps.append(logits)
     real = mask.astype(bool)
     assert_close_to_scale(np.concatenate(steps, axis=1)[real], full[real])
-    assert cache["key"].shape == (2, 3, cache_len, 2, 8)
+    assert cache["key"].shape == (2, 3, 2, cache_len, 8)
 
 
 def test_rope_frequencies_equal_transformers_rotary_embedding():
@@ -307,8 +307,8 @@ def test_bad_input():
     with pytest.raises(ShapeError, match=r"expected position_ids \[2\|1, 3\], got shape \(3,\)"):
         trace(jnp.zeros((2, 3), jnp.int32), position_ids=jnp.arange(3))
     cache = layer.init_cache(2, 4)
-    assert cache["key"].shape == (1, 2, 4, 2, 8)
-    with pytest.raises(ShapeError, match=r"expected cache\['key'\] \[1, 3, max_len, 2, 8\] \(init_cache\)"):
+    assert cache["key"].shape == (1, 2, 2, 4, 8)
+    with pytest.raises(ShapeError, match=r"expected cache\['key'\] \[1, 3, 2, max_len, 8\] \(init_cache\)"):
         layer.decode(params, cache, jnp.zeros((3, 1), jnp.int32), 0)
     with pytest.raises(ShapeError, match=r"at most 1 new positions at start_pos=3 \(cache max_len=4\)"):
         jax.eval_shape(lambda p: layer.decode(p, cache, jnp.zeros((2, 2), jnp.int32), 3), params)

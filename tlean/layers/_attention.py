@@ -78,7 +78,8 @@ class MultiheadAttention(Layer):
         (False, torch's default; ``nn.MultiheadAttention`` requires the keyword).
       causal: apply the causal mask (keyword-only).
       implementation: passed to ``jax.nn.dot_product_attention``: ``None`` (JAX's
-        choice), ``"xla"`` or ``"cudnn"``.
+        choice), ``"xla"`` or ``"cudnn"`` (:meth:`decode` attends over the KV cache with
+        the XLA computation, in the cache's layout).
       dtype, param_dtype, precision: computation dtype, storage dtype, and the precision
         of the projections (the attention matmuls follow ``jax_default_matmul_precision``).
 
@@ -469,7 +470,7 @@ class MultiheadAttention(Layer):
 
     # -- KV-cache decoding ----------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
-        """An empty cache ``{"key", "value": [batch, max_len, heads, head_dim]}`` of zeros."""
+        """An empty cache ``{"key", "value": [batch, heads, max_len, head_dim]}`` of zeros (transformers' layout)."""
         _util.positive("MultiheadAttention.init_cache", batch=batch, max_len=max_len)
         return _kvcache.empty(batch, max_len, self.num_heads, self.head_dim, dtype)
 
@@ -509,13 +510,7 @@ class MultiheadAttention(Layer):
         dtype = _util.compute_dtype(self.dtype, x, params["in_proj_weight"])
         q, k, v = self._project_in(params, x, dtype)
         cache = _kvcache.write(cache, k, v, start, in_range)
-        o = jax.nn.dot_product_attention(
-            q,
-            cache["key"].astype(dtype),
-            cache["value"].astype(dtype),
-            mask=_kvcache.causal_window(start, x.shape[1], max_len),
-            implementation=self.implementation,
-        )
+        o = _kvcache.attend(q, cache, _kvcache.causal_window(start, x.shape[1], max_len))
         y = self._project_out(params, o, dtype)
         return jnp.where(in_range, y, jnp.nan), cache
 

@@ -231,7 +231,7 @@ class Attention(Layer):
 
     # -- KV-cache decoding ------------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
-        """An empty cache ``{"key", "value": [batch, max_len, num_kv_heads, head_dim]}`` of zeros."""
+        """An empty cache ``{"key", "value": [batch, num_kv_heads, max_len, head_dim]}`` of zeros (transformers' layout)."""
         _util.positive("Attention.init_cache", batch=batch, max_len=max_len)
         return _kvcache.empty(batch, max_len, *self._ints, dtype)
 
@@ -269,7 +269,7 @@ class Attention(Layer):
         allowed = _kvcache.causal_window(start, x.shape[1], max_len)
         if allow is not None:
             allowed = allowed & self._allowed(allow, x.shape[0], x.shape[1], max_len, " over the cache slots")
-        o = jax.nn.dot_product_attention(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype), mask=allowed)
+        o = _kvcache.attend(q, cache, allowed)
         y = self.o_proj.apply(params["o_proj"], {}, self._merge(o, None if allow is None else allowed))[0]
         return jnp.where(in_range, y, jnp.nan), cache
 

@@ -354,7 +354,7 @@ class TransformerEncoder(Layer):
 
     # -- KV-cache decoding ------------------------------------------------------------------
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
-        """Every layer's empty KV cache, stacked: ``{"key", "value": [layers, batch, max_len, heads, head_dim]}``."""
+        """Every layer's empty KV cache, stacked: ``{"key", "value": [layers, batch, heads, max_len, head_dim]}``."""
         one = _decoding(self.encoder_layer).init_cache(batch, max_len, dtype)
         return jax.tree.map(lambda a: jnp.zeros((self.num_layers,) + a.shape, a.dtype), one)
 
@@ -554,7 +554,7 @@ class TransformerDecoderLayer(Layer):
     ) -> dict:
         """The cache for :meth:`decode`: an empty causal self-attention cache and ``memory``'s projected keys/values.
 
-        ``{"self_attn": {"key", "value": [batch, max_len, nhead, head_dim]}, "memory": {"key",
+        ``{"self_attn": {"key", "value": [batch, nhead, max_len, head_dim]}, "memory": {"key",
         "value": [batch, S, nhead, head_dim]}}``; the memory is projected once here
         (:meth:`MultiheadAttention.project_kv`), not at every decoding step.
         """

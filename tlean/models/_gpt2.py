@@ -290,7 +290,7 @@ class GPT2Attention(Layer):
         allow = _kvcache.causal_window(start, x.shape[1], max_len)
         if slot_mask is not None:
             allow = allow & slot_mask[:, None, None, :]
-        o = self._attend(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype), allow, None)
+        o = self._attend(q, cache["key"].astype(q.dtype), cache["value"].astype(q.dtype), allow, None, cached=True)
         y = self.c_proj.apply(params["c_proj"], {}, o)[0]
         return jnp.where(in_range, y, jnp.nan), cache
 
@@ -300,11 +300,14 @@ class GPT2Attention(Layer):
         heads = jnp.split(c.c_attn(x), 3, axis=-1)
         return tuple(h.reshape(b, t, self.config.n_head, self.config.head_dim) for h in heads)
 
-    def _attend(self, q, k, v, allow, dropout) -> jax.Array:
+    def _attend(self, q, k, v, allow, dropout, cached: bool = False) -> jax.Array:
+        """Attention of ``q [b, t, heads, d]`` over ``k``, ``v [b, s, heads, d]`` (``cached``: the KV
+        cache's ``[b, heads, s, d]``, read in place)."""
+        kv = "bhkd" if cached else "bkhd"
         if self.config.reorder_and_upcast_attn:
             q, k = q.astype(jnp.float32), k.astype(jnp.float32)
         scale = self.config.head_dim**-0.5 if self.config.scale_attn_weights else 1.0
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=self.precision).astype(jnp.float32) * scale
+        scores = jnp.einsum(f"bqhd,{kv}->bhqk", q, k, precision=self.precision).astype(jnp.float32) * scale
         if allow is not None:
             scores = jnp.where(allow, scores, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1)
@@ -313,7 +316,7 @@ class GPT2Attention(Layer):
         weights = weights.astype(v.dtype)
         if dropout is not None:
             weights = dropout(weights)
-        o = jnp.einsum("bhqk,bkhd->bqhd", weights, v, precision=self.precision)
+        o = jnp.einsum(f"bhqk,{kv}->bqhd", weights, v, precision=self.precision)
         return o.reshape(o.shape[:2] + (self.config.n_embd,))
 
 

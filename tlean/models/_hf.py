@@ -106,14 +106,14 @@ def check_mask(layer: Layer, mask: Any, batch: int, length: int, expected: str) 
 
 
 def check_cache(layer: Layer, cache: Any, layers: int, batch: int, heads: int, head_dim: int) -> int:
-    """``max_len`` of a stacked KV cache ``{"key", "value": [layers, batch, max_len, heads, head_dim]}``."""
-    want = (layers, batch, None, heads, head_dim)
+    """``max_len`` of a stacked KV cache ``{"key", "value": [layers, batch, heads, max_len, head_dim]}``."""
+    want = (layers, batch, heads, None, head_dim)
     for name in ("key", "value"):
         got = jnp.shape(cache[name]) if isinstance(cache, dict) and name in cache else None
-        if got is None or len(got) != 5 or got[:2] + (None,) + got[3:] != want:
-            expected = f"cache[{name!r}] [{layers}, {batch}, max_len, {heads}, {head_dim}] (init_cache)"
+        if got is None or len(got) != 5 or got[:3] + (None,) + got[4:] != want:
+            expected = f"cache[{name!r}] [{layers}, {batch}, {heads}, max_len, {head_dim}] (init_cache)"
             raise ShapeError(layer, expected, got)
-    return cache["key"].shape[2]
+    return cache["key"].shape[3]
 
 
 class CausalLM(Layer):
@@ -158,7 +158,7 @@ class CausalLM(Layer):
         return c.lm_head(h), state
 
     def init_cache(self, batch: int, max_len: int, dtype: Any = None) -> dict:
-        """An empty KV cache ``{"key", "value": zeros [layers, batch, max_len, kv_heads, head_dim]}``.
+        """An empty KV cache ``{"key", "value": zeros [layers, batch, kv_heads, max_len, head_dim]}``.
 
         ``dtype`` defaults to the computation dtype (``dtype``, else ``param_dtype``).
         """

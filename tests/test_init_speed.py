@@ -157,3 +157,18 @@ def test_a_concrete_key_closed_over_by_a_traced_function_takes_the_traced_path()
     assert jax.eval_shape(lambda: nn.run(key, builder)).params[0]["weight"].shape == (5, 4)
     total = jax.vmap(lambda x: x * nn.run(key, builder).params[0]["weight"].sum())(jnp.ones(2))
     np.testing.assert_allclose(np.asarray(total), float(eager.params[0]["weight"].sum()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.int32])
+def test_full_is_jnp_full_and_compiles_nothing_eagerly(dtype):
+    """The ones and zeros of norm layers: made on the host eagerly (no broadcast program per shape)."""
+    for shape, value in (((7,), 1), ((3, 5), 0), ((), 0)):
+        with count_compiles() as compiles:
+            eager = _init.full(shape, value, dtype)
+        assert compiles[0] == 0
+        assert_same_bits(eager, jnp.full(shape, value, dtype))
+        assert_same_bits(jax.jit(lambda: _init.full(shape, value, dtype))(), eager)
+    nn.run(0, nn.Sequential(nn.BatchNorm2d(2), nn.LayerNorm(3), nn.GroupNorm(1, 4)))  # warm: the key seeding
+    with count_compiles() as compiles:  # new shapes: no new program
+        nn.run(1, nn.Sequential(nn.BatchNorm2d(11), nn.LayerNorm(13), nn.GroupNorm(2, 6)))
+    assert compiles[0] == 0

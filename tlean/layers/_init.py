@@ -68,6 +68,14 @@ def normal(key: jax.Array, shape: Sequence[int], std: float = 1.0, dtype: Any = 
     return z if std == 1 else lax.optimization_barrier(z) * jnp.asarray(std, dtype)
 
 
+def full(shape: Sequence[int], value: float, dtype: Any = jnp.float32) -> jax.Array:
+    """``jnp.full(shape, value, dtype)``; eagerly it is made on the host and put on the device, so a
+    build compiles no broadcast program per parameter shape (ones and zeros of every norm layer)."""
+    if tracing():
+        return jnp.full(shape, value, dtype)
+    return jax.device_put(np.full(tuple(shape), value, np.dtype(dtype)))
+
+
 def fan_in_bound(fan_in: int) -> float:
     """``1 / sqrt(fan_in)`` (0 when ``fan_in`` is 0), PyTorch's bound for default weights and biases.
 

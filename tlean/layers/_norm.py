@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from tlean._core import Layer, ShapeError
-from tlean.layers import _layout, _util
+from tlean.layers import _init, _layout, _util
 
 
 def _stats_dtype(x: jax.Array) -> jnp.dtype:
@@ -62,9 +62,9 @@ class LayerNorm(Layer):
     def init(self, key):
         params = {}
         if self.elementwise_affine:
-            params["weight"] = jnp.ones(self.normalized_shape, self.param_dtype)
+            params["weight"] = _init.full(self.normalized_shape, 1, self.param_dtype)
             if self.bias:
-                params["bias"] = jnp.zeros(self.normalized_shape, self.param_dtype)
+                params["bias"] = _init.full(self.normalized_shape, 0, self.param_dtype)
         return params, {}
 
     def apply(self, params, state, x, *, key=None, train=False):
@@ -121,7 +121,9 @@ class RMSNorm(Layer):
             _util.set_field(self, "eps", _util.check_nonnegative("RMSNorm", "eps", self.eps))
 
     def init(self, key):
-        return ({"weight": jnp.ones(self.normalized_shape, self.param_dtype)} if self.elementwise_affine else {}), {}
+        return (
+            {"weight": _init.full(self.normalized_shape, 1, self.param_dtype)} if self.elementwise_affine else {}
+        ), {}
 
     def apply(self, params, state, x, *, key=None, train=False):
         _check_trailing(self, x, self.normalized_shape)
@@ -166,17 +168,17 @@ def _affine_params(layer: Any, c: int) -> dict:
     """``weight`` (ones) and, unless ``bias=False``, ``bias`` (zeros), of shape ``[c]``, when ``affine``."""
     if not layer.affine:
         return {}
-    params = {"weight": jnp.ones((c,), layer.param_dtype)}
+    params = {"weight": _init.full((c,), 1, layer.param_dtype)}
     if layer.bias:
-        params["bias"] = jnp.zeros((c,), layer.param_dtype)
+        params["bias"] = _init.full((c,), 0, layer.param_dtype)
     return params
 
 
 def _running_stats(c: int) -> dict:
     return {
-        "running_mean": jnp.zeros((c,), jnp.float32),
-        "running_var": jnp.ones((c,), jnp.float32),
-        "num_batches_tracked": jnp.zeros((), jnp.int32),
+        "running_mean": _init.full((c,), 0, jnp.float32),
+        "running_var": _init.full((c,), 1, jnp.float32),
+        "num_batches_tracked": _init.full((), 0, jnp.int32),
     }
 
 

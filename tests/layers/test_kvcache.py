@@ -12,15 +12,15 @@ from tlean.layers import _kvcache
 @pytest.mark.parametrize("heads,kv_heads,mask_heads", [(4, 4, 1), (6, 2, 6), (4, 1, 1)])
 def test_attend_equals_dot_product_attention(heads, kv_heads, mask_heads, dtype):
     b, t, s, d = 2, 3, 7, 8
-    kq, kk, kv, km = jax.random.split(jax.random.key(heads * 10 + kv_heads), 4)
-    q = jax.random.normal(kq, (b, t, heads, d), dtype)
-    k = jax.random.normal(kk, (b, s, kv_heads, d), dtype)
-    v = jax.random.normal(kv, (b, s, kv_heads, d), dtype)
-    allowed = jax.random.bernoulli(km, 0.7, (b, mask_heads, t, s))
-    allowed = allowed.at[0, :, 1].set(False)  # a query with no allowed slot: both average every slot
-    cache = {"key": jnp.swapaxes(k, 1, 2), "value": jnp.swapaxes(v, 1, 2)}
+    rng = np.random.default_rng(heads * 10 + kv_heads)  # NumPy inputs: no eager JAX programs to compile
+    q, k, v = (rng.normal(size=shape).astype(dtype) for shape in [(b, t, heads, d)] + [(b, s, kv_heads, d)] * 2)
+    allowed = rng.random((b, mask_heads, t, s)) < 0.7
+    allowed[0, :, 1] = False  # a query with no allowed slot: both average every slot
+    cache = {"key": np.swapaxes(k, 1, 2), "value": np.swapaxes(v, 1, 2)}
     ours = jax.jit(_kvcache.attend)(q, cache, allowed)
-    theirs = jax.nn.dot_product_attention(q, k, v, mask=allowed, implementation="xla")
+    theirs = jax.jit(lambda q, k, v, m: jax.nn.dot_product_attention(q, k, v, mask=m, implementation="xla"))(
+        q, k, v, allowed
+    )
     assert ours.dtype == theirs.dtype == dtype
     tol = 1e-6 if dtype == jnp.float32 else 1e-2
     np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(theirs, np.float32), atol=tol, rtol=tol)

@@ -26,6 +26,12 @@ def empty(batch: int, max_len: int, heads: int, head_dim: int, dtype: Any) -> di
     return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
 
 
+def stack(layers: int, one: dict) -> dict:
+    """An empty cache for ``layers`` stacked layers: ``one`` layer's cache (its shapes and dtypes)
+    with a leading ``layers`` axis, all zeros."""
+    return jax.tree.map(lambda a: jnp.zeros((layers,) + a.shape, a.dtype), one)
+
+
 def position(
     layer: Layer, cache: Any, x: jax.Array, heads: int, head_dim: int, start_pos: Any
 ) -> tuple[jax.Array, jax.Array, int]:

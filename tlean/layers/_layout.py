@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 
 _forced: bool | None = None
 
@@ -54,11 +55,9 @@ def forced(value: bool | None) -> Iterator[None]:
 
 def to_last(x: jax.Array, channel_axis: int) -> jax.Array:
     """``x`` with its ``channel_axis`` moved to the end."""
-    axes = list(range(x.ndim))
-    axes.append(axes.pop(channel_axis % x.ndim))
-    return x.transpose(axes)
+    return jnp.moveaxis(x, channel_axis, -1)
 
 
 def to_first(y: jax.Array, channel_axis: int) -> jax.Array:
     """The inverse of :func:`to_last`: the last axis moved back to ``channel_axis``."""
-    return jax.numpy.moveaxis(y, -1, channel_axis % y.ndim)
+    return jnp.moveaxis(y, -1, channel_axis)

@@ -14,7 +14,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from tlean._core import Layer, ShapeError, child_config, init_shapes, sublayer
-from tlean.layers import _util
+from tlean.layers import _kvcache, _util
 from tlean.layers._attention import MultiheadAttention
 from tlean.layers._combinators import Stacked
 from tlean.layers._dropout import Dropout
@@ -356,7 +356,7 @@ class TransformerEncoder(Layer):
     def init_cache(self, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
         """Every layer's empty KV cache, stacked: ``{"key", "value": [layers, batch, heads, max_len, head_dim]}``."""
         one = _decoding(self.encoder_layer).init_cache(batch, max_len, dtype)
-        return jax.tree.map(lambda a: jnp.zeros((self.num_layers,) + a.shape, a.dtype), one)
+        return _kvcache.stack(self.num_layers, one)
 
     def decode(self, params: dict, cache: dict, x: Float[Array, "batch seq d_model"], start_pos: int | jax.Array):
         """``(y, new cache)``: every layer's :meth:`TransformerEncoderBlock.decode`, scanned or unrolled, then ``norm``."""

@@ -421,7 +421,7 @@ class GPT2Model(Layer):
         cfg = self.config
         _util.positive("GPT2 init_cache", batch=batch, max_len=max_len)
         one = _kvcache.empty(batch, max_len, cfg.n_head, cfg.head_dim, dtype)
-        return jax.tree.map(lambda a: jnp.zeros((cfg.n_layer,) + a.shape, a.dtype), one)
+        return _kvcache.stack(cfg.n_layer, one)
 
     def decode(
         self, params: dict, cache: dict, ids: jax.Array, start_pos: Any, *, attention_mask=None, position_ids=None

@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, Integer
 
 from tlean._core import Layer, sublayer
 from tlean._model import Model
-from tlean.layers import _util
+from tlean.layers import _kvcache, _util
 from tlean.layers._combinators import Stacked
 from tlean.layers._embedding import Embedding
 from tlean.layers._gqa import Attention, GatedFeedForward
@@ -389,8 +389,7 @@ class LlamaModel(Layer):
 
     def init_cache(self, batch: int, max_len: int, dtype: Any) -> dict:
         block = cast(LlamaDecoderLayer, self.layers.layer)
-        one = block.self_attn.init_cache(batch, max_len, dtype)
-        return jax.tree.map(lambda a: jnp.zeros((self.config.num_hidden_layers,) + a.shape, a.dtype), one)
+        return _kvcache.stack(self.config.num_hidden_layers, block.self_attn.init_cache(batch, max_len, dtype))
 
     def decode(
         self,
